@@ -1,0 +1,374 @@
+//! [`Model`] → bytes, written atomically.
+//!
+//! Nothing the IR does not model is rebuilt: node, graph and model headers
+//! are the ones read, with names and wiring filled back in. prost writes
+//! fields in tag order, as the C++ protobuf runtime does, so a model from
+//! PyTorch's exporters comes back byte for byte when no pass changed it.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use bytes::buf::UninitSlice;
+use bytes::{Buf, BufMut, Bytes};
+use prost::Message;
+
+use crate::error::{IrError, Result};
+use crate::graph::Graph;
+use crate::model::Model;
+use crate::proto::tensor_proto::DataLocation;
+use crate::proto::tensor_shape_proto::{dimension, Dimension};
+use crate::proto::type_proto::{Tensor as TypeTensor, Value as TypeValue};
+use crate::proto::{
+    GraphProto, ModelProto, StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto,
+    ValueInfoProto,
+};
+use crate::shape::{Dim, TensorType};
+
+/// protobuf cannot encode a message of 2 GiB or more.
+pub const PROTOBUF_LIMIT: u64 = (1 << 31) - 1;
+
+/// How to write tensors to a side file instead of inside the model.
+#[derive(Clone, Debug)]
+pub struct ExternalData {
+    /// File name, relative to the model's folder.
+    pub location: String,
+    /// Tensors smaller than this stay inside the model.
+    pub min_bytes: u64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct WriteOptions {
+    /// Always write large tensors externally. When `None`, tensors go
+    /// external only if the model would pass protobuf's 2 GiB limit (then to
+    /// `<model file name>.data`).
+    pub external: Option<ExternalData>,
+}
+
+pub fn value_info_proto(name: &str, ty: &TensorType) -> ValueInfoProto {
+    let shape = ty.shape.as_ref().map(|dims| TensorShapeProto {
+        dim: dims
+            .iter()
+            .map(|d| Dimension {
+                value: match d {
+                    Dim::Known(v) => Some(dimension::Value::DimValue(*v)),
+                    Dim::Sym(s) => Some(dimension::Value::DimParam(s.clone())),
+                    Dim::Unknown => None,
+                },
+                denotation: None,
+            })
+            .collect(),
+    });
+    ValueInfoProto {
+        name: Some(name.to_string()),
+        r#type: Some(TypeProto {
+            denotation: None,
+            value: Some(TypeValue::TensorType(TypeTensor {
+                elem_type: Some(ty.dtype.0),
+                shape,
+            })),
+        }),
+        ..Default::default()
+    }
+}
+
+fn with_name(name: &str, mut info: ValueInfoProto) -> ValueInfoProto {
+    if info.name.as_deref() != Some(name) {
+        info.name = Some(name.to_string());
+    }
+    info
+}
+
+impl Graph {
+    /// The graph as a `GraphProto`. Tensor payloads are shared, not copied.
+    pub fn to_proto(&self) -> Result<GraphProto> {
+        let order = self.topo_order()?;
+        let mut g = self.header.clone();
+        let name = |v| self.value(v).name.clone();
+        g.node = order
+            .iter()
+            .map(|&id| {
+                let n = self.node(id);
+                let mut p = n.proto.clone();
+                p.input = n
+                    .inputs
+                    .iter()
+                    .map(|v| v.map(name).unwrap_or_default())
+                    .collect();
+                p.output = n
+                    .outputs
+                    .iter()
+                    .map(|v| v.map(name).unwrap_or_default())
+                    .collect();
+                p
+            })
+            .collect();
+        g.initializer = self
+            .initializers()
+            .map(|v| {
+                let t = self.value(v).initializer.as_ref().expect("initializer");
+                let mut p = t.proto().clone();
+                if p.name.as_deref() != Some(self.value(v).name.as_str()) {
+                    p.name = Some(self.value(v).name.clone());
+                }
+                p
+            })
+            .collect();
+        g.input = self
+            .inputs
+            .iter()
+            .map(|(v, info)| with_name(&self.value(*v).name, info.clone()))
+            .collect();
+        g.output = self
+            .outputs
+            .iter()
+            .map(|(v, info)| with_name(&self.value(*v).name, info.clone()))
+            .collect();
+        g.value_info = self
+            .value_info
+            .iter()
+            .map(|(v, info)| match v {
+                Some(v) => with_name(&self.value(*v).name, info.clone()),
+                None => info.clone(),
+            })
+            .collect();
+        Ok(g)
+    }
+}
+
+impl Model {
+    pub fn to_proto(&self) -> Result<ModelProto> {
+        let mut m = self.header.clone();
+        m.graph = Some(self.graph.to_proto()?);
+        Ok(m)
+    }
+
+    /// The encoded model, all tensors inline.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let m = self.to_proto()?;
+        if m.encoded_len() as u64 > PROTOBUF_LIMIT {
+            return Err(IrError::Invalid(
+                "the model exceeds protobuf's 2 GiB limit; write it to a file with external data"
+                    .into(),
+            ));
+        }
+        Ok(m.encode_to_vec())
+    }
+
+    /// Writes the model to `path` atomically: to a temporary file in the
+    /// same folder, then renamed into place, so `path` never holds a partial
+    /// model, even if the process is killed. Returns the bytes written.
+    pub fn write(&self, path: &Path, opts: &WriteOptions) -> Result<u64> {
+        let m = self.to_proto()?;
+        write_proto(m, path, opts)
+    }
+}
+
+/// Writes a `ModelProto` atomically, moving tensors to a side file when asked
+/// or when the model is too large for protobuf.
+pub fn write_proto(mut m: ModelProto, path: &Path, opts: &WriteOptions) -> Result<u64> {
+    let werr = |message: String| IrError::Write {
+        path: path.to_path_buf(),
+        message,
+    };
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let external = match &opts.external {
+        Some(e) => Some(e.clone()),
+        None if m.encoded_len() as u64 > PROTOBUF_LIMIT => Some(ExternalData {
+            location: format!(
+                "{}.data",
+                path.file_name()
+                    .map(|f| f.to_string_lossy())
+                    .unwrap_or_default()
+            ),
+            min_bytes: 1024,
+        }),
+        None => None,
+    };
+    let mut data_file = None;
+    if let Some(ext) = &external {
+        let target = crate::external::resolve_new(&dir, &ext.location).map_err(werr)?;
+        let tmp = move_tensors_out(&mut m, ext, &dir).map_err(|e| werr(e.to_string()))?;
+        data_file = Some((tmp, target));
+    }
+    if m.encoded_len() as u64 > PROTOBUF_LIMIT {
+        return Err(werr(
+            "the model is over protobuf's 2 GiB limit even with its tensors external".into(),
+        ));
+    }
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".npuopt-")
+        .suffix(".tmp")
+        .tempfile_in(&dir)
+        .map_err(|e| {
+            werr(format!(
+                "cannot create a temporary file in '{}': {e}",
+                dir.display()
+            ))
+        })?;
+    let written = {
+        let mut sink = StreamingBuf::new(std::io::BufWriter::with_capacity(
+            1 << 20,
+            tmp.as_file_mut(),
+        ));
+        m.encode(&mut sink).map_err(|e| werr(e.to_string()))?;
+        sink.finish().map_err(|e| werr(e.to_string()))?
+    };
+    tmp.as_file().sync_all().map_err(|e| werr(e.to_string()))?;
+    if let Some((data_tmp, target)) = data_file {
+        data_tmp
+            .persist(&target)
+            .map_err(|e| werr(format!("cannot move the data file into place: {e}")))?;
+    }
+    tmp.persist(path)
+        .map_err(|e| werr(format!("cannot move the model into place: {e}")))?;
+    Ok(written)
+}
+
+/// Moves every tensor of at least `min_bytes` into a temporary side file,
+/// 64-byte aligned, returning that file (renamed into place by the caller).
+fn move_tensors_out(
+    m: &mut ModelProto,
+    ext: &ExternalData,
+    dir: &Path,
+) -> std::io::Result<tempfile::NamedTempFile> {
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".npuopt-")
+        .suffix(".data.tmp")
+        .tempfile_in(dir)?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
+    let mut offset = 0u64;
+    let graph = m.graph.as_mut().expect("graph");
+    for t in graph.initializer.iter_mut() {
+        let Some(raw) = t.raw_data.take() else {
+            continue;
+        };
+        if (raw.len() as u64) < ext.min_bytes {
+            t.raw_data = Some(raw);
+            continue;
+        }
+        let pad = offset.next_multiple_of(64) - offset;
+        w.write_all(&vec![0u8; pad as usize])?;
+        offset += pad;
+        w.write_all(&raw)?;
+        let entry = |k: &str, v: String| StringStringEntryProto {
+            key: Some(k.into()),
+            value: Some(v),
+        };
+        t.data_location = Some(DataLocation::External as i32);
+        t.external_data = vec![
+            entry("location", ext.location.clone()),
+            entry("offset", offset.to_string()),
+            entry("length", raw.len().to_string()),
+        ];
+        offset += raw.len() as u64;
+    }
+    w.flush()?;
+    drop(w);
+    tmp.as_file().sync_all()?;
+    Ok(tmp)
+}
+
+/// A `BufMut` that streams into a writer through a fixed buffer, so
+/// encoding a model never holds a second copy of it in memory. Large slices
+/// (tensor payloads) go straight to the writer.
+struct StreamingBuf<W: Write> {
+    w: W,
+    buf: Vec<u8>,
+    written: u64,
+    error: Option<std::io::Error>,
+}
+
+const CHUNK: usize = 1 << 16;
+
+impl<W: Write> StreamingBuf<W> {
+    fn new(w: W) -> Self {
+        StreamingBuf {
+            w,
+            buf: Vec::with_capacity(CHUNK),
+            written: 0,
+            error: None,
+        }
+    }
+
+    fn flush_buf(&mut self) {
+        if self.error.is_none() && !self.buf.is_empty() {
+            if let Err(e) = self.w.write_all(&self.buf) {
+                self.error = Some(e);
+            }
+        }
+        self.buf.clear();
+    }
+
+    fn finish(mut self) -> std::io::Result<u64> {
+        self.flush_buf();
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        self.w.flush()?;
+        Ok(self.written)
+    }
+}
+
+unsafe impl<W: Write> BufMut for StreamingBuf<W> {
+    fn remaining_mut(&self) -> usize {
+        usize::MAX - self.written as usize
+    }
+
+    unsafe fn advance_mut(&mut self, cnt: usize) {
+        let len = self.buf.len() + cnt;
+        assert!(len <= self.buf.capacity());
+        // SAFETY: the caller initialised `cnt` bytes of the chunk we handed out.
+        unsafe { self.buf.set_len(len) };
+        self.written += cnt as u64;
+    }
+
+    fn chunk_mut(&mut self) -> &mut UninitSlice {
+        if self.buf.len() == self.buf.capacity() {
+            self.flush_buf();
+        }
+        UninitSlice::uninit(self.buf.spare_capacity_mut())
+    }
+
+    fn put_slice(&mut self, src: &[u8]) {
+        if src.len() >= CHUNK {
+            self.flush_buf();
+            if self.error.is_none() {
+                if let Err(e) = self.w.write_all(src) {
+                    self.error = Some(e);
+                }
+            }
+            self.written += src.len() as u64;
+            return;
+        }
+        let mut src = src;
+        while !src.is_empty() {
+            if self.buf.len() == self.buf.capacity() {
+                self.flush_buf();
+            }
+            let n = src.len().min(self.buf.capacity() - self.buf.len());
+            self.buf.extend_from_slice(&src[..n]);
+            self.written += n as u64;
+            src = &src[n..];
+        }
+    }
+
+    fn put<T: Buf>(&mut self, mut src: T)
+    where
+        Self: Sized,
+    {
+        while src.has_remaining() {
+            let chunk = src.chunk();
+            let n = chunk.len();
+            self.put_slice(chunk);
+            src.advance(n);
+        }
+    }
+}
+
+/// Bytes of a tensor's payload, for tests and tools.
+pub fn raw_bytes(t: &TensorProto) -> Option<&Bytes> {
+    t.raw_data.as_ref()
+}

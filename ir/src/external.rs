@@ -1,0 +1,127 @@
+//! Tensors whose bytes live in a separate file (ONNX "external data").
+//!
+//! Paths are relative to the model's folder and must stay inside it: an
+//! absolute path, a `..` component or a link that leads out is refused, so a
+//! model cannot make npuopt read arbitrary files.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Component, Path, PathBuf};
+
+use bytes::Bytes;
+
+use crate::error::{IrError, Result};
+use crate::proto::tensor_proto::DataLocation;
+use crate::proto::TensorProto;
+
+fn entry<'a>(t: &'a TensorProto, key: &str) -> Option<&'a str> {
+    t.external_data
+        .iter()
+        .find(|e| e.key.as_deref() == Some(key))
+        .and_then(|e| e.value.as_deref())
+}
+
+fn err(t: &TensorProto, message: String) -> IrError {
+    IrError::ExternalData {
+        tensor: t.name.clone().unwrap_or_default(),
+        message,
+    }
+}
+
+/// Resolves `location` inside `base`, refusing escapes.
+pub fn resolve(base: &Path, location: &str) -> std::result::Result<PathBuf, String> {
+    let rel = Path::new(location);
+    if location.is_empty() {
+        return Err("empty location".into());
+    }
+    if rel.is_absolute() || location.starts_with('/') || location.starts_with('\\') {
+        return Err(format!("location '{location}' is an absolute path; only paths inside the model's folder are allowed"));
+    }
+    for c in rel.components() {
+        match c {
+            Component::Normal(_) | Component::CurDir => {}
+            _ => return Err(format!(
+                "location '{location}' leaves the model's folder; only paths inside it are allowed"
+            )),
+        }
+    }
+    let path = base.join(rel);
+    let canon_base = base
+        .canonicalize()
+        .map_err(|e| format!("model folder '{}': {e}", base.display()))?;
+    let canon = path
+        .canonicalize()
+        .map_err(|e| format!("file '{}' cannot be opened: {e}", path.display()))?;
+    if !canon.starts_with(&canon_base) {
+        return Err(format!(
+            "location '{location}' resolves outside the model's folder"
+        ));
+    }
+    Ok(canon)
+}
+
+/// Reads an external tensor's bytes into `raw_data` and clears the external
+/// fields: from here on the tensor is an ordinary in-memory tensor.
+pub fn load(t: &mut TensorProto, base: Option<&Path>) -> Result<()> {
+    let location = entry(t, "location")
+        .ok_or_else(|| err(t, "no 'location' entry".into()))?
+        .to_string();
+    let Some(base) = base else {
+        return Err(err(
+            t,
+            format!("stored in '{location}', but the model was not loaded from a folder"),
+        ));
+    };
+    let parse = |key: &str| -> Result<Option<u64>> {
+        match entry(t, key) {
+            None => Ok(None),
+            Some(s) => s
+                .parse::<u64>()
+                .map(Some)
+                .map_err(|_| err(t, format!("'{key}' is not a number: '{s}'"))),
+        }
+    };
+    let offset = parse("offset")?.unwrap_or(0);
+    let length = parse("length")?;
+    let path = resolve(base, &location).map_err(|m| err(t, m))?;
+    let mut f = std::fs::File::open(&path).map_err(|e| err(t, format!("'{location}': {e}")))?;
+    let size = f
+        .metadata()
+        .map_err(|e| err(t, format!("'{location}': {e}")))?
+        .len();
+    let length = length.unwrap_or(size.saturating_sub(offset));
+    if offset.checked_add(length).is_none_or(|end| end > size) {
+        return Err(err(
+            t,
+            format!(
+                "'{location}' is too short: {size} bytes, but the tensor needs bytes {offset}..{}",
+                offset.saturating_add(length)
+            ),
+        ));
+    }
+    let mut buf = vec![0u8; length as usize];
+    f.seek(SeekFrom::Start(offset))
+        .and_then(|_| f.read_exact(&mut buf))
+        .map_err(|e| err(t, format!("'{location}': {e}")))?;
+    t.raw_data = Some(Bytes::from(buf));
+    t.external_data.clear();
+    t.data_location = None;
+    Ok(())
+}
+
+pub fn is_external(t: &TensorProto) -> bool {
+    t.data_location == Some(DataLocation::External as i32)
+}
+
+/// Checks that a new side file `location` stays inside `dir`.
+pub fn resolve_new(dir: &Path, location: &str) -> std::result::Result<PathBuf, String> {
+    let rel = Path::new(location);
+    if location.is_empty()
+        || rel.is_absolute()
+        || rel.components().any(|c| !matches!(c, Component::Normal(_)))
+    {
+        return Err(format!(
+            "external data location '{location}' must be a file name inside the output folder"
+        ));
+    }
+    Ok(dir.join(rel))
+}

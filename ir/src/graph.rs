@@ -1,0 +1,639 @@
+//! The graph and its mutation API.
+//!
+//! Invariants the API keeps (and [`Graph::validate`] checks): every value's
+//! `producer` and `uses` match the nodes' wiring; value names are unique;
+//! every node input is defined; the graph is acyclic.
+
+use std::collections::{BinaryHeap, HashMap};
+
+use crate::error::{IrError, Result};
+use crate::ids::{NodeId, ValueId};
+use crate::node::Node;
+use crate::op::Op;
+use crate::proto::{GraphProto, NodeProto, ValueInfoProto};
+use crate::shape::TensorType;
+use crate::tensor::Tensor;
+use crate::value::{Use, Value};
+
+/// Gap between the order keys of imported nodes, so a pass can place new
+/// nodes between two old ones without renumbering.
+pub(crate) const ORDER_GAP: u64 = 1 << 16;
+
+#[derive(Clone, Debug, Default)]
+pub struct Graph {
+    /// Graph fields the IR does not model (name, doc string, sparse
+    /// initializers, quantization annotations, metadata), kept as read. Its
+    /// node/initializer/input/output/value_info lists are empty.
+    pub(crate) header: GraphProto,
+    pub(crate) nodes: Vec<Option<Node>>,
+    pub(crate) values: Vec<Option<Value>>,
+    pub(crate) names: HashMap<String, ValueId>,
+    /// Graph inputs and outputs with their declared `ValueInfoProto`s.
+    pub(crate) inputs: Vec<(ValueId, ValueInfoProto)>,
+    pub(crate) outputs: Vec<(ValueId, ValueInfoProto)>,
+    /// `value_info` entries in file order; `None` for an entry naming no value.
+    pub(crate) value_info: Vec<(Option<ValueId>, ValueInfoProto)>,
+    pub(crate) initializer_order: Vec<ValueId>,
+    /// Version of the default ONNX domain (`ai.onnx`) the model imports.
+    pub(crate) opset: i64,
+    pub(crate) next_order: u64,
+}
+
+impl Graph {
+    /// An empty graph for models importing `opset` of the default domain.
+    pub fn new(name: &str, opset: i64) -> Graph {
+        Graph {
+            header: GraphProto {
+                name: Some(name.to_string()),
+                ..Default::default()
+            },
+            opset,
+            ..Default::default()
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        self.header.name.as_deref().unwrap_or("")
+    }
+
+    pub fn header(&self) -> &GraphProto {
+        &self.header
+    }
+
+    pub fn opset(&self) -> i64 {
+        self.opset
+    }
+
+    // ---- reading ----
+
+    pub fn node(&self, id: NodeId) -> &Node {
+        self.nodes[id.index()].as_ref().expect("node was removed")
+    }
+
+    pub fn try_node(&self, id: NodeId) -> Option<&Node> {
+        self.nodes.get(id.index()).and_then(Option::as_ref)
+    }
+
+    pub fn value(&self, id: ValueId) -> &Value {
+        self.values[id.index()].as_ref().expect("value was removed")
+    }
+
+    pub fn try_value(&self, id: ValueId) -> Option<&Value> {
+        self.values.get(id.index()).and_then(Option::as_ref)
+    }
+
+    pub fn value_by_name(&self, name: &str) -> Option<ValueId> {
+        self.names.get(name).copied()
+    }
+
+    /// Live nodes in id order.
+    pub fn node_ids(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.is_some())
+            .map(|(i, _)| NodeId(i as u32))
+    }
+
+    pub fn node_count(&self) -> usize {
+        self.nodes.iter().filter(|n| n.is_some()).count()
+    }
+
+    /// Live values in id order.
+    pub fn value_ids(&self) -> impl Iterator<Item = ValueId> + '_ {
+        self.values
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.is_some())
+            .map(|(i, _)| ValueId(i as u32))
+    }
+
+    pub fn inputs(&self) -> impl Iterator<Item = ValueId> + '_ {
+        self.inputs.iter().map(|(v, _)| *v)
+    }
+
+    pub fn outputs(&self) -> impl Iterator<Item = ValueId> + '_ {
+        self.outputs.iter().map(|(v, _)| *v)
+    }
+
+    pub fn input_infos(&self) -> &[(ValueId, ValueInfoProto)] {
+        &self.inputs
+    }
+
+    pub fn output_infos(&self) -> &[(ValueId, ValueInfoProto)] {
+        &self.outputs
+    }
+
+    pub fn value_infos(&self) -> &[(Option<ValueId>, ValueInfoProto)] {
+        &self.value_info
+    }
+
+    /// Initializers in the order they will be written.
+    pub fn initializers(&self) -> impl Iterator<Item = ValueId> + '_ {
+        self.initializer_order
+            .iter()
+            .copied()
+            .filter(|&v| self.try_value(v).is_some_and(|v| v.initializer.is_some()))
+    }
+
+    pub fn is_graph_output(&self, v: ValueId) -> bool {
+        self.outputs.iter().any(|(o, _)| *o == v)
+    }
+
+    /// The constant tensor behind `v`, if it is one (see [`Value::constant`]).
+    pub fn constant(&self, v: ValueId) -> Option<&Tensor> {
+        self.try_value(v)?.constant()
+    }
+
+    /// The node that computes `v`.
+    pub fn producer(&self, v: ValueId) -> Option<NodeId> {
+        self.value(v).producer.map(|(n, _)| n)
+    }
+
+    /// Nodes reading `v` (a node reading it twice is listed twice).
+    pub fn consumers(&self, v: ValueId) -> impl Iterator<Item = NodeId> + '_ {
+        self.value(v).uses.iter().map(|u| u.node())
+    }
+
+    /// True when `v` is read exactly once and is not a graph output: a pass
+    /// may then rewrite its producer without duplicating work.
+    pub fn has_single_use(&self, v: ValueId) -> bool {
+        self.value(v).uses.len() == 1 && !self.is_graph_output(v)
+    }
+
+    pub fn ty(&self, v: ValueId) -> Option<&TensorType> {
+        self.value(v).ty.as_ref()
+    }
+
+    /// Nodes in a stable topological order: among the nodes ready at each
+    /// step, the one placed first. For an imported, already-sorted graph this
+    /// is exactly the file's order. Fails on a cycle.
+    pub fn topo_order(&self) -> Result<Vec<NodeId>> {
+        let mut pending: Vec<u32> = vec![0; self.nodes.len()];
+        let mut heap = BinaryHeap::new();
+        for id in self.node_ids() {
+            let n = self.node(id);
+            let deps = n
+                .inputs
+                .iter()
+                .flatten()
+                .chain(&n.captures)
+                .filter(|v| self.value(**v).producer.is_some())
+                .count();
+            pending[id.index()] = deps as u32;
+            if deps == 0 {
+                heap.push(std::cmp::Reverse((n.order, id)));
+            }
+        }
+        let mut order = Vec::with_capacity(pending.len());
+        while let Some(std::cmp::Reverse((_, id))) = heap.pop() {
+            order.push(id);
+            for out in self.node(id).outputs.iter().flatten() {
+                for u in &self.value(*out).uses {
+                    let c = u.node();
+                    pending[c.index()] -= 1;
+                    if pending[c.index()] == 0 {
+                        heap.push(std::cmp::Reverse((self.node(c).order, c)));
+                    }
+                }
+            }
+        }
+        if order.len() != self.node_count() {
+            let stuck = self
+                .node_ids()
+                .find(|id| pending[id.index()] > 0)
+                .expect("a node is left");
+            let n = self.node(stuck);
+            return Err(IrError::Cycle {
+                node: n.name().to_string(),
+                op_type: n.op_type().to_string(),
+            });
+        }
+        Ok(order)
+    }
+
+    // ---- building and mutating ----
+
+    /// A value name not yet used in the graph, derived from `base`.
+    pub fn unique_name(&self, base: &str) -> String {
+        if !base.is_empty() && !self.names.contains_key(base) {
+            return base.to_string();
+        }
+        (1..)
+            .map(|i| format!("{base}_{i}"))
+            .find(|n| !self.names.contains_key(n))
+            .expect("unbounded")
+    }
+
+    /// A node name not yet used, derived from `base`.
+    pub fn unique_node_name(&self, base: &str) -> String {
+        let taken: std::collections::HashSet<&str> =
+            self.nodes.iter().flatten().map(|n| n.name()).collect();
+        if !base.is_empty() && !taken.contains(base) {
+            return base.to_string();
+        }
+        (1..)
+            .map(|i| format!("{base}_{i}"))
+            .find(|n| !taken.contains(n.as_str()))
+            .expect("unbounded")
+    }
+
+    pub(crate) fn new_value(&mut self, name: String) -> Result<ValueId> {
+        if let Some(&old) = self.names.get(&name) {
+            let first = self.describe_definition(old);
+            return Err(IrError::ProducedTwice {
+                value: name,
+                first,
+                second: "another definition".into(),
+            });
+        }
+        let id = ValueId(self.values.len() as u32);
+        self.names.insert(name.clone(), id);
+        self.values.push(Some(Value {
+            id,
+            name,
+            producer: None,
+            uses: Vec::new(),
+            initializer: None,
+            sparse: false,
+            is_graph_input: false,
+            ty: None,
+        }));
+        Ok(id)
+    }
+
+    pub(crate) fn describe_definition(&self, v: ValueId) -> String {
+        let val = self.value(v);
+        if let Some((n, _)) = val.producer {
+            format!("node '{}'", self.node(n).name())
+        } else if val.is_graph_input {
+            "a graph input".into()
+        } else if val.initializer.is_some() || val.sparse {
+            "an initializer".into()
+        } else {
+            "an earlier definition".into()
+        }
+    }
+
+    /// Adds a graph input of type `ty`.
+    pub fn add_input(&mut self, name: &str, ty: &TensorType) -> Result<ValueId> {
+        let id = self.new_value(name.to_string())?;
+        let info = crate::export::value_info_proto(name, ty);
+        self.value_mut(id).is_graph_input = true;
+        self.value_mut(id).ty = Some(ty.clone());
+        self.inputs.push((id, info));
+        Ok(id)
+    }
+
+    /// Marks `v` as a graph output, declaring its type if known.
+    pub fn add_output(&mut self, v: ValueId) {
+        let val = self.value(v);
+        let info = match &val.ty {
+            Some(t) => crate::export::value_info_proto(&val.name, t),
+            None => ValueInfoProto {
+                name: Some(val.name.clone()),
+                ..Default::default()
+            },
+        };
+        self.outputs.push((v, info));
+    }
+
+    /// Adds an initializer named `name` (made unique if taken).
+    pub fn add_initializer(&mut self, name: &str, mut tensor: Tensor) -> ValueId {
+        let name = self.unique_name(name);
+        tensor.set_name(&name);
+        let id = self.new_value(name).expect("name is unique");
+        let ty = TensorType::new(tensor.dtype(), tensor.dims());
+        let v = self.value_mut(id);
+        v.ty = Some(ty);
+        v.initializer = Some(tensor);
+        self.initializer_order.push(id);
+        id
+    }
+
+    /// Replaces the data of an initializer in place (same name).
+    pub fn set_initializer(&mut self, v: ValueId, mut tensor: Tensor) {
+        let name = self.value(v).name.clone();
+        tensor.set_name(&name);
+        let ty = TensorType::new(tensor.dtype(), tensor.dims());
+        let val = self.value_mut(v);
+        val.ty = Some(ty);
+        val.initializer = Some(tensor);
+    }
+
+    /// Adds a node of the default domain computing `op` on `inputs`, with
+    /// one new value per entry of `outputs` (names made unique). The node is
+    /// placed just after `near` in the export order, or at the end.
+    pub fn add_node(
+        &mut self,
+        name: &str,
+        op: Op,
+        inputs: &[Option<ValueId>],
+        outputs: &[&str],
+        near: Option<NodeId>,
+    ) -> (NodeId, Vec<ValueId>) {
+        let op_type = op.op_type().expect("a typed op").to_string();
+        let proto = NodeProto {
+            name: Some(self.unique_node_name(name)),
+            op_type: Some(op_type),
+            domain: None,
+            attribute: op.to_attributes(),
+            ..Default::default()
+        };
+        let order = match near {
+            Some(n) => {
+                self.next_order += 1;
+                self.node(n).order + 1 + self.next_order % (ORDER_GAP - 1)
+            }
+            None => {
+                self.next_order += ORDER_GAP;
+                self.next_order
+            }
+        };
+        let id = NodeId(self.nodes.len() as u32);
+        let outs: Vec<ValueId> = outputs
+            .iter()
+            .map(|o| {
+                let name = self.unique_name(o);
+                self.new_value(name).expect("unique")
+            })
+            .collect();
+        for (slot, &o) in outs.iter().enumerate() {
+            self.value_mut(o).producer = Some((id, slot));
+        }
+        self.nodes.push(Some(Node {
+            op,
+            proto,
+            inputs: inputs.to_vec(),
+            outputs: outs.iter().map(|&o| Some(o)).collect(),
+            captures: Vec::new(),
+            order,
+        }));
+        for (slot, v) in inputs.iter().enumerate() {
+            if let Some(v) = v {
+                self.value_mut(*v).uses.push(Use::Input { node: id, slot });
+            }
+        }
+        (id, outs)
+    }
+
+    /// Sets a node's op, regenerating its attributes. The op type must not
+    /// be `Other`. Other fields of the node (doc string, metadata) are kept.
+    pub fn set_op(&mut self, id: NodeId, op: Op) {
+        let op_type = op.op_type().expect("a typed op").to_string();
+        let n = self.node_mut(id);
+        if n.proto.op_type.as_deref() != Some(op_type.as_str()) {
+            n.proto.domain = None;
+        }
+        n.proto.op_type = Some(op_type);
+        n.proto.attribute = op.to_attributes();
+        n.op = op;
+    }
+
+    /// Rewires input `slot` of `node` to `v`.
+    pub fn set_input(&mut self, node: NodeId, slot: usize, v: Option<ValueId>) {
+        let old = self.node(node).inputs.get(slot).copied().flatten();
+        if let Some(old) = old {
+            let uses = &mut self.value_mut(old).uses;
+            if let Some(p) = uses.iter().position(|u| *u == Use::Input { node, slot }) {
+                uses.remove(p);
+            }
+        }
+        let n = self.node_mut(node);
+        if n.inputs.len() <= slot {
+            n.inputs.resize(slot + 1, None);
+        }
+        n.inputs[slot] = v;
+        if let Some(v) = v {
+            self.value_mut(v).uses.push(Use::Input { node, slot });
+        }
+    }
+
+    /// Replaces the node's input list.
+    pub fn set_inputs(&mut self, node: NodeId, inputs: &[Option<ValueId>]) {
+        let n = self.node(node).inputs.len();
+        for slot in (0..n).rev() {
+            self.set_input(node, slot, None);
+        }
+        self.node_mut(node).inputs.clear();
+        for (slot, v) in inputs.iter().enumerate() {
+            self.set_input(node, slot, *v);
+        }
+    }
+
+    /// Makes every reader of `old` — nodes and graph outputs — read `new`.
+    /// A graph output keeps its name: `new` takes it over when it is a plain
+    /// node output; otherwise an Identity keeps the interface intact.
+    pub fn replace_all_uses(&mut self, old: ValueId, new: ValueId) {
+        if old == new {
+            return;
+        }
+        let uses = std::mem::take(&mut self.value_mut(old).uses);
+        for u in uses {
+            match u {
+                Use::Input { node, slot } => {
+                    self.node_mut(node).inputs[slot] = Some(new);
+                    self.value_mut(new).uses.push(u);
+                }
+                Use::Capture { .. } => {
+                    // Subgraphs refer to values by name: keep the name alive
+                    // by computing `old` as an Identity of `new`.
+                    self.value_mut(old).uses.push(u);
+                }
+            }
+        }
+        let old_is_output = self.is_graph_output(old);
+        let captured = !self.value(old).uses.is_empty();
+        if !old_is_output && !captured {
+            return;
+        }
+        let new_val = self.value(new);
+        let can_take_name = new_val.producer.is_some()
+            && !self.is_graph_output(new)
+            && !self.value_info.iter().any(|(v, _)| *v == Some(new))
+            && !captured;
+        if can_take_name {
+            self.swap_names(old, new);
+            for (v, _) in &mut self.outputs {
+                if *v == old {
+                    *v = new;
+                }
+            }
+            return;
+        }
+        // `old` must stay computed under its own name: detach it from its
+        // producer and compute it as Identity(new).
+        if let Some((p, slot)) = self.value(old).producer {
+            let name = self.unique_name(&format!("{}_orphan", self.value(old).name));
+            let orphan = self.new_value(name).expect("unique");
+            self.node_mut(p).outputs[slot] = Some(orphan);
+            self.value_mut(orphan).producer = Some((p, slot));
+            self.value_mut(orphan).ty = self.value(old).ty.clone();
+            self.value_mut(old).producer = None;
+        }
+        let near = self.value(new).producer.map(|(n, _)| n);
+        let id = NodeId(self.nodes.len() as u32);
+        let order = match near {
+            Some(n) => self.node(n).order + 1,
+            None => 0,
+        };
+        let name = self.unique_node_name(&format!("{}_identity", self.value(old).name));
+        self.nodes.push(Some(Node {
+            op: Op::Identity,
+            proto: NodeProto {
+                name: Some(name),
+                op_type: Some("Identity".into()),
+                ..Default::default()
+            },
+            inputs: vec![Some(new)],
+            outputs: vec![Some(old)],
+            captures: Vec::new(),
+            order,
+        }));
+        self.value_mut(old).producer = Some((id, 0));
+        self.value_mut(new)
+            .uses
+            .push(Use::Input { node: id, slot: 0 });
+    }
+
+    fn swap_names(&mut self, a: ValueId, b: ValueId) {
+        let na = std::mem::take(&mut self.value_mut(a).name);
+        let nb = std::mem::take(&mut self.value_mut(b).name);
+        self.names.insert(na.clone(), b);
+        self.names.insert(nb.clone(), a);
+        self.value_mut(a).name = nb;
+        self.value_mut(b).name = na;
+        for v in [a, b] {
+            let val = self.value_mut(v);
+            if let Some(t) = val.initializer.as_mut() {
+                t.set_name(&val.name);
+            }
+        }
+    }
+
+    /// Removes a node. Its outputs must no longer be read by anything; they
+    /// are removed with it.
+    pub fn remove_node(&mut self, id: NodeId) {
+        let inputs = self.node(id).inputs.clone();
+        for (slot, v) in inputs.iter().enumerate() {
+            if v.is_some() {
+                self.set_input(id, slot, None);
+            }
+        }
+        for v in self.node(id).captures.clone() {
+            let uses = &mut self.value_mut(v).uses;
+            uses.retain(|u| *u != Use::Capture { node: id });
+        }
+        for out in self.node(id).outputs.clone().into_iter().flatten() {
+            debug_assert!(
+                self.value(out).uses.is_empty() && !self.is_graph_output(out),
+                "removing node with live output {}",
+                self.value(out).name
+            );
+            self.remove_value(out);
+        }
+        self.nodes[id.index()] = None;
+    }
+
+    /// Removes a value nothing reads or produces any more (e.g. an unused
+    /// initializer), with its `value_info`.
+    pub fn remove_value(&mut self, v: ValueId) {
+        let name = self.value(v).name.clone();
+        self.names.remove(&name);
+        self.value_info.retain(|(x, _)| *x != Some(v));
+        self.initializer_order.retain(|x| *x != v);
+        self.values[v.index()] = None;
+    }
+
+    pub(crate) fn node_mut(&mut self, id: NodeId) -> &mut Node {
+        self.nodes[id.index()].as_mut().expect("node was removed")
+    }
+
+    pub(crate) fn value_mut(&mut self, id: ValueId) -> &mut Value {
+        self.values[id.index()].as_mut().expect("value was removed")
+    }
+
+    /// Sets the type of a value (for passes that know it better).
+    pub fn set_type(&mut self, v: ValueId, ty: Option<TensorType>) {
+        self.value_mut(v).ty = ty;
+    }
+
+    /// Checks every invariant; a pass manager calls this after each pass.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(IrError::Invalid(m));
+        for (name, &v) in &self.names {
+            match self.try_value(v) {
+                Some(val) if &val.name == name => {}
+                _ => return bad(format!("name table entry '{name}' is stale")),
+            }
+        }
+        for v in self.value_ids() {
+            let val = self.value(v);
+            if self.names.get(&val.name) != Some(&v) {
+                return bad(format!(
+                    "value '{}' is missing from the name table",
+                    val.name
+                ));
+            }
+            if let Some((n, slot)) = val.producer {
+                match self.try_node(n) {
+                    Some(node) if node.output(slot) == Some(v) => {}
+                    _ => return bad(format!("value '{}' has a stale producer", val.name)),
+                }
+            }
+            let defined = val.producer.is_some()
+                || val.is_graph_input
+                || val.initializer.is_some()
+                || val.sparse;
+            if !defined && (!val.uses.is_empty() || self.is_graph_output(v)) {
+                return bad(format!("value '{}' is read but never defined", val.name));
+            }
+            for u in &val.uses {
+                let ok = match *u {
+                    Use::Input { node, slot } => self
+                        .try_node(node)
+                        .is_some_and(|n| n.input(slot) == Some(v)),
+                    Use::Capture { node } => {
+                        self.try_node(node).is_some_and(|n| n.captures.contains(&v))
+                    }
+                };
+                if !ok {
+                    return bad(format!("value '{}' has a stale use {u:?}", val.name));
+                }
+            }
+        }
+        for id in self.node_ids() {
+            let n = self.node(id);
+            for (slot, v) in n.inputs.iter().enumerate() {
+                let Some(v) = v else { continue };
+                match self.try_value(*v) {
+                    Some(val) if val.uses.contains(&Use::Input { node: id, slot }) => {}
+                    _ => {
+                        return bad(format!(
+                            "node '{}' ({}) input {slot} is not registered as a use",
+                            n.name(),
+                            n.op_type()
+                        ))
+                    }
+                }
+            }
+            for (slot, v) in n.outputs.iter().enumerate() {
+                let Some(v) = v else { continue };
+                if self.try_value(*v).and_then(|x| x.producer) != Some((id, slot)) {
+                    return bad(format!(
+                        "node '{}' ({}) output {slot} does not point back to it",
+                        n.name(),
+                        n.op_type()
+                    ));
+                }
+            }
+        }
+        for (v, _) in self.outputs.iter().chain(&self.inputs) {
+            if self.try_value(*v).is_none() {
+                return bad("a graph input or output was removed".into());
+            }
+        }
+        self.topo_order()?;
+        Ok(())
+    }
+}

@@ -1,0 +1,274 @@
+//! Bytes → validated [`Model`].
+//!
+//! Every way a file can be broken is an [`IrError`] naming the tensor or
+//! node: undecodable bytes, no graph, an undefined input, a value defined
+//! twice, a cycle, a tensor whose payload does not match its dims, external
+//! data that is missing, short or outside the model's folder.
+
+use std::path::Path;
+
+use bytes::Bytes;
+use prost::Message;
+
+use crate::error::{IrError, Result};
+use crate::external;
+use crate::graph::{Graph, ORDER_GAP};
+use crate::ids::{NodeId, ValueId};
+use crate::model::{opset_of, Model};
+use crate::node::Node;
+use crate::op::Op;
+use crate::proto::{ModelProto, TensorProto};
+use crate::shape::TensorType;
+use crate::subgraph::attribute_free_names;
+use crate::tensor::Tensor;
+use crate::value::Use;
+
+/// Reads and validates the model at `path`; external data is resolved
+/// against the file's folder.
+pub fn load(path: &Path) -> Result<Model> {
+    let bytes = std::fs::read(path).map_err(|source| IrError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let dir = path.parent().map(|p| {
+        if p.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            p
+        }
+    });
+    from_bytes(Bytes::from(bytes), dir)
+}
+
+/// Decodes a `ModelProto` without building the IR.
+pub fn decode(bytes: Bytes) -> Result<ModelProto> {
+    ModelProto::decode(bytes).map_err(|e| IrError::Decode(e.to_string()))
+}
+
+/// Decodes and validates a model from memory. `dir` is the folder external
+/// data is read from; without it, a model with external data is an error.
+pub fn from_bytes(bytes: Bytes, dir: Option<&Path>) -> Result<Model> {
+    let proto = decode(bytes)?;
+    from_proto(proto, dir)
+}
+
+pub fn from_proto(mut proto: ModelProto, dir: Option<&Path>) -> Result<Model> {
+    let mut g = proto.graph.take().ok_or(IrError::NoGraph)?;
+    let opset = opset_of(&proto, "").unwrap_or(if proto.opset_import.is_empty() { 1 } else { 0 });
+
+    for t in g.initializer.iter_mut() {
+        if external::is_external(t) {
+            external::load(t, dir)?;
+        }
+    }
+    for n in g.node.iter_mut() {
+        for a in n.attribute.iter_mut() {
+            if let Some(t) = a.t.as_mut() {
+                if external::is_external(t) {
+                    external::load(t, dir)?;
+                }
+            }
+        }
+    }
+
+    let mut graph = Graph {
+        opset,
+        ..Default::default()
+    };
+    let nodes = std::mem::take(&mut g.node);
+    let initializers = std::mem::take(&mut g.initializer);
+    let inputs = std::mem::take(&mut g.input);
+    let outputs = std::mem::take(&mut g.output);
+    let value_info = std::mem::take(&mut g.value_info);
+
+    // Graph inputs first: an initializer of the same name gives the input a
+    // default value (IR < 4 lists every initializer as an input).
+    for info in inputs {
+        let name = info.name.clone().unwrap_or_default();
+        let ty = info.r#type.as_ref().and_then(TensorType::from_proto);
+        let id = match graph.names.get(&name) {
+            Some(&id) => id,
+            None => graph.new_value(name)?,
+        };
+        let v = graph.value_mut(id);
+        v.is_graph_input = true;
+        v.ty = ty;
+        graph.inputs.push((id, info));
+    }
+    for t in initializers {
+        let tensor = Tensor::from_proto(t);
+        let name = tensor.name().to_string();
+        tensor.validate().map_err(|message| IrError::BadTensor {
+            tensor: name.clone(),
+            message,
+        })?;
+        let id = match graph.names.get(&name) {
+            Some(&id)
+                if graph.value(id).is_graph_input && graph.value(id).initializer.is_none() =>
+            {
+                id
+            }
+            Some(_) => {
+                return Err(IrError::ProducedTwice {
+                    value: name,
+                    first: "an earlier initializer or input".into(),
+                    second: "an initializer".into(),
+                })
+            }
+            None => graph.new_value(name)?,
+        };
+        let ty = TensorType::new(tensor.dtype(), tensor.dims());
+        let v = graph.value_mut(id);
+        v.ty = Some(match &v.ty {
+            Some(declared) => ty.merge(declared),
+            None => ty,
+        });
+        v.initializer = Some(tensor);
+        graph.initializer_order.push(id);
+    }
+    for s in &g.sparse_initializer {
+        let name = s
+            .values
+            .as_ref()
+            .and_then(|v| v.name.clone())
+            .unwrap_or_default();
+        let id = graph.new_value(name)?;
+        graph.value_mut(id).sparse = true;
+    }
+
+    // Node outputs are registered before inputs are resolved, so a file
+    // whose nodes are out of order still imports (and is sorted on export).
+    let mut node_inputs = Vec::with_capacity(nodes.len());
+    for (index, mut np) in nodes.into_iter().enumerate() {
+        let id = NodeId(index as u32);
+        let name = np.name.clone().unwrap_or_default();
+        let op_type = np.op_type.clone().unwrap_or_default();
+        for a in &np.attribute {
+            if let Some(t) = &a.t {
+                check_tensor(t, &name, &op_type)?;
+            }
+        }
+        let op = Op::parse(np.domain.as_deref().unwrap_or(""), &op_type, &np.attribute).map_err(
+            |message| IrError::BadNode {
+                node: name.clone(),
+                op_type: op_type.clone(),
+                message,
+            },
+        )?;
+        let mut outputs = Vec::with_capacity(np.output.len());
+        for (slot, o) in np.output.iter().enumerate() {
+            if o.is_empty() {
+                outputs.push(None);
+                continue;
+            }
+            if let Some(&prev) = graph.names.get(o) {
+                return Err(IrError::ProducedTwice {
+                    value: o.clone(),
+                    first: graph.describe_definition(prev),
+                    second: format!("node '{name}'"),
+                });
+            }
+            let v = graph.new_value(o.clone())?;
+            graph.value_mut(v).producer = Some((id, slot));
+            outputs.push(Some(v));
+        }
+        node_inputs.push(std::mem::take(&mut np.input));
+        np.output.clear();
+        graph.nodes.push(Some(Node {
+            op,
+            proto: np,
+            inputs: Vec::new(),
+            outputs,
+            captures: Vec::new(),
+            order: (index as u64 + 1) * ORDER_GAP,
+        }));
+    }
+    graph.next_order = (graph.nodes.len() as u64 + 1) * ORDER_GAP;
+
+    for (index, names) in node_inputs.into_iter().enumerate() {
+        let id = NodeId(index as u32);
+        let mut ids = Vec::with_capacity(names.len());
+        for (slot, input) in names.iter().enumerate() {
+            if input.is_empty() {
+                ids.push(None);
+                continue;
+            }
+            let v = lookup(&graph, id, input)?;
+            graph.value_mut(v).uses.push(Use::Input { node: id, slot });
+            ids.push(Some(v));
+        }
+        let free = attribute_free_names(graph.node(id).attributes());
+        let mut captures = Vec::with_capacity(free.len());
+        for name in free {
+            let v = lookup(&graph, id, &name)?;
+            graph.value_mut(v).uses.push(Use::Capture { node: id });
+            captures.push(v);
+        }
+        let n = graph.node_mut(id);
+        n.inputs = ids;
+        n.captures = captures;
+    }
+
+    for info in outputs {
+        let name = info.name.clone().unwrap_or_default();
+        let id = graph
+            .names
+            .get(&name)
+            .copied()
+            .ok_or_else(|| IrError::UndefinedOutput(name.clone()))?;
+        if let Some(ty) = info.r#type.as_ref().and_then(TensorType::from_proto) {
+            let v = graph.value_mut(id);
+            v.ty = Some(match &v.ty {
+                Some(t) => t.merge(&ty),
+                None => ty,
+            });
+        }
+        graph.outputs.push((id, info));
+    }
+    for info in value_info {
+        let name = info.name.clone().unwrap_or_default();
+        // A value_info for a name nothing defines is harmless in ONNX; it is
+        // kept, unattached, and written back in place.
+        let Some(&id) = graph.names.get(&name) else {
+            graph.value_info.push((None, info));
+            continue;
+        };
+        if let Some(ty) = info.r#type.as_ref().and_then(TensorType::from_proto) {
+            let v = graph.value_mut(id);
+            v.ty = Some(match &v.ty {
+                Some(t) => t.merge(&ty),
+                None => ty,
+            });
+        }
+        graph.value_info.push((Some(id), info));
+    }
+    graph.header = g;
+
+    graph.topo_order()?;
+    crate::infer::infer_types(&mut graph);
+    Ok(Model {
+        header: proto,
+        graph,
+    })
+}
+
+fn lookup(graph: &Graph, node: NodeId, name: &str) -> Result<ValueId> {
+    graph.names.get(name).copied().ok_or_else(|| {
+        let n = graph.node(node);
+        IrError::UndefinedInput {
+            node: n.name().to_string(),
+            op_type: n.op_type().to_string(),
+            input: name.to_string(),
+        }
+    })
+}
+
+fn check_tensor(t: &TensorProto, node: &str, op_type: &str) -> Result<()> {
+    Tensor::from_proto(t.clone())
+        .validate()
+        .map_err(|message| IrError::BadNode {
+            node: node.to_string(),
+            op_type: op_type.to_string(),
+            message: format!("tensor attribute: {message}"),
+        })
+}

@@ -1,0 +1,431 @@
+//! Constant tensors (initializers and `Constant` values).
+//!
+//! A [`Tensor`] wraps the model's own `TensorProto`, so what the passes do not
+//! change is written back exactly as it was read, typed fields and all. The
+//! payload of `raw_data` is a `bytes::Bytes` slice of the file's buffer:
+//! cloning a tensor never copies its data.
+
+use bytes::Bytes;
+
+use crate::dtype::DType;
+use crate::hash::Fnv64;
+use crate::proto::tensor_proto::DataType;
+use crate::proto::TensorProto;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tensor {
+    proto: TensorProto,
+}
+
+impl Tensor {
+    pub fn from_proto(proto: TensorProto) -> Tensor {
+        Tensor { proto }
+    }
+
+    pub fn proto(&self) -> &TensorProto {
+        &self.proto
+    }
+
+    pub fn proto_mut(&mut self) -> &mut TensorProto {
+        &mut self.proto
+    }
+
+    pub fn into_proto(self) -> TensorProto {
+        self.proto
+    }
+
+    /// A tensor of `dtype` from little-endian `raw` bytes.
+    pub fn from_raw(name: &str, dtype: DType, dims: &[i64], raw: Bytes) -> Tensor {
+        Tensor {
+            proto: TensorProto {
+                dims: dims.to_vec(),
+                data_type: Some(dtype.0),
+                name: Some(name.to_string()),
+                raw_data: Some(raw),
+                ..Default::default()
+            },
+        }
+    }
+
+    pub fn from_f32(name: &str, dims: &[i64], data: &[f32]) -> Tensor {
+        Self::from_f32_as(name, DType::FLOAT, dims, data)
+    }
+
+    /// Stores f32 values in `dtype` (f32, f16, bf16 or f64): passes compute in
+    /// f32 or better and write back in the model's own precision.
+    pub fn from_f32_as(name: &str, dtype: DType, dims: &[i64], data: &[f32]) -> Tensor {
+        let raw: Vec<u8> = match dtype.known() {
+            Some(DataType::Float16) => data
+                .iter()
+                .flat_map(|&v| f32_to_f16(v).to_le_bytes())
+                .collect(),
+            Some(DataType::Bfloat16) => data
+                .iter()
+                .flat_map(|&v| f32_to_bf16(v).to_le_bytes())
+                .collect(),
+            Some(DataType::Double) => data
+                .iter()
+                .flat_map(|&v| (v as f64).to_le_bytes())
+                .collect(),
+            _ => data.iter().flat_map(|&v| v.to_le_bytes()).collect(),
+        };
+        let dtype = if dtype.is_float() {
+            dtype
+        } else {
+            DType::FLOAT
+        };
+        Self::from_raw(name, dtype, dims, Bytes::from(raw))
+    }
+
+    pub fn from_i64(name: &str, dims: &[i64], data: &[i64]) -> Tensor {
+        let raw: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+        Self::from_raw(name, DType::INT64, dims, Bytes::from(raw))
+    }
+
+    pub fn name(&self) -> &str {
+        self.proto.name.as_deref().unwrap_or("")
+    }
+
+    pub fn set_name(&mut self, name: &str) {
+        self.proto.name = Some(name.to_string());
+    }
+
+    pub fn dtype(&self) -> DType {
+        DType(self.proto.data_type.unwrap_or(0))
+    }
+
+    pub fn dims(&self) -> &[i64] {
+        &self.proto.dims
+    }
+
+    /// Number of elements; `None` if a dim is negative or the product overflows.
+    pub fn numel(&self) -> Option<u64> {
+        self.proto.dims.iter().try_fold(1u64, |acc, &d| {
+            u64::try_from(d).ok().and_then(|d| acc.checked_mul(d))
+        })
+    }
+
+    /// Bytes of payload, wherever it is stored (for summaries and budgets).
+    pub fn byte_size(&self) -> u64 {
+        if let Some(raw) = &self.proto.raw_data {
+            return raw.len() as u64;
+        }
+        let n = self.numel().unwrap_or(0);
+        self.dtype()
+            .raw_len(n)
+            .unwrap_or_else(|| self.proto.string_data.iter().map(|s| s.len() as u64).sum())
+    }
+
+    pub fn is_external(&self) -> bool {
+        self.proto.data_location == Some(crate::proto::tensor_proto::DataLocation::External as i32)
+    }
+
+    /// Checks that the payload holds exactly `numel` elements of the dtype.
+    /// External tensors are checked when their data is loaded.
+    pub fn validate(&self) -> Result<(), String> {
+        let p = &self.proto;
+        if let Some(d) = p.dims.iter().find(|&&d| d < 0) {
+            return Err(format!("negative dimension {d} in dims {:?}", p.dims));
+        }
+        let Some(n) = self.numel() else {
+            return Err(format!("dims {:?} overflow", p.dims));
+        };
+        if self.is_external() || p.segment.is_some() {
+            return Ok(());
+        }
+        let dtype = self.dtype();
+        let Some(t) = dtype.known() else {
+            return Err(format!("unknown data_type {}", dtype.0));
+        };
+        if t == DataType::Undefined {
+            return Err("data_type is UNDEFINED".into());
+        }
+        if let Some(raw) = &p.raw_data {
+            if t == DataType::String {
+                return Err("a string tensor cannot use raw_data".into());
+            }
+            let want = dtype.raw_len(n).unwrap_or(0);
+            if raw.len() as u64 != want {
+                return Err(format!(
+                    "raw_data has {} bytes, but dims {:?} of {} need {}",
+                    raw.len(),
+                    p.dims,
+                    dtype,
+                    want
+                ));
+            }
+            return Ok(());
+        }
+        let bits = dtype.bits().unwrap_or(8);
+        let (field, have, want) = match t {
+            DataType::Float => ("float_data", p.float_data.len() as u64, n),
+            DataType::Complex64 => ("float_data", p.float_data.len() as u64, 2 * n),
+            DataType::Double => ("double_data", p.double_data.len() as u64, n),
+            DataType::Complex128 => ("double_data", p.double_data.len() as u64, 2 * n),
+            DataType::Int64 => ("int64_data", p.int64_data.len() as u64, n),
+            DataType::Uint32 | DataType::Uint64 => ("uint64_data", p.uint64_data.len() as u64, n),
+            DataType::String => ("string_data", p.string_data.len() as u64, n),
+            _ => (
+                "int32_data",
+                p.int32_data.len() as u64,
+                (n * bits).div_ceil(8.max(bits)),
+            ),
+        };
+        if have != want {
+            return Err(format!(
+                "{field} has {have} values, but dims {:?} of {dtype} need {want}",
+                p.dims
+            ));
+        }
+        Ok(())
+    }
+
+    /// The values as f32, from any float or integer type.
+    pub fn to_f32(&self) -> Result<Vec<f32>, String> {
+        let p = &self.proto;
+        let dtype = self.dtype();
+        let t = dtype
+            .known()
+            .ok_or_else(|| format!("unknown dtype {}", dtype.0))?;
+        if let Some(raw) = &p.raw_data {
+            let r = raw.as_ref();
+            return Ok(match t {
+                DataType::Float => chunks::<4>(r).map(f32::from_le_bytes).collect(),
+                DataType::Float16 => chunks::<2>(r)
+                    .map(|b| f16_to_f32(u16::from_le_bytes(b)))
+                    .collect(),
+                DataType::Bfloat16 => chunks::<2>(r)
+                    .map(|b| bf16_to_f32(u16::from_le_bytes(b)))
+                    .collect(),
+                DataType::Double => chunks::<8>(r)
+                    .map(|b| f64::from_le_bytes(b) as f32)
+                    .collect(),
+                _ => self.to_i64()?.into_iter().map(|v| v as f32).collect(),
+            });
+        }
+        Ok(match t {
+            DataType::Float => p.float_data.clone(),
+            DataType::Double => p.double_data.iter().map(|&v| v as f32).collect(),
+            DataType::Float16 => p.int32_data.iter().map(|&v| f16_to_f32(v as u16)).collect(),
+            DataType::Bfloat16 => p
+                .int32_data
+                .iter()
+                .map(|&v| bf16_to_f32(v as u16))
+                .collect(),
+            _ => self.to_i64()?.into_iter().map(|v| v as f32).collect(),
+        })
+    }
+
+    /// The values as i64, from any integer or bool type.
+    pub fn to_i64(&self) -> Result<Vec<i64>, String> {
+        let p = &self.proto;
+        let dtype = self.dtype();
+        let t = dtype
+            .known()
+            .ok_or_else(|| format!("unknown dtype {}", dtype.0))?;
+        if let Some(raw) = &p.raw_data {
+            let r = raw.as_ref();
+            return Ok(match t {
+                DataType::Int64 => chunks::<8>(r).map(i64::from_le_bytes).collect(),
+                DataType::Uint64 => chunks::<8>(r)
+                    .map(|b| u64::from_le_bytes(b) as i64)
+                    .collect(),
+                DataType::Int32 => chunks::<4>(r)
+                    .map(|b| i32::from_le_bytes(b) as i64)
+                    .collect(),
+                DataType::Uint32 => chunks::<4>(r)
+                    .map(|b| u32::from_le_bytes(b) as i64)
+                    .collect(),
+                DataType::Int16 => chunks::<2>(r)
+                    .map(|b| i16::from_le_bytes(b) as i64)
+                    .collect(),
+                DataType::Uint16 => chunks::<2>(r)
+                    .map(|b| u16::from_le_bytes(b) as i64)
+                    .collect(),
+                DataType::Int8 => r.iter().map(|&b| b as i8 as i64).collect(),
+                DataType::Uint8 | DataType::Bool => r.iter().map(|&b| b as i64).collect(),
+                _ => return Err(format!("cannot read {dtype} as integers")),
+            });
+        }
+        Ok(match t {
+            DataType::Int64 => p.int64_data.clone(),
+            DataType::Uint32 | DataType::Uint64 => {
+                p.uint64_data.iter().map(|&v| v as i64).collect()
+            }
+            DataType::Int32
+            | DataType::Int16
+            | DataType::Int8
+            | DataType::Uint16
+            | DataType::Uint8
+            | DataType::Bool => p.int32_data.iter().map(|&v| v as i64).collect(),
+            _ => return Err(format!("cannot read {dtype} as integers")),
+        })
+    }
+
+    /// A short hash of dtype, dims and values, for dumps and deduplication.
+    /// Equal for the same values whether stored in `raw_data` or typed fields
+    /// of float32/int64 (the common cases); otherwise hashes the encoding.
+    pub fn content_hash(&self) -> u64 {
+        let mut h = Fnv64::new();
+        h.write(&self.dtype().0.to_le_bytes());
+        for d in &self.proto.dims {
+            h.write(&d.to_le_bytes());
+        }
+        let p = &self.proto;
+        if let Some(raw) = &p.raw_data {
+            h.write(raw);
+        } else {
+            for v in &p.float_data {
+                h.write(&v.to_le_bytes());
+            }
+            for v in &p.int64_data {
+                h.write(&v.to_le_bytes());
+            }
+            for v in &p.int32_data {
+                h.write(&v.to_le_bytes());
+            }
+            for v in &p.double_data {
+                h.write(&v.to_le_bytes());
+            }
+            for v in &p.uint64_data {
+                h.write(&v.to_le_bytes());
+            }
+            for s in &p.string_data {
+                h.write(&(s.len() as u64).to_le_bytes());
+                h.write(s);
+            }
+        }
+        h.finish()
+    }
+}
+
+fn chunks<const N: usize>(bytes: &[u8]) -> impl Iterator<Item = [u8; N]> + '_ {
+    bytes.chunks_exact(N).map(|c| {
+        let mut a = [0u8; N];
+        a.copy_from_slice(c);
+        a
+    })
+}
+
+pub fn f16_to_f32(h: u16) -> f32 {
+    let sign = ((h >> 15) as u32) << 31;
+    let exp = ((h >> 10) & 0x1f) as u32;
+    let man = (h & 0x3ff) as u32;
+    let bits = match (exp, man) {
+        (0, 0) => sign,
+        (0, _) => {
+            // subnormal: normalise the mantissa
+            let mut e = 127 - 15 + 1;
+            let mut m = man;
+            while m & 0x400 == 0 {
+                m <<= 1;
+                e -= 1;
+            }
+            sign | (e << 23) | ((m & 0x3ff) << 13)
+        }
+        (0x1f, 0) => sign | 0x7f80_0000,
+        (0x1f, _) => sign | 0x7fc0_0000 | (man << 13),
+        _ => sign | ((exp + 127 - 15) << 23) | (man << 13),
+    };
+    f32::from_bits(bits)
+}
+
+/// f32 → f16, rounding to nearest even.
+pub fn f32_to_f16(v: f32) -> u16 {
+    let x = v.to_bits();
+    let sign = ((x >> 16) & 0x8000) as u16;
+    let exp = ((x >> 23) & 0xff) as i32;
+    let man = x & 0x7f_ffff;
+    if exp == 0xff {
+        return sign | 0x7c00 | if man != 0 { 0x200 } else { 0 };
+    }
+    let e = exp - 127 + 15;
+    if e >= 0x1f {
+        return sign | 0x7c00;
+    }
+    if e <= 0 {
+        if e < -10 {
+            return sign;
+        }
+        let m = man | 0x80_0000;
+        let shift = (14 - e) as u32;
+        let half = 1u32 << (shift - 1);
+        let rem = m & ((1 << shift) - 1);
+        let mut r = m >> shift;
+        if rem > half || (rem == half && (r & 1) == 1) {
+            r += 1;
+        }
+        return sign | r as u16;
+    }
+    let rem = man & 0x1fff;
+    let mut r = ((e as u32) << 10) | (man >> 13);
+    if rem > 0x1000 || (rem == 0x1000 && (r & 1) == 1) {
+        r += 1;
+    }
+    sign | r as u16
+}
+
+pub fn bf16_to_f32(h: u16) -> f32 {
+    f32::from_bits((h as u32) << 16)
+}
+
+/// f32 → bf16, rounding to nearest even.
+pub fn f32_to_bf16(v: f32) -> u16 {
+    let x = v.to_bits();
+    if v.is_nan() {
+        return ((x >> 16) | 0x40) as u16;
+    }
+    let round = 0x7fff + ((x >> 16) & 1);
+    (x.wrapping_add(round) >> 16) as u16
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn f16_round_trips_every_value() {
+        for h in 0..=u16::MAX {
+            let f = f16_to_f32(h);
+            if f.is_nan() {
+                assert!(f16_to_f32(f32_to_f16(f)).is_nan());
+            } else {
+                assert_eq!(f32_to_f16(f), h, "f16 {h:#x} -> {f}");
+            }
+        }
+    }
+
+    #[test]
+    fn f16_rounds_to_nearest_even() {
+        assert_eq!(f32_to_f16(1.0 + 1.0 / 2048.0), 0x3c00); // tie -> even
+        assert_eq!(f32_to_f16(1.0 + 3.0 / 2048.0), 0x3c02); // tie -> even (up)
+        assert_eq!(f32_to_f16(65520.0), 0x7c00); // overflow -> inf
+    }
+
+    #[test]
+    fn bf16_round_trips() {
+        for h in [0u16, 0x3f80, 0xbf80, 0x7f7f, 0x0001] {
+            assert_eq!(f32_to_bf16(bf16_to_f32(h)), h);
+        }
+    }
+
+    #[test]
+    fn validate_rejects_short_raw_data() {
+        let t = Tensor::from_raw("w", DType::FLOAT, &[2, 3], Bytes::from(vec![0u8; 20]));
+        let err = t.validate().unwrap_err();
+        assert!(err.contains("20 bytes") && err.contains("need 24"), "{err}");
+    }
+
+    #[test]
+    fn validate_counts_packed_int4() {
+        let mut p = TensorProto {
+            dims: vec![5],
+            data_type: Some(DataType::Int4 as i32),
+            raw_data: Some(Bytes::from(vec![0u8; 3])),
+            ..Default::default()
+        };
+        assert!(Tensor::from_proto(p.clone()).validate().is_ok());
+        p.raw_data = Some(Bytes::from(vec![0u8; 2]));
+        assert!(Tensor::from_proto(p).validate().is_err());
+    }
+}

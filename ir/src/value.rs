@@ -1,0 +1,78 @@
+//! A value (an edge of the graph): a graph input, an initializer, or a node
+//! output.
+
+use crate::ids::{NodeId, ValueId};
+use crate::shape::TensorType;
+use crate::tensor::Tensor;
+
+/// Where a value is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Use {
+    /// Input `slot` of `node`.
+    Input { node: NodeId, slot: usize },
+    /// Read from inside a subgraph of `node`.
+    Capture { node: NodeId },
+}
+
+impl Use {
+    pub fn node(self) -> NodeId {
+        match self {
+            Use::Input { node, .. } | Use::Capture { node } => node,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Value {
+    pub(crate) id: ValueId,
+    pub(crate) name: String,
+    pub(crate) producer: Option<(NodeId, usize)>,
+    pub(crate) uses: Vec<Use>,
+    pub(crate) initializer: Option<Tensor>,
+    /// Defined by a `sparse_initializer` (kept opaque in the graph header).
+    pub(crate) sparse: bool,
+    pub(crate) is_graph_input: bool,
+    /// The type the model declared or inference found.
+    pub ty: Option<TensorType>,
+}
+
+impl Value {
+    pub fn id(&self) -> ValueId {
+        self.id
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The node and output slot that compute this value.
+    pub fn producer(&self) -> Option<(NodeId, usize)> {
+        self.producer
+    }
+
+    pub fn uses(&self) -> &[Use] {
+        &self.uses
+    }
+
+    pub fn initializer(&self) -> Option<&Tensor> {
+        self.initializer.as_ref()
+    }
+
+    pub fn is_graph_input(&self) -> bool {
+        self.is_graph_input
+    }
+
+    pub fn is_sparse_initializer(&self) -> bool {
+        self.sparse
+    }
+
+    /// A constant: an initializer that is not also a graph input (an input
+    /// with a default may be overridden by the caller, so it is not constant).
+    pub fn constant(&self) -> Option<&Tensor> {
+        if self.is_graph_input {
+            None
+        } else {
+            self.initializer.as_ref()
+        }
+    }
+}

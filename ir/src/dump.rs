@@ -124,7 +124,7 @@ pub fn dump(graph: &Graph) -> crate::error::Result<String> {
 pub fn tensor_summary(t: &Tensor) -> String {
     let dims: Vec<String> = t.dims().iter().map(|d| d.to_string()).collect();
     let mut s = format!("{}[{}]", t.dtype(), dims.join(","));
-    if t.numel().is_some_and(|n| n <= 8) {
+    if t.numel().is_some_and(|n| n <= 4) {
         if let Ok(v) = t.to_i64() {
             let _ = write!(s, " {v:?}");
             return s;

@@ -39,9 +39,11 @@ pub fn resolve(base: &Path, location: &str) -> std::result::Result<PathBuf, Stri
     for c in rel.components() {
         match c {
             Component::Normal(_) | Component::CurDir => {}
-            _ => return Err(format!(
+            _ => {
+                return Err(format!(
                 "location '{location}' leaves the model's folder; only paths inside it are allowed"
-            )),
+            ))
+            }
         }
     }
     let path = base.join(rel);

@@ -29,6 +29,7 @@ pub mod hash;
 pub mod ids;
 pub mod import;
 pub mod infer;
+pub mod macs;
 pub mod model;
 pub mod node;
 pub mod op;

@@ -1,0 +1,57 @@
+//! Multiply-accumulate counts of the compute-heavy ops, from inferred shapes.
+
+use crate::graph::Graph;
+use crate::ids::NodeId;
+use crate::op::Op;
+
+/// MACs of one node, when its shapes are known: Conv, ConvTranspose, Gemm
+/// and MatMul. Other ops count as 0 (their cost is memory, not MACs).
+pub fn node_macs(graph: &Graph, id: NodeId) -> Option<u64> {
+    let n = graph.node(id);
+    let shape = |v: Option<crate::ids::ValueId>| -> Option<Vec<i64>> { graph.ty(v?)?.concrete() };
+    let prod = |s: &[i64]| {
+        s.iter()
+            .try_fold(1u64, |a, &d| a.checked_mul(u64::try_from(d).ok()?))
+    };
+    match n.op() {
+        Op::Conv(_) => {
+            // Every output element takes (Cin/G)·k… MACs: the weight's
+            // per-filter size.
+            let out = shape(n.output(0))?;
+            let w = shape(n.input(1))?;
+            prod(&out)?.checked_mul(prod(&w[1..])?)
+        }
+        Op::ConvTranspose(_) => {
+            // Every input element scatters into Cout/G · k… outputs.
+            let x = shape(n.input(0))?;
+            let w = shape(n.input(1))?;
+            prod(&x)?.checked_mul(prod(&w[1..])?)
+        }
+        Op::Gemm(g) => {
+            let a = shape(n.input(0))?;
+            let out = shape(n.output(0))?;
+            let k = if g.trans_a { a.first()? } else { a.get(1)? };
+            prod(&out)?.checked_mul(u64::try_from(*k).ok()?)
+        }
+        Op::MatMul => {
+            let a = shape(n.input(0))?;
+            let out = shape(n.output(0))?;
+            prod(&out)?.checked_mul(u64::try_from(*a.last()?).ok()?)
+        }
+        _ => Some(0),
+    }
+}
+
+/// Total MACs of the graph; nodes whose shapes are unknown count as 0 and
+/// are reported in the second field.
+pub fn total_macs(graph: &Graph) -> (u64, usize) {
+    let mut total = 0u64;
+    let mut unknown = 0;
+    for id in graph.node_ids() {
+        match node_macs(graph, id) {
+            Some(m) => total = total.saturating_add(m),
+            None => unknown += 1,
+        }
+    }
+    (total, unknown)
+}

@@ -1,0 +1,200 @@
+//! What `npuopt inspect` reports about a model.
+
+use std::collections::BTreeMap;
+
+use npuopt_ir::{macs, Model, TensorType};
+use serde::Serialize;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TensorSummary {
+    pub name: String,
+    /// `f32[1,3,224,224]`; `?` where the model does not say.
+    pub ty: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct LayerSummary {
+    pub name: String,
+    pub op: String,
+    pub macs: u64,
+}
+
+/// A model at a glance.
+#[derive(Clone, Debug, Serialize)]
+pub struct ModelSummary {
+    pub producer: String,
+    pub ir_version: i64,
+    /// Opset imports, `domain → version` (`ai.onnx` for the default domain).
+    pub opsets: BTreeMap<String, i64>,
+    pub inputs: Vec<TensorSummary>,
+    pub outputs: Vec<TensorSummary>,
+    pub nodes: usize,
+    /// Op type → count, sorted by op type.
+    pub ops: BTreeMap<String, usize>,
+    pub parameters: u64,
+    pub parameter_bytes: u64,
+    pub macs: u64,
+    /// Nodes whose MACs could not be computed (shapes unknown).
+    pub nodes_with_unknown_macs: usize,
+    /// The layers with the most MACs, largest first (at most 5).
+    pub largest_layers: Vec<LayerSummary>,
+}
+
+pub fn summarize(model: &Model) -> ModelSummary {
+    let g = &model.graph;
+    let h = &model.header;
+    let producer = match (&h.producer_name, &h.producer_version) {
+        (Some(n), Some(v)) if !v.is_empty() => format!("{n} {v}"),
+        (Some(n), _) => n.clone(),
+        _ => String::new(),
+    };
+    let opsets = h
+        .opset_import
+        .iter()
+        .map(|o| {
+            let d = o.domain.as_deref().unwrap_or("");
+            let d = if d.is_empty() { "ai.onnx" } else { d };
+            (d.to_string(), o.version.unwrap_or(0))
+        })
+        .collect();
+    let ty = |t: Option<&TensorType>| t.map(|t| t.to_string()).unwrap_or_else(|| "?".into());
+    let inputs = g
+        .inputs()
+        .filter(|&v| g.value(v).initializer().is_none())
+        .map(|v| TensorSummary {
+            name: g.value(v).name().to_string(),
+            ty: ty(g.ty(v)),
+        })
+        .collect();
+    let outputs = g
+        .outputs()
+        .map(|v| TensorSummary {
+            name: g.value(v).name().to_string(),
+            ty: ty(g.ty(v)),
+        })
+        .collect();
+    let mut ops = BTreeMap::new();
+    for id in g.node_ids() {
+        let n = g.node(id);
+        let key = if n.domain().is_empty() || n.domain() == "ai.onnx" {
+            n.op_type().to_string()
+        } else {
+            format!("{}::{}", n.domain(), n.op_type())
+        };
+        *ops.entry(key).or_insert(0) += 1;
+    }
+    let (mut parameters, mut parameter_bytes) = (0u64, 0u64);
+    for v in g.initializers() {
+        let t = g.value(v).initializer().expect("initializer");
+        parameters += t.numel().unwrap_or(0);
+        parameter_bytes += t.byte_size();
+    }
+    let (total, unknown) = macs::total_macs(g);
+    let mut layers: Vec<LayerSummary> = g
+        .node_ids()
+        .filter_map(|id| {
+            let m = macs::node_macs(g, id)?;
+            (m > 0).then(|| LayerSummary {
+                name: g.node(id).name().to_string(),
+                op: g.node(id).op_type().to_string(),
+                macs: m,
+            })
+        })
+        .collect();
+    layers.sort_by(|a, b| b.macs.cmp(&a.macs).then_with(|| a.name.cmp(&b.name)));
+    layers.truncate(5);
+    ModelSummary {
+        producer,
+        ir_version: model.ir_version(),
+        opsets,
+        inputs,
+        outputs,
+        nodes: g.node_count(),
+        ops,
+        parameters,
+        parameter_bytes,
+        macs: total,
+        nodes_with_unknown_macs: unknown,
+        largest_layers: layers,
+    }
+}
+
+/// `12.3 M`-style figures for people.
+pub fn human_count(n: u64) -> String {
+    match n {
+        0..=9_999 => n.to_string(),
+        10_000..=9_999_999 => format!("{:.1} k", n as f64 / 1e3),
+        10_000_000..=9_999_999_999 => format!("{:.1} M", n as f64 / 1e6),
+        _ => format!("{:.2} G", n as f64 / 1e9),
+    }
+}
+
+pub fn human_bytes(n: u64) -> String {
+    match n {
+        0..=1023 => format!("{n} B"),
+        1024..=1_048_575 => format!("{:.1} KiB", n as f64 / 1024.0),
+        1_048_576..=1_073_741_823 => format!("{:.1} MiB", n as f64 / 1_048_576.0),
+        _ => format!("{:.2} GiB", n as f64 / 1_073_741_824.0),
+    }
+}
+
+impl std::fmt::Display for ModelSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "producer:    {}",
+            if self.producer.is_empty() {
+                "?"
+            } else {
+                &self.producer
+            }
+        )?;
+        let opsets: Vec<String> = self
+            .opsets
+            .iter()
+            .map(|(d, v)| format!("{d} {v}"))
+            .collect();
+        writeln!(
+            f,
+            "ir version:  {}   opsets: {}",
+            self.ir_version,
+            opsets.join(", ")
+        )?;
+        for i in &self.inputs {
+            writeln!(f, "input:       {} {}", i.name, i.ty)?;
+        }
+        for o in &self.outputs {
+            writeln!(f, "output:      {} {}", o.name, o.ty)?;
+        }
+        let ops: Vec<String> = self.ops.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        writeln!(f, "nodes:       {} ({})", self.nodes, ops.join(", "))?;
+        writeln!(
+            f,
+            "parameters:  {} ({})",
+            human_count(self.parameters),
+            human_bytes(self.parameter_bytes)
+        )?;
+        write!(f, "MACs:        {}", human_count(self.macs))?;
+        if self.nodes_with_unknown_macs > 0 {
+            write!(
+                f,
+                " (+{} nodes with unknown shapes)",
+                self.nodes_with_unknown_macs
+            )?;
+        }
+        writeln!(f)?;
+        if !self.largest_layers.is_empty() {
+            writeln!(f, "largest layers:")?;
+            for l in &self.largest_layers {
+                writeln!(
+                    f,
+                    "  {:<40} {:<14} {} MACs",
+                    l.name,
+                    l.op,
+                    human_count(l.macs)
+                )?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,219 @@
+//! The command-line contract: exit codes, JSON on stdout, help with examples.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn npuopt(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_npuopt"))
+        .args(args)
+        .output()
+        .expect("npuopt runs")
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/real")
+        .join(name)
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn optimize_with_no_passes_writes_the_same_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fixture("repvgg_ts.onnx");
+    let out = dir.path().join("out.onnx");
+    let o = npuopt(&[
+        "optimize",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--passes",
+        "none",
+        "--no-verify",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(std::fs::read(&out).unwrap() == std::fs::read(&input).unwrap());
+    assert!(stderr(&o).contains("nodes"), "{}", stderr(&o));
+}
+
+#[test]
+fn quiet_optimize_prints_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.onnx");
+    let input = fixture("repvgg_ts.onnx");
+    let o = npuopt(&[
+        "-q",
+        "optimize",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--passes",
+        "none",
+        "--no-verify",
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(o.stdout.is_empty() && o.stderr.is_empty(), "{}", stderr(&o));
+}
+
+#[test]
+fn the_output_may_not_be_the_input_without_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.onnx");
+    std::fs::copy(fixture("repvgg_ts.onnx"), &model).unwrap();
+    let m = model.to_str().unwrap();
+    let o = npuopt(&["optimize", m, "-o", m, "--passes", "none", "--no-verify"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--force"), "{}", stderr(&o));
+    let o = npuopt(&[
+        "optimize",
+        m,
+        "-o",
+        m,
+        "--passes",
+        "none",
+        "--no-verify",
+        "--force",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
+#[test]
+fn unknown_pass_is_a_usage_error() {
+    let input = fixture("repvgg_ts.onnx");
+    let o = npuopt(&[
+        "optimize",
+        input.to_str().unwrap(),
+        "-o",
+        "/tmp/never-written.onnx",
+        "--passes",
+        "fold-everything",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("unknown pass 'fold-everything'"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!Path::new("/tmp/never-written.onnx").exists());
+}
+
+#[test]
+fn unknown_flag_is_a_usage_error() {
+    let o = npuopt(&["inspect", "--frobnicate"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn a_broken_model_is_exit_1_naming_the_node() {
+    use npuopt::ir::proto::*;
+    use prost::Message;
+    let m = ModelProto {
+        ir_version: Some(8),
+        opset_import: vec![OperatorSetIdProto {
+            domain: Some(String::new()),
+            version: Some(13),
+        }],
+        graph: Some(GraphProto {
+            node: vec![NodeProto {
+                name: Some("add_7".into()),
+                op_type: Some("Add".into()),
+                input: vec!["x".into(), "missing".into()],
+                output: vec!["y".into()],
+                ..Default::default()
+            }],
+            input: vec![ValueInfoProto {
+                name: Some("x".into()),
+                ..Default::default()
+            }],
+            output: vec![ValueInfoProto {
+                name: Some("y".into()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broken.onnx");
+    std::fs::write(&path, m.encode_to_vec()).unwrap();
+    let out = dir.path().join("out.onnx");
+    let o = npuopt(&[
+        "optimize",
+        path.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--passes",
+        "none",
+        "--no-verify",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("node 'add_7' (Add): input 'missing'"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!out.exists());
+    std::fs::write(&path, b"garbage").unwrap();
+    let o = npuopt(&["inspect", path.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("not an ONNX model"), "{}", stderr(&o));
+}
+
+#[test]
+fn inspect_json_is_one_document_with_the_summary() {
+    let o = npuopt(&[
+        "inspect",
+        fixture("mobileone_ts.onnx").to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON document");
+    assert_eq!(v["opsets"]["ai.onnx"], 13);
+    assert!(v["producer"].as_str().unwrap().starts_with("pytorch"));
+    assert_eq!(v["inputs"][0]["ty"], "f32[1,3,64,64]");
+    let convs = v["ops"]["Conv"].as_u64().unwrap();
+    assert!(convs > 100, "{convs}");
+    assert!(v["macs"].as_u64().unwrap() > 0);
+    assert!(v["parameters"].as_u64().unwrap() > 0);
+    assert!(!v["largest_layers"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn inspect_text_and_dump() {
+    let path = fixture("repvgg_deploy_ts.onnx");
+    let o = npuopt(&["inspect", path.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0));
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        text.contains("producer:") && text.contains("MACs:"),
+        "{text}"
+    );
+    let o = npuopt(&["inspect", path.to_str().unwrap(), "--dump"]);
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert!(text.starts_with("graph "), "{text}");
+    assert!(text.contains("= Conv("), "{text}");
+}
+
+#[test]
+fn passes_json_parses() {
+    let o = npuopt(&["passes", "--json"]);
+    assert_eq!(o.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["passes"].is_array());
+}
+
+#[test]
+fn every_command_has_help_with_examples() {
+    for cmd in ["optimize", "inspect", "passes"] {
+        let o = npuopt(&[cmd, "--help"]);
+        assert_eq!(o.status.code(), Some(0));
+        let text = String::from_utf8(o.stdout).unwrap();
+        assert!(text.contains("Examples:"), "{cmd}: {text}");
+    }
+    let o = npuopt(&["--help"]);
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert!(text.contains("Exit codes:"), "{text}");
+}

@@ -1,0 +1,182 @@
+//! Import → export with no passes is lossless: byte for byte for models as
+//! PyTorch's exporters write them, field for field for everything else.
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use npuopt::ir::export::{ExternalData, WriteOptions};
+use npuopt::ir::import;
+use npuopt::ir::proto::ModelProto;
+use prost::Message;
+
+fn real_fixtures() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/real");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("fixtures/real exists")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "onnx"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn there_are_real_fixtures_of_both_exporters() {
+    let files = real_fixtures();
+    let names: Vec<String> = files
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().any(|n| n.ends_with("_ts.onnx")), "{names:?}");
+    assert!(
+        names.iter().any(|n| n.ends_with("_dynamo.onnx")),
+        "{names:?}"
+    );
+    assert!(files.len() >= 16, "{names:?}");
+}
+
+#[test]
+fn exporter_made_models_round_trip_byte_for_byte() {
+    for path in real_fixtures() {
+        let original = std::fs::read(&path).unwrap();
+        let model = import::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        model.graph.validate().unwrap();
+        let bytes = model.to_bytes().unwrap();
+        assert!(
+            bytes == original,
+            "{} changed on round trip",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn write_is_byte_identical_and_leaves_no_temporary_files() {
+    let dir = tempfile::tempdir().unwrap();
+    for path in real_fixtures() {
+        let original = std::fs::read(&path).unwrap();
+        let model = import::load(&path).unwrap();
+        let out = dir.path().join(path.file_name().unwrap());
+        let written = model.write(&out, &WriteOptions::default()).unwrap();
+        assert_eq!(written, original.len() as u64);
+        assert!(
+            std::fs::read(&out).unwrap() == original,
+            "{}",
+            path.display()
+        );
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".npuopt-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn tensor_bytes_are_shared_with_the_input_buffer() {
+    let path = real_fixtures().into_iter().next().unwrap();
+    let buffer = Bytes::from(std::fs::read(&path).unwrap());
+    let range = buffer.as_ptr() as usize..buffer.as_ptr() as usize + buffer.len();
+    let model = import::from_bytes(buffer.clone(), None).unwrap();
+    let g = &model.graph;
+    let mut checked = 0;
+    for v in g.initializers() {
+        let t = g.value(v).initializer().unwrap();
+        if let Some(raw) = &t.proto().raw_data {
+            if !raw.is_empty() {
+                assert!(
+                    range.contains(&(raw.as_ptr() as usize)),
+                    "'{}' was copied",
+                    t.name()
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 0);
+}
+
+#[test]
+fn external_data_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    for path in real_fixtures().iter().take(4) {
+        let model = import::load(path).unwrap();
+        let out = dir.path().join("ext.onnx");
+        let opts = WriteOptions {
+            external: Some(ExternalData {
+                location: "ext.onnx.data".into(),
+                min_bytes: 256,
+            }),
+        };
+        model.write(&out, &opts).unwrap();
+        let raw = ModelProto::decode(Bytes::from(std::fs::read(&out).unwrap())).unwrap();
+        let external = raw
+            .graph
+            .as_ref()
+            .unwrap()
+            .initializer
+            .iter()
+            .filter(|t| npuopt::ir::external::is_external(t))
+            .count();
+        assert!(
+            external > 0,
+            "{}: nothing was written externally",
+            path.display()
+        );
+        assert!(std::fs::metadata(&out).unwrap().len() < std::fs::metadata(path).unwrap().len());
+        // Reading it back gives the original model, every field.
+        let back = import::load(&out).unwrap();
+        let original = ModelProto::decode(Bytes::from(std::fs::read(path).unwrap())).unwrap();
+        assert!(back.to_proto().unwrap() == original, "{}", path.display());
+    }
+}
+
+#[test]
+fn external_data_location_must_stay_in_the_output_folder() {
+    let path = &real_fixtures()[0];
+    let model = import::load(path).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let opts = WriteOptions {
+        external: Some(ExternalData {
+            location: "../escape.data".into(),
+            min_bytes: 0,
+        }),
+    };
+    let err = model.write(&dir.path().join("m.onnx"), &opts).unwrap_err();
+    assert!(
+        err.to_string().contains("inside the output folder"),
+        "{err}"
+    );
+    assert!(!dir.path().join("m.onnx").exists());
+}
+
+#[test]
+fn a_failed_write_leaves_nothing_behind() {
+    let path = &real_fixtures()[0];
+    let model = import::load(path).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // The target is a directory: the rename must fail, and the temporary
+    // file must be cleaned up.
+    let target = dir.path().join("taken");
+    std::fs::create_dir(&target).unwrap();
+    std::fs::write(target.join("keep"), b"x").unwrap();
+    assert!(model.write(&target, &WriteOptions::default()).is_err());
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, vec!["taken".to_string()]);
+}
+
+#[test]
+fn reencoding_is_a_fixed_point() {
+    for path in real_fixtures() {
+        let a = import::load(&path).unwrap().to_bytes().unwrap();
+        let b = import::from_bytes(Bytes::from(a.clone()), None)
+            .unwrap()
+            .to_bytes()
+            .unwrap();
+        assert!(a == b, "{}", path.display());
+    }
+}

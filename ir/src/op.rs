@@ -125,10 +125,26 @@ pub struct BatchNorm {
 impl BatchNorm {
     /// True when the node normalises with its stored statistics, per channel:
     /// the only form that is a per-channel affine map and may be folded.
-    pub fn is_inference_per_channel(&self) -> bool {
+    /// `opset` is the model's default-domain version: before opset 7 a BN
+    /// without `is_test=1` is in training mode.
+    pub fn is_inference_per_channel(&self, opset: i64) -> bool {
+        let default_is_test = if opset < 7 { 0 } else { 1 };
         self.training_mode.unwrap_or(0) == 0
             && self.spatial.unwrap_or(1) == 1
-            && self.is_test.unwrap_or(1) != 0
+            && self.is_test.unwrap_or(default_is_test) != 0
+    }
+
+    /// Why this BN is not a per-channel affine map at inference, if it isn't.
+    pub fn why_not_inference(&self, opset: i64) -> Option<&'static str> {
+        if self.training_mode.unwrap_or(0) != 0 {
+            Some("training_mode=1: it computes batch statistics")
+        } else if self.spatial.unwrap_or(1) != 1 {
+            Some("spatial=0: statistics per element, not per channel")
+        } else if !self.is_inference_per_channel(opset) {
+            Some("is_test is not set: an opset < 7 BN in training mode")
+        } else {
+            None
+        }
     }
 }
 
@@ -274,7 +290,8 @@ pub enum Op {
     },
     Identity,
     Dropout(Dropout),
-    Constant(Constant),
+    /// Boxed: an `AttributeProto` is large.
+    Constant(Box<Constant>),
     Pad(Pad),
     /// Anything else: kept opaque.
     Other,
@@ -490,9 +507,9 @@ impl Op {
                 if attrs.len() != 1 || attrs[0].ref_attr_name.is_some() {
                     return Ok(Op::Other);
                 }
-                Op::Constant(Constant {
+                Op::Constant(Box::new(Constant {
                     value: attrs[0].clone(),
-                })
+                }))
             }
             "Pad" => {
                 only!("mode", "pads", "value");

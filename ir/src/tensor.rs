@@ -77,6 +77,28 @@ impl Tensor {
         Self::from_raw(name, dtype, dims, Bytes::from(raw))
     }
 
+    /// Stores f64 values in `dtype` (f32, f16, bf16 or f64), rounding once.
+    pub fn from_f64_as(name: &str, dtype: DType, dims: &[i64], data: &[f64]) -> Tensor {
+        if dtype.known() == Some(DataType::Double) {
+            let raw: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+            return Self::from_raw(name, dtype, dims, Bytes::from(raw));
+        }
+        let narrowed: Vec<f32> = data.iter().map(|&v| v as f32).collect();
+        Self::from_f32_as(name, dtype, dims, &narrowed)
+    }
+
+    /// The values as f64: exact for f64 tensors, widened for the others.
+    pub fn to_f64(&self) -> Result<Vec<f64>, String> {
+        let p = &self.proto;
+        if self.dtype().known() == Some(DataType::Double) {
+            return Ok(match &p.raw_data {
+                Some(raw) => chunks::<8>(raw).map(f64::from_le_bytes).collect(),
+                None => p.double_data.clone(),
+            });
+        }
+        Ok(self.to_f32()?.into_iter().map(f64::from).collect())
+    }
+
     pub fn from_i64(name: &str, dims: &[i64], data: &[i64]) -> Tensor {
         let raw: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
         Self::from_raw(name, DType::INT64, dims, Bytes::from(raw))

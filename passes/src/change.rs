@@ -12,3 +12,36 @@ pub struct Change {
     /// One line for a person, e.g. "folded BN 'bn3' into conv 'conv3'".
     pub note: String,
 }
+
+impl Change {
+    /// A change for `rule` of `pass`, matched on `matched`.
+    pub fn new(pass: &'static str, rule: &'static str, matched: &[&str], note: String) -> Change {
+        Change {
+            pass,
+            rule,
+            matched: matched.iter().map(|s| s.to_string()).collect(),
+            added: Vec::new(),
+            removed: Vec::new(),
+            note,
+        }
+    }
+
+    pub fn removed(mut self, names: &[&str]) -> Change {
+        self.removed.extend(names.iter().map(|s| s.to_string()));
+        self
+    }
+
+    pub fn added(mut self, names: &[&str]) -> Change {
+        self.added.extend(names.iter().map(|s| s.to_string()));
+        self
+    }
+}
+
+/// A rule that matched but did not fire, and why (for the report).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Skip {
+    pub pass: &'static str,
+    pub rule: &'static str,
+    pub node: String,
+    pub reason: String,
+}

@@ -4,7 +4,13 @@
 //! the graph, and records one [`Change`] per rewrite for the report.
 
 pub mod change;
+pub mod manager;
+pub mod pass;
+pub mod passes;
 pub mod registry;
+pub mod rewrite;
 
 pub use change::Change;
+pub use manager::{run_pipeline, PassSummary, PipelineError, PipelineOptions, PipelineReport};
+pub use pass::{Pass, PassContext, PassError};
 pub use registry::{known_pass_names, resolve_pass_list, PassInfo, UnknownPass};

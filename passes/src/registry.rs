@@ -8,10 +8,32 @@ pub struct PassInfo {
     pub in_default_pipeline: bool,
 }
 
-/// Every pass, in default-pipeline order. Empty until the first rewrite
-/// passes land; `--passes none` runs nothing.
+use crate::pass::Pass;
+
+/// Every pass, in default-pipeline order, with whether the default
+/// pipeline runs it.
+fn registry() -> Vec<(Box<dyn Pass>, bool)> {
+    use crate::passes::*;
+    vec![(Box::new(fold_batchnorm::FoldBatchNorm), true)]
+}
+
+/// Every pass's public face, in default-pipeline order.
 pub fn all_passes() -> Vec<PassInfo> {
-    Vec::new()
+    registry()
+        .into_iter()
+        .map(|(p, default)| PassInfo {
+            name: p.name(),
+            description: p.description(),
+            in_default_pipeline: default,
+        })
+        .collect()
+}
+
+pub fn pass_by_name(name: &str) -> Option<Box<dyn Pass>> {
+    registry()
+        .into_iter()
+        .map(|(p, _)| p)
+        .find(|p| p.name() == name)
 }
 
 pub fn known_pass_names() -> Vec<&'static str> {

@@ -1,0 +1,158 @@
+//! Runs a pipeline of passes to a fixed point.
+//!
+//! The fixed point is counted in applied rewrites, not node counts: a
+//! rewrite that keeps the node count (depthwise→group, say) still counts.
+//! The graph is validated after every pass; a broken invariant is an error
+//! "after pass X: …", never a silently wrong model.
+
+use npuopt_ir::Model;
+
+use crate::change::{Change, Skip};
+use crate::pass::{Pass, PassContext, PassError};
+use crate::registry::pass_by_name;
+
+/// Iterations of the whole pipeline before giving up on a fixed point.
+pub const DEFAULT_MAX_ITERATIONS: usize = 16;
+
+/// Called after each pass that changed the graph; returning an error stops
+/// the pipeline (used for `--verify-each` and `--dump-after`).
+pub type AfterPass<'a> = dyn FnMut(&str, &Model, &[Change]) -> Result<(), String> + 'a;
+
+#[derive(Default)]
+pub struct PipelineOptions<'a> {
+    /// Stop after this many rewrites in total (bisection by hand).
+    pub max_rewrites: Option<usize>,
+    /// Pipeline iterations cap; `None` means [`DEFAULT_MAX_ITERATIONS`].
+    pub max_iterations: Option<usize>,
+    pub after_pass: Option<Box<AfterPass<'a>>>,
+}
+
+/// What one pass did over the whole run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PassSummary {
+    pub pass: &'static str,
+    pub rewrites: usize,
+    pub nodes_before: usize,
+    pub nodes_after: usize,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct PipelineReport {
+    pub passes: Vec<PassSummary>,
+    pub changes: Vec<Change>,
+    /// Rules that matched but did not fire, with the reason (deduplicated:
+    /// the fixed-point loop sees the same skip once per iteration).
+    pub skips: Vec<Skip>,
+    pub iterations: usize,
+    /// The iteration cap was reached before a fixed point.
+    pub hit_iteration_cap: bool,
+    /// `max_rewrites` stopped the run.
+    pub hit_rewrite_cap: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("pass {pass}: {source}")]
+    Pass {
+        pass: &'static str,
+        #[source]
+        source: PassError,
+    },
+    #[error("after pass {pass}: {source}")]
+    Invalid {
+        pass: &'static str,
+        #[source]
+        source: npuopt_ir::IrError,
+    },
+    #[error("after pass {pass}: {message}")]
+    Check { pass: &'static str, message: String },
+    #[error("unknown pass '{0}'")]
+    Unknown(String),
+}
+
+/// Runs `names` in order, repeatedly, until an iteration applies no rewrite.
+pub fn run_pipeline(
+    model: &mut Model,
+    names: &[&str],
+    mut opts: PipelineOptions,
+) -> Result<PipelineReport, PipelineError> {
+    let passes: Vec<Box<dyn Pass>> = names
+        .iter()
+        .map(|n| pass_by_name(n).ok_or_else(|| PipelineError::Unknown(n.to_string())))
+        .collect::<Result<_, _>>()?;
+    run_passes(model, &passes, &mut opts)
+}
+
+pub fn run_passes(
+    model: &mut Model,
+    passes: &[Box<dyn Pass>],
+    opts: &mut PipelineOptions,
+) -> Result<PipelineReport, PipelineError> {
+    let mut report = PipelineReport {
+        passes: passes
+            .iter()
+            .map(|p| PassSummary {
+                pass: p.name(),
+                nodes_before: model.graph.node_count(),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let max_iterations = opts.max_iterations.unwrap_or(DEFAULT_MAX_ITERATIONS);
+    let mut budget = opts.max_rewrites;
+    'outer: loop {
+        if report.iterations == max_iterations {
+            report.hit_iteration_cap = true;
+            break;
+        }
+        report.iterations += 1;
+        let mut applied_this_iteration = 0;
+        for (i, pass) in passes.iter().enumerate() {
+            let mut cx = PassContext::new(budget);
+            let name = pass.name();
+            pass.run(model, &mut cx)
+                .map_err(|source| PipelineError::Pass { pass: name, source })?;
+            model
+                .graph
+                .validate()
+                .map_err(|source| PipelineError::Invalid { pass: name, source })?;
+            let (changes, skips) = cx.into_parts();
+            for s in skips {
+                if !report.skips.contains(&s) {
+                    report.skips.push(s);
+                }
+            }
+            let n = changes.len();
+            if let Some(b) = &mut budget {
+                *b -= n.min(*b);
+            }
+            if n > 0 {
+                if let Some(f) = opts.after_pass.as_mut() {
+                    f(name, model, &changes).map_err(|message| PipelineError::Check {
+                        pass: name,
+                        message,
+                    })?;
+                }
+            }
+            let s = &mut report.passes[i];
+            s.rewrites += n;
+            s.nodes_after = model.graph.node_count();
+            applied_this_iteration += n;
+            report.changes.extend(changes);
+            if budget == Some(0) {
+                report.hit_rewrite_cap = true;
+                break 'outer;
+            }
+        }
+        if applied_this_iteration == 0 {
+            break;
+        }
+    }
+    for s in &mut report.passes {
+        if s.rewrites == 0 {
+            s.nodes_after = s.nodes_before;
+        }
+    }
+    Ok(report)
+}

@@ -1,0 +1,89 @@
+//! What a pass is, and the context it records its rewrites in.
+
+use npuopt_ir::{IrError, Model};
+
+use crate::change::{Change, Skip};
+
+/// A rewrite pass. `run` applies as many rewrites as it finds, asking
+/// [`PassContext::may_rewrite`] before each one and recording each with
+/// [`PassContext::record`]. A precondition that fails is not an error: the
+/// rule simply does not fire.
+pub trait Pass {
+    /// Stable kebab-case name, as `--passes` takes it.
+    fn name(&self) -> &'static str;
+    /// One line for `npuopt passes`.
+    fn description(&self) -> &'static str;
+    fn run(&self, model: &mut Model, cx: &mut PassContext) -> Result<(), PassError>;
+}
+
+/// Why a pass could not complete. A model left half-rewritten is never
+/// written: the caller discards it.
+#[derive(Debug, thiserror::Error)]
+pub enum PassError {
+    #[error("{0}")]
+    Ir(#[from] IrError),
+    #[error("node '{node}': {message}")]
+    Node { node: String, message: String },
+}
+
+/// Collects the changes of a run and enforces the rewrite budget.
+#[derive(Debug, Default)]
+pub struct PassContext {
+    changes: Vec<Change>,
+    skips: Vec<Skip>,
+    /// Rewrites still allowed (`--max-rewrites`); `None` is unlimited.
+    budget: Option<usize>,
+}
+
+impl PassContext {
+    pub fn new(max_rewrites: Option<usize>) -> PassContext {
+        PassContext {
+            changes: Vec::new(),
+            skips: Vec::new(),
+            budget: max_rewrites,
+        }
+    }
+
+    /// False once the rewrite budget is spent: the pass must stop rewriting.
+    pub fn may_rewrite(&self) -> bool {
+        self.budget != Some(0)
+    }
+
+    /// Records one applied rewrite.
+    pub fn record(&mut self, change: Change) {
+        if let Some(b) = &mut self.budget {
+            *b = b.saturating_sub(1);
+        }
+        self.changes.push(change);
+    }
+
+    /// Records that a rule matched `node` but must not fire, and why.
+    pub fn skip(&mut self, pass: &'static str, rule: &'static str, node: &str, reason: String) {
+        self.skips.push(Skip {
+            pass,
+            rule,
+            node: node.to_string(),
+            reason,
+        });
+    }
+
+    pub fn skips(&self) -> &[Skip] {
+        &self.skips
+    }
+
+    pub fn changes(&self) -> &[Change] {
+        &self.changes
+    }
+
+    pub fn applied(&self) -> usize {
+        self.changes.len()
+    }
+
+    pub fn into_parts(self) -> (Vec<Change>, Vec<Skip>) {
+        (self.changes, self.skips)
+    }
+
+    pub fn budget_spent(&self) -> bool {
+        self.budget == Some(0)
+    }
+}

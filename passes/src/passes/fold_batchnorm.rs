@@ -1,0 +1,517 @@
+//! `fold-batchnorm`: folds inference-mode BatchNormalization, and per-channel
+//! constant Mul/Add, into the linear op that produces their input.
+//!
+//! Before:  y = BN(Conv(x, W, b), γ, β, μ, σ²)
+//! After:   y = Conv(x, W', b')
+//!
+//! Formula (REWRITES.md §1), per output channel o, with s = γ / √(σ² + ε):
+//!   W'[o] = s[o]·W[o]            b'[o] = s[o]·(b[o] − μ[o]) + β[o]
+//! ConvTranspose's weight is [Cin, Cout/G, k…]: output channel
+//! o = g·(Cout/G) + j scales W[i, j] for every input channel i of group g.
+//! Gemm scales its output columns (rows of B when transB=1) and gets bias
+//! C' = s·(β_gemm·C − μ) + β with β_gemm set to 1. MatMul (+ Add of a [N]
+//! bias) on a rank-2 tensor scales the columns of its weight and gets (or
+//! updates) the Add's bias.
+//! Per-channel constant Mul/Add after a Conv (layer scale, a folded affine):
+//!   Mul by m: W' = m·W, b' = m·b        Add of a: b' = b + a
+//!
+//! Preconditions (else the rule does not fire, and the report says why for
+//! BN nodes):
+//! * the BN is in inference mode, per channel (no `training_mode=1`, no
+//!   `spatial=0`, `is_test=1` before opset 7) and only its first output is
+//!   read;
+//! * BN parameters, the producer's weight and bias are constants, of a
+//!   float type;
+//! * the producer's output is read only by the BN (folding would change
+//!   what its other readers see);
+//! * the producer's output is NCHW-like with the channel count of the BN.
+//!
+//! Weights are folded in f64 and stored back in their own dtype (f16, bf16,
+//! f32 or f64). A weight shared with another node is not changed in place:
+//! the folded copy is a new initializer.
+//!
+//! A standalone BN (no foldable producer: the identity branch of
+//! RepVGG/MobileOne/RepGhost blocks) is left as a BatchNormalization node.
+//! That is the canonical form `merge-branches` consumes: a per-channel
+//! affine map, i.e. a depthwise 1×1 conv with W[c] = s[c], b = β − s·μ.
+
+use npuopt_ir::op::{BatchNorm, Gemm};
+use npuopt_ir::{DType, Graph, NodeId, Op, ValueId};
+
+use crate::change::Change;
+use crate::pass::{Pass, PassContext, PassError};
+use crate::rewrite::{const_f64, per_channel_constant, set_constant_input, single_consumer};
+
+pub struct FoldBatchNorm;
+
+const NAME: &str = "fold-batchnorm";
+
+impl Pass for FoldBatchNorm {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn description(&self) -> &'static str {
+        "fold inference BatchNormalization and per-channel Mul/Add into the preceding Conv, ConvTranspose, Gemm or MatMul"
+    }
+
+    fn run(&self, model: &mut npuopt_ir::Model, cx: &mut PassContext) -> Result<(), PassError> {
+        let g = &mut model.graph;
+        for id in g.topo_order()? {
+            if !cx.may_rewrite() {
+                break;
+            }
+            if g.try_node(id).is_none() {
+                continue;
+            }
+            match g.node(id).op().clone() {
+                Op::BatchNormalization(bn) => fold_bn(g, id, &bn, cx),
+                Op::Mul(_) | Op::Add(_) => fold_affine_into_conv(g, id, cx),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The affine map of a BN: per-channel scale and shift.
+struct Affine {
+    scale: Vec<f64>,
+    shift: Vec<f64>,
+}
+
+fn bn_affine(g: &Graph, id: NodeId, bn: &BatchNorm) -> Result<Affine, String> {
+    let n = g.node(id);
+    let get = |slot: usize, what: &str| -> Result<Vec<f64>, String> {
+        n.input(slot)
+            .and_then(|v| const_f64(g, v))
+            .ok_or_else(|| format!("its {what} is not a float constant"))
+    };
+    let gamma = get(1, "scale")?;
+    let beta = get(2, "bias")?;
+    let mean = get(3, "mean")?;
+    let var = get(4, "variance")?;
+    let c = gamma.len();
+    if beta.len() != c || mean.len() != c || var.len() != c {
+        return Err("its parameters differ in length".into());
+    }
+    let eps = bn.epsilon as f64;
+    let scale: Vec<f64> = (0..c).map(|i| gamma[i] / (var[i] + eps).sqrt()).collect();
+    let shift = (0..c).map(|i| beta[i] - scale[i] * mean[i]).collect();
+    Ok(Affine { scale, shift })
+}
+
+fn fold_bn(g: &mut Graph, id: NodeId, bn: &BatchNorm, cx: &mut PassContext) {
+    let n = g.node(id);
+    let name = n.name().to_string();
+    let Some(x) = n.input(0) else { return };
+    let Some(producer) = g.producer(x) else {
+        return;
+    };
+    let producer_op = g.node(producer).op().clone();
+    let rule = match producer_op {
+        Op::Conv(_) => "conv-bn",
+        Op::ConvTranspose(_) => "conv-transpose-bn",
+        Op::Gemm(_) => "gemm-bn",
+        Op::MatMul => "matmul-bn",
+        Op::Add(_) if is_matmul_bias_add(g, producer) => "matmul-bn",
+        // A standalone BN: kept for merge-branches (see the header).
+        _ => return,
+    };
+    let producer_name = g.node(producer).name().to_string();
+    let skip = |cx: &mut PassContext, reason: String| cx.skip(NAME, rule, &name, reason);
+    if let Some(why) = bn.why_not_inference(g.opset()) {
+        return skip(cx, format!("BN '{name}' is not folded: {why}"));
+    }
+    let extra_outputs_read = g.node(id).outputs()[1..]
+        .iter()
+        .flatten()
+        .any(|&o| !g.value(o).uses().is_empty() || g.is_graph_output(o));
+    if extra_outputs_read {
+        return skip(
+            cx,
+            format!("BN '{name}' is not folded: its running statistics outputs are read"),
+        );
+    }
+    if !g.has_single_use(x) {
+        return skip(
+            cx,
+            format!("BN '{name}' is not folded: the output of '{producer_name}' has other readers"),
+        );
+    }
+    let affine = match bn_affine(g, id, bn) {
+        Ok(a) => a,
+        Err(why) => return skip(cx, format!("BN '{name}' is not folded: {why}")),
+    };
+    let folded = match producer_op {
+        Op::Conv(_) => fold_into_conv(g, producer, &affine, false),
+        Op::ConvTranspose(_) => fold_into_conv(g, producer, &affine, true),
+        Op::Gemm(ref gemm) => fold_into_gemm(g, producer, gemm, &affine),
+        _ => fold_into_matmul(g, producer, &affine),
+    };
+    if let Err(why) = folded {
+        return skip(
+            cx,
+            format!("BN '{name}' is not folded into '{producer_name}': {why}"),
+        );
+    }
+    let producer_out = g.node(producer).output(0).expect("output");
+    crate::rewrite::bypass(g, id, producer_out);
+    cx.record(
+        Change::new(
+            NAME,
+            rule,
+            &[&producer_name, &name],
+            format!(
+                "folded BN '{name}' into {} '{producer_name}'",
+                g.node(producer).op_type()
+            ),
+        )
+        .removed(&[&name]),
+    );
+}
+
+/// `Add(MatMul(x, W), bias)` with a constant bias.
+fn is_matmul_bias_add(g: &Graph, add: NodeId) -> bool {
+    let n = g.node(add);
+    let (Some(a), Some(b)) = (n.input(0), n.input(1)) else {
+        return false;
+    };
+    let (x, c) = if g.constant(b).is_some() {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    g.constant(c).is_some()
+        && g.producer(x)
+            .is_some_and(|p| matches!(g.node(p).op(), Op::MatMul))
+}
+
+/// The constant weight of a conv-like node and its dims.
+fn weight(g: &Graph, node: NodeId) -> Result<(ValueId, DType, Vec<i64>, Vec<f64>), String> {
+    let w = g.node(node).input(1).ok_or("it has no weight")?;
+    let t = g.constant(w).ok_or("its weight is not a constant")?;
+    if !t.dtype().is_float() {
+        return Err(format!("its weight is {}, not a float type", t.dtype()));
+    }
+    let data = t.to_f64().map_err(|e| e.to_string())?;
+    Ok((w, t.dtype(), t.dims().to_vec(), data))
+}
+
+fn bias(g: &Graph, node: NodeId, slot: usize, len: usize) -> Result<Vec<f64>, String> {
+    match g.node(node).input(slot) {
+        None => Ok(vec![0.0; len]),
+        Some(b) => {
+            let v = const_f64(g, b).ok_or("its bias is not a float constant")?;
+            if v.len() != len {
+                return Err(format!("its bias has {} values, expected {len}", v.len()));
+            }
+            Ok(v)
+        }
+    }
+}
+
+/// Conv: output channel o is weight row o. ConvTranspose: output channel
+/// o = g·(Cout/G) + j is column j of every input channel in group g.
+fn fold_into_conv(g: &mut Graph, node: NodeId, a: &Affine, transpose: bool) -> Result<(), String> {
+    let (_, dtype, dims, mut w) = weight(g, node)?;
+    if dims.len() < 3 {
+        return Err("its weight has rank < 3".into());
+    }
+    let cout: usize;
+    if transpose {
+        let group = match g.node(node).op() {
+            Op::ConvTranspose(ct) => ct.group.max(1) as usize,
+            _ => 1,
+        };
+        let cin = dims[0] as usize;
+        let cout_g = dims[1] as usize;
+        cout = cout_g * group;
+        if a.scale.len() != cout || !cin.is_multiple_of(group) {
+            return Err(format!("BN has {} channels, the op {cout}", a.scale.len()));
+        }
+        let k: usize = dims[2..].iter().product::<i64>() as usize;
+        let cin_g = cin / group;
+        for i in 0..cin {
+            let grp = i / cin_g;
+            for j in 0..cout_g {
+                let s = a.scale[grp * cout_g + j];
+                let base = (i * cout_g + j) * k;
+                w[base..base + k].iter_mut().for_each(|x| *x *= s);
+            }
+        }
+    } else {
+        cout = dims[0] as usize;
+        if a.scale.len() != cout {
+            return Err(format!(
+                "BN has {} channels, the conv {cout}",
+                a.scale.len()
+            ));
+        }
+        let per_out = w.len() / cout;
+        for o in 0..cout {
+            w[o * per_out..(o + 1) * per_out]
+                .iter_mut()
+                .for_each(|x| *x *= a.scale[o]);
+        }
+    }
+    let b = bias(g, node, 2, cout)?;
+    let b: Vec<f64> = (0..cout).map(|o| a.scale[o] * b[o] + a.shift[o]).collect();
+    let base = g.node(node).name().to_string();
+    set_constant_input(
+        g,
+        node,
+        1,
+        &format!("{base}.weight_folded"),
+        dtype,
+        &dims,
+        &w,
+    );
+    set_constant_input(
+        g,
+        node,
+        2,
+        &format!("{base}.bias_folded"),
+        dtype,
+        &[cout as i64],
+        &b,
+    );
+    Ok(())
+}
+
+fn fold_into_gemm(g: &mut Graph, node: NodeId, gemm: &Gemm, a: &Affine) -> Result<(), String> {
+    if gemm.broadcast.is_some() {
+        return Err("legacy broadcast attribute".into());
+    }
+    let out = g.node(node).output(0).expect("output");
+    if g.ty(out).and_then(|t| t.rank()) != Some(2) {
+        return Err("its output rank is unknown".into());
+    }
+    let (_, dtype, dims, mut w) = weight(g, node)?;
+    if dims.len() != 2 {
+        return Err("its B is not a matrix".into());
+    }
+    let n = if gemm.trans_b { dims[0] } else { dims[1] } as usize;
+    if a.scale.len() != n {
+        return Err(format!("BN has {} channels, the Gemm {n}", a.scale.len()));
+    }
+    let k = w.len() / n;
+    for (idx, x) in w.iter_mut().enumerate() {
+        let col = if gemm.trans_b { idx / k } else { idx % n };
+        *x *= a.scale[col];
+    }
+    // C must broadcast per column: absent, a scalar, [N] or [1, N].
+    let c = match g.node(node).input(2) {
+        None => vec![0.0; n],
+        Some(c) => {
+            let t = g.constant(c).ok_or("its C is not a constant")?;
+            let vals = t.to_f64().map_err(|e| e.to_string())?;
+            match (t.dims(), vals.len()) {
+                (_, 1) => vec![vals[0]; n],
+                ([len] | [1, len], _) if *len as usize == n => vals,
+                _ => return Err("its C is not per column".into()),
+            }
+        }
+    };
+    let beta = gemm.beta as f64;
+    let c: Vec<f64> = (0..n)
+        .map(|j| a.scale[j] * beta * c[j] + a.shift[j])
+        .collect();
+    let base = g.node(node).name().to_string();
+    set_constant_input(
+        g,
+        node,
+        1,
+        &format!("{base}.weight_folded"),
+        dtype,
+        &dims,
+        &w,
+    );
+    set_constant_input(
+        g,
+        node,
+        2,
+        &format!("{base}.bias_folded"),
+        dtype,
+        &[n as i64],
+        &c,
+    );
+    let mut new = gemm.clone();
+    new.beta = 1.0;
+    g.set_op(node, Op::Gemm(new));
+    Ok(())
+}
+
+/// MatMul(x, W) on rank 2, optionally followed by Add(·, bias[N]).
+fn fold_into_matmul(g: &mut Graph, node: NodeId, a: &Affine) -> Result<(), String> {
+    let (matmul, add) = match g.node(node).op() {
+        Op::MatMul => (node, None),
+        Op::Add(_) => {
+            let n = g.node(node);
+            let (lhs, rhs) = (n.input(0).ok_or("no input")?, n.input(1).ok_or("no input")?);
+            let (mm_out, bias_v) = if g.constant(rhs).is_some() {
+                (lhs, rhs)
+            } else {
+                (rhs, lhs)
+            };
+            let mm = g
+                .producer(mm_out)
+                .ok_or("the Add does not follow a MatMul")?;
+            if !matches!(g.node(mm).op(), Op::MatMul) || !g.has_single_use(mm_out) {
+                return Err("the Add does not follow a single-use MatMul".into());
+            }
+            (mm, Some((node, bias_v)))
+        }
+        _ => return Err("not a MatMul".into()),
+    };
+    let out = g.node(matmul).output(0).expect("output");
+    if g.ty(out).and_then(|t| t.rank()) != Some(2) {
+        return Err("the MatMul output is not known to be rank 2".into());
+    }
+    let (_, dtype, dims, mut w) = weight(g, matmul)?;
+    if dims.len() != 2 {
+        return Err("its weight is not a matrix".into());
+    }
+    let n = dims[1] as usize;
+    if a.scale.len() != n {
+        return Err(format!("BN has {} channels, the MatMul {n}", a.scale.len()));
+    }
+    for (idx, x) in w.iter_mut().enumerate() {
+        *x *= a.scale[idx % n];
+    }
+    let base = g.node(matmul).name().to_string();
+    match add {
+        Some((add_node, bias_v)) => {
+            let t = g
+                .constant(bias_v)
+                .ok_or("the Add's operand is not a constant")?;
+            let vals = t.to_f64().map_err(|e| e.to_string())?;
+            let bias: Vec<f64> = match (t.dims(), vals.len()) {
+                (_, 1) => vec![vals[0]; n],
+                ([len] | [1, len], _) if *len as usize == n => vals,
+                _ => return Err("the Add's bias is not per column".into()),
+            };
+            let folded: Vec<f64> = (0..n).map(|j| a.scale[j] * bias[j] + a.shift[j]).collect();
+            let slot = if g.node(add_node).input(1) == Some(bias_v) {
+                1
+            } else {
+                0
+            };
+            set_constant_input(
+                g,
+                matmul,
+                1,
+                &format!("{base}.weight_folded"),
+                dtype,
+                &dims,
+                &w,
+            );
+            set_constant_input(
+                g,
+                add_node,
+                slot,
+                &format!("{base}.bias_folded"),
+                dtype,
+                &[n as i64],
+                &folded,
+            );
+        }
+        None => {
+            // A MatMul without bias gets an Add carrying the BN shift; the
+            // BN's output is then rewired to the Add by the caller.
+            return Err(
+                "a MatMul without a bias Add is not folded (it would need a new Add)".into(),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Conv → Mul/Add by a per-channel constant.
+fn fold_affine_into_conv(g: &mut Graph, id: NodeId, cx: &mut PassContext) {
+    let n = g.node(id);
+    let (Some(a), Some(b)) = (n.input(0), n.input(1)) else {
+        return;
+    };
+    let is_mul = matches!(n.op(), Op::Mul(_));
+    if !matches!(n.op(), Op::Mul(bin) | Op::Add(bin) if bin.is_numpy_broadcast(g.opset())) {
+        return;
+    }
+    let (x, c) = if g.constant(b).is_some() {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    let Some(conv) = g.producer(x) else { return };
+    if !matches!(g.node(conv).op(), Op::Conv(_)) || single_consumer(g, x) != Some(id) {
+        return;
+    }
+    let Some(ty) = g.ty(x).cloned() else { return };
+    let Some(rank) = ty.rank() else { return };
+    let Ok((_, dtype, dims, mut w)) = weight(g, conv) else {
+        return;
+    };
+    let cout = dims[0] as usize;
+    let Some(vals) = per_channel_constant(g, c, cout, rank) else {
+        return;
+    };
+    // The output's shape must not grow by broadcasting against the constant.
+    if g.ty(n.output(0).expect("output")).map(|t| t.rank()) != Some(Some(rank)) {
+        return;
+    }
+    let Ok(mut bias) = bias(g, conv, 2, cout) else {
+        return;
+    };
+    if is_mul {
+        let per = w.len() / cout;
+        for o in 0..cout {
+            w[o * per..(o + 1) * per]
+                .iter_mut()
+                .for_each(|x| *x *= vals[o]);
+            bias[o] *= vals[o];
+        }
+    } else {
+        for o in 0..cout {
+            bias[o] += vals[o];
+        }
+    }
+    let name = n.name().to_string();
+    let conv_name = g.node(conv).name().to_string();
+    let base = conv_name.clone();
+    if is_mul {
+        set_constant_input(
+            g,
+            conv,
+            1,
+            &format!("{base}.weight_folded"),
+            dtype,
+            &dims,
+            &w,
+        );
+    }
+    set_constant_input(
+        g,
+        conv,
+        2,
+        &format!("{base}.bias_folded"),
+        dtype,
+        &[cout as i64],
+        &bias,
+    );
+    let out = g.node(conv).output(0).expect("output");
+    crate::rewrite::bypass(g, id, out);
+    let (rule, what) = if is_mul {
+        ("conv-mul", "Mul")
+    } else {
+        ("conv-add", "Add")
+    };
+    cx.record(
+        Change::new(
+            NAME,
+            rule,
+            &[&conv_name, &name],
+            format!("folded per-channel {what} '{name}' into conv '{conv_name}'"),
+        )
+        .removed(&[&name]),
+    );
+}

@@ -1,0 +1,108 @@
+//! Small helpers every pass uses to read constants and splice nodes.
+
+use npuopt_ir::{DType, Graph, NodeId, Tensor, ValueId};
+
+/// The values of a constant float tensor as f64.
+pub fn const_f64(g: &Graph, v: ValueId) -> Option<Vec<f64>> {
+    let t = g.constant(v)?;
+    if !t.dtype().is_float() {
+        return None;
+    }
+    t.to_f64().ok()
+}
+
+/// A constant that acts per channel on an NCHW-like tensor of `rank` with
+/// `channels` channels: a scalar, `[C]`-broadcast shapes such as `[C,1,1]`
+/// or `[1,C,1,1]`. Returns one value per channel.
+pub fn per_channel_constant(
+    g: &Graph,
+    v: ValueId,
+    channels: usize,
+    rank: usize,
+) -> Option<Vec<f64>> {
+    let t = g.constant(v)?;
+    if !t.dtype().is_float() {
+        return None;
+    }
+    let dims = t.dims();
+    let values = t.to_f64().ok()?;
+    if values.len() == 1 && dims.len() <= rank {
+        return Some(vec![values[0]; channels]);
+    }
+    // Right-aligned broadcasting: the channel axis of the data is 1, so the
+    // constant's dim at position (1 - (rank - len)) must be C and all the
+    // others 1.
+    if dims.len() > rank || values.len() != channels {
+        return None;
+    }
+    let channel_pos = 1 + dims.len() as isize - rank as isize;
+    if channel_pos < 0 {
+        return None;
+    }
+    let ok = dims.iter().enumerate().all(|(i, &d)| {
+        if i as isize == channel_pos {
+            d as usize == channels
+        } else {
+            d == 1
+        }
+    });
+    ok.then_some(values)
+}
+
+/// The single consumer of `v`, if `v` is read exactly once and is not a
+/// graph output.
+pub fn single_consumer(g: &Graph, v: ValueId) -> Option<NodeId> {
+    if !g.has_single_use(v) {
+        return None;
+    }
+    g.consumers(v).next()
+}
+
+/// True when `v` is an initializer read only by `node` (so it may be
+/// rewritten in place without affecting anyone else).
+pub fn owned_initializer(g: &Graph, v: ValueId, node: NodeId) -> bool {
+    let val = g.value(v);
+    val.constant().is_some() && !g.is_graph_output(v) && val.uses().iter().all(|u| u.node() == node)
+}
+
+/// Writes new data for a constant input of `node`: in place when only
+/// `node` reads it, else as a fresh initializer wired into `slot`.
+pub fn set_constant_input(
+    g: &mut Graph,
+    node: NodeId,
+    slot: usize,
+    name_hint: &str,
+    dtype: DType,
+    dims: &[i64],
+    data: &[f64],
+) {
+    match g.node(node).input(slot) {
+        Some(v) if owned_initializer(g, v, node) => {
+            let name = g.value(v).name().to_string();
+            g.set_initializer(v, Tensor::from_f64_as(&name, dtype, dims, data));
+        }
+        _ => {
+            let v = g.add_initializer(name_hint, Tensor::from_f64_as(name_hint, dtype, dims, data));
+            g.set_input(node, slot, Some(v));
+        }
+    }
+}
+
+/// Makes every reader of `node`'s first output read `replacement`, then
+/// removes `node` (it must have no other live outputs).
+pub fn bypass(g: &mut Graph, node: NodeId, replacement: ValueId) {
+    let out = g.node(node).output(0).expect("an output");
+    g.replace_all_uses(out, replacement);
+    let live: Vec<ValueId> = g.node(node).outputs().iter().flatten().copied().collect();
+    if live
+        .iter()
+        .all(|&o| g.value(o).uses().is_empty() && !g.is_graph_output(o))
+    {
+        g.remove_node(node);
+    }
+}
+
+/// Name of a node, for change notes.
+pub fn node_name(g: &Graph, n: NodeId) -> String {
+    g.node(n).name().to_string()
+}

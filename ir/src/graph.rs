@@ -321,6 +321,26 @@ impl Graph {
         val.initializer = Some(tensor);
     }
 
+    /// Turns the node output `v` into an initializer holding `tensor`, keeping
+    /// its name, readers and graph-output status: `v` is detached from its
+    /// producer (whose output slot becomes absent). Used by constant folding;
+    /// the caller removes the producer once none of its outputs is live.
+    pub fn make_constant(&mut self, v: ValueId, mut tensor: Tensor) {
+        if let Some((p, slot)) = self.value(v).producer {
+            self.node_mut(p).outputs[slot] = None;
+        }
+        let name = self.value(v).name.clone();
+        tensor.set_name(&name);
+        let ty = TensorType::new(tensor.dtype(), tensor.dims());
+        let val = self.value_mut(v);
+        val.producer = None;
+        val.ty = Some(ty);
+        val.initializer = Some(tensor);
+        if !self.initializer_order.contains(&v) {
+            self.initializer_order.push(v);
+        }
+    }
+
     /// Adds a node of the default domain computing `op` on `inputs`, with
     /// one new value per entry of `outputs` (names made unique). The node is
     /// placed just after `near` in the export order, or at the end.

@@ -14,7 +14,12 @@ use crate::pass::Pass;
 /// pipeline runs it.
 fn registry() -> Vec<(Box<dyn Pass>, bool)> {
     use crate::passes::*;
-    vec![(Box::new(fold_batchnorm::FoldBatchNorm), true)]
+    vec![
+        (Box::new(fold_constants::FoldConstants), true),
+        (Box::new(eliminate_identity::EliminateIdentity), true),
+        (Box::new(fold_batchnorm::FoldBatchNorm), true),
+        (Box::new(eliminate_dead::EliminateDead), true),
+    ]
 }
 
 /// Every pass's public face, in default-pipeline order.

@@ -1,0 +1,147 @@
+//! `eliminate-dead`: removes what nothing reads, and merges duplicate
+//! initializers.
+//!
+//! Before:  y = Relu(x) (y unread, not a graph output); initializer w unread;
+//!          initializers a and b with identical dtype, dims and bytes
+//! After:   the Relu and w are gone; b's readers read a, and b is gone
+//!
+//! Rules:
+//! * `dead-node`: a node none of whose outputs is read or a graph output.
+//!   Only default-domain nodes without subgraphs are removed (a custom op
+//!   may have effects we cannot see). Nodes are visited in reverse
+//!   topological order, so a dead chain goes in one run.
+//! * `unused-initializer`: an initializer nothing reads that is neither a
+//!   graph input nor a graph output.
+//! * `duplicate-initializer`: constants (initializers that are not graph
+//!   inputs) with the same dtype, dims and bytes — found by content hash,
+//!   then compared exactly — are merged into the first; the others must not
+//!   be graph outputs or be read from a subgraph.
+
+use std::collections::HashMap;
+
+use npuopt_ir::{Graph, Use, ValueId};
+
+use crate::change::Change;
+use crate::pass::{Pass, PassContext, PassError};
+use crate::passes::fold_constants::raw_bytes;
+
+pub struct EliminateDead;
+
+const NAME: &str = "eliminate-dead";
+
+impl Pass for EliminateDead {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn description(&self) -> &'static str {
+        "remove nodes and initializers nothing reads; merge identical initializers"
+    }
+
+    fn run(&self, model: &mut npuopt_ir::Model, cx: &mut PassContext) -> Result<(), PassError> {
+        let g = &mut model.graph;
+        dead_nodes(g, cx)?;
+        duplicate_initializers(g, cx);
+        unused_initializers(g, cx);
+        Ok(())
+    }
+}
+
+fn is_dead(g: &Graph, v: ValueId) -> bool {
+    g.value(v).uses().is_empty() && !g.is_graph_output(v)
+}
+
+fn dead_nodes(g: &mut Graph, cx: &mut PassContext) -> Result<(), PassError> {
+    let mut order = g.topo_order()?;
+    order.reverse();
+    for id in order {
+        if !cx.may_rewrite() {
+            return Ok(());
+        }
+        let n = g.node(id);
+        if !(n.domain().is_empty() || n.domain() == "ai.onnx") || n.has_subgraphs() {
+            continue;
+        }
+        if !n.outputs().iter().flatten().all(|&o| is_dead(g, o)) {
+            continue;
+        }
+        let name = n.name().to_string();
+        let op_type = n.op_type().to_string();
+        g.remove_node(id);
+        cx.record(
+            Change::new(
+                NAME,
+                "dead-node",
+                &[&name],
+                format!("removed {op_type} '{name}': nothing reads its outputs"),
+            )
+            .removed(&[&name]),
+        );
+    }
+    Ok(())
+}
+
+fn unused_initializers(g: &mut Graph, cx: &mut PassContext) {
+    let unused: Vec<ValueId> = g
+        .initializers()
+        .filter(|&v| is_dead(g, v) && !g.value(v).is_graph_input())
+        .collect();
+    for v in unused {
+        if !cx.may_rewrite() {
+            return;
+        }
+        let name = g.value(v).name().to_string();
+        g.remove_value(v);
+        cx.record(
+            Change::new(
+                NAME,
+                "unused-initializer",
+                &[],
+                format!("removed initializer '{name}': nothing reads it"),
+            )
+            .removed(&[&name]),
+        );
+    }
+}
+
+fn duplicate_initializers(g: &mut Graph, cx: &mut PassContext) {
+    // (hash) → the first constants seen with that hash, with their bytes.
+    let mut seen: HashMap<u64, Vec<(ValueId, Vec<u8>)>> = HashMap::new();
+    let inits: Vec<ValueId> = g.initializers().collect();
+    for v in inits {
+        if !cx.may_rewrite() {
+            return;
+        }
+        let Some(t) = g.constant(v) else { continue };
+        let Some(bytes) = raw_bytes(t) else { continue };
+        let (dtype, dims) = (t.dtype(), t.dims().to_vec());
+        let hash = t.content_hash();
+        let bucket = seen.entry(hash).or_default();
+        let first = bucket.iter().find(|(f, b)| {
+            let ft = g.constant(*f).expect("a constant");
+            ft.dtype() == dtype && ft.dims() == dims.as_slice() && *b == bytes
+        });
+        let Some(&(first, _)) = first else {
+            bucket.push((v, bytes));
+            continue;
+        };
+        let val = g.value(v);
+        let captured = val.uses().iter().any(|u| matches!(u, Use::Capture { .. }));
+        if g.is_graph_output(v) || captured {
+            continue;
+        }
+        let name = val.name().to_string();
+        let first_name = g.value(first).name().to_string();
+        g.replace_all_uses(v, first);
+        g.remove_value(v);
+        cx.record(
+            Change::new(
+                NAME,
+                "duplicate-initializer",
+                &[],
+                format!("merged initializer '{name}' into identical '{first_name}'"),
+            )
+            .removed(&[&name]),
+        );
+    }
+}

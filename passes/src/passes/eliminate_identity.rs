@@ -1,0 +1,268 @@
+//! `eliminate-identity`: removes nodes that compute their input unchanged.
+//!
+//! Before:  y = Identity(x);  z = Relu(y)
+//! After:   z = Relu(x)
+//!
+//! Rules (each removes one node; its readers read the input instead):
+//! * `identity`: Identity;
+//! * `dropout`: Dropout at inference — its mask output unread; opset ≥ 12
+//!   with no `training_mode` input or a constant false one, opsets 7–11
+//!   always, opsets < 7 only with `is_test=1`; any ratio;
+//! * `noop-reshape`: Reshape whose output shape equals its input shape, both
+//!   fully known;
+//! * `noop-flatten`: Flatten of a rank-2 input with axis 1 (or −1);
+//! * `noop-transpose`: Transpose with the identity permutation (or no perm
+//!   on a rank ≤ 1 input);
+//! * `noop-cast`: Cast to the input's own dtype;
+//! * `noop-pad`: Pad whose pads are constant and all zero (any mode);
+//! * `noop-slice`: Slice with constant starts that normalise to 0, ends that
+//!   reach the dim, steps 1, on axes of known size;
+//! * `noop-expand`: Expand to a constant shape that broadcasts to the
+//!   input's own (fully known) shape;
+//! * `single-input`: Concat or Sum of a single input.
+//!
+//! Preconditions: default domain; no other output read. Graph outputs keep
+//! their names: when the removed node computes a graph output, its input
+//! takes over that name, which needs the input to be a plain node output
+//! (not a graph input, initializer or graph output, with no `value_info`
+//! entry). An Identity from a graph input (or initializer) to a graph
+//! output is the interface itself and is kept.
+
+use npuopt_ir::attr::Attrs;
+use npuopt_ir::{Graph, NodeId, Op, Use, ValueId};
+
+use crate::change::Change;
+use crate::pass::{Pass, PassContext, PassError};
+
+pub struct EliminateIdentity;
+
+const NAME: &str = "eliminate-identity";
+
+impl Pass for EliminateIdentity {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn description(&self) -> &'static str {
+        "remove Identity, inference Dropout and no-op Reshape/Flatten/Transpose/Cast/Pad/Slice/Expand/Concat/Sum"
+    }
+
+    fn run(&self, model: &mut npuopt_ir::Model, cx: &mut PassContext) -> Result<(), PassError> {
+        let g = &mut model.graph;
+        for id in g.topo_order()? {
+            if !cx.may_rewrite() {
+                break;
+            }
+            if g.try_node(id).is_none() {
+                continue;
+            }
+            let Some(rule) = match_noop(g, id) else {
+                continue;
+            };
+            let n = g.node(id);
+            let name = n.name().to_string();
+            let op_type = n.op_type().to_string();
+            let (Some(out), Some(input)) = (n.output(0), n.input(0)) else {
+                continue;
+            };
+            if let Err(why) = can_bypass(g, out, input) {
+                cx.skip(
+                    NAME,
+                    rule,
+                    &name,
+                    format!("{op_type} '{name}' is kept: {why}"),
+                );
+                continue;
+            }
+            let in_name = g.value(input).name().to_string();
+            crate::rewrite::bypass(g, id, input);
+            cx.record(
+                Change::new(
+                    NAME,
+                    rule,
+                    &[&name],
+                    format!("removed {op_type} '{name}': its readers now read '{in_name}'"),
+                )
+                .removed(&[&name]),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Whether the readers of `out` can read `input` instead without the IR
+/// having to re-create an Identity to keep a name alive.
+fn can_bypass(g: &Graph, out: ValueId, input: ValueId) -> Result<(), String> {
+    if g.value(out)
+        .uses()
+        .iter()
+        .any(|u| matches!(u, Use::Capture { .. }))
+    {
+        return Err("its output is read by a subgraph".into());
+    }
+    if !g.is_graph_output(out) {
+        return Ok(());
+    }
+    let v = g.value(input);
+    if v.producer().is_none() {
+        return Err(
+            "it maps a graph input or initializer to a graph output (interface names)".into(),
+        );
+    }
+    if g.is_graph_output(input) {
+        return Err("its input and output are both graph outputs".into());
+    }
+    if g.value_infos().iter().any(|(x, _)| *x == Some(input)) {
+        return Err(
+            "its output is a graph output and its input has a value_info entry that would have to be renamed"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+fn concrete(g: &Graph, v: Option<ValueId>) -> Option<Vec<i64>> {
+    g.ty(v?)?.concrete()
+}
+
+fn const_ints(g: &Graph, v: Option<ValueId>) -> Option<Vec<i64>> {
+    g.constant(v?)?.to_i64().ok()
+}
+
+/// The rule under which node `id` is a no-op, if it is one.
+fn match_noop(g: &Graph, id: NodeId) -> Option<&'static str> {
+    let n = g.node(id);
+    if !(n.domain().is_empty() || n.domain() == "ai.onnx") || n.has_subgraphs() {
+        return None;
+    }
+    let a = Attrs(n.attributes());
+    let extra_outputs_live = n.outputs()[1..]
+        .iter()
+        .flatten()
+        .any(|&o| !g.value(o).uses().is_empty() || g.is_graph_output(o));
+    if extra_outputs_live || n.input(0).is_none() || n.output(0).is_none() {
+        return None;
+    }
+    let opset = g.opset();
+    let in_ty = g.ty(n.input(0)?);
+    match n.op_type() {
+        "Identity" => Some("identity"),
+        "Dropout" => {
+            let Op::Dropout(d) = n.op() else { return None };
+            let inference = if opset < 7 {
+                d.is_test == Some(1)
+            } else if opset < 12 {
+                true
+            } else {
+                match n.input(2) {
+                    None => true,
+                    Some(t) => g
+                        .constant(t)
+                        .and_then(|t| t.to_i64().ok())
+                        .is_some_and(|v| v.iter().all(|&x| x == 0)),
+                }
+            };
+            inference.then_some("dropout")
+        }
+        "Reshape" => {
+            let i = concrete(g, n.input(0))?;
+            (Some(i) == concrete(g, n.output(0))).then_some("noop-reshape")
+        }
+        "Flatten" => {
+            let axis = a.int("axis").ok()?.unwrap_or(1);
+            (in_ty?.rank()? == 2 && (axis == 1 || axis == -1)).then_some("noop-flatten")
+        }
+        "Transpose" => {
+            let ok = match a.ints("perm").ok()? {
+                Some(p) => {
+                    p.iter().enumerate().all(|(i, &x)| x == i as i64)
+                        && in_ty.and_then(|t| t.rank()).is_none_or(|r| r == p.len())
+                }
+                None => in_ty?.rank()? <= 1,
+            };
+            ok.then_some("noop-transpose")
+        }
+        "Cast" => {
+            let to = a.int("to").ok()??;
+            let from = in_ty?.dtype;
+            (from.0 != 0 && i64::from(from.0) == to).then_some("noop-cast")
+        }
+        "Pad" => {
+            let pads = if opset < 11 {
+                a.ints("pads").ok()??
+            } else {
+                const_ints(g, n.input(1))?
+            };
+            pads.iter().all(|&p| p == 0).then_some("noop-pad")
+        }
+        "Slice" => {
+            let dims = concrete(g, n.input(0))?;
+            let (starts, ends, axes, steps) = if opset < 10 {
+                (
+                    a.ints("starts").ok()??,
+                    a.ints("ends").ok()??,
+                    a.ints("axes").ok()?,
+                    None,
+                )
+            } else {
+                let opt = |i: usize| -> Option<Option<Vec<i64>>> {
+                    match n.input(i) {
+                        None => Some(None),
+                        v => Some(Some(const_ints(g, v)?)),
+                    }
+                };
+                (
+                    const_ints(g, n.input(1))?,
+                    const_ints(g, n.input(2))?,
+                    opt(3)?,
+                    opt(4)?,
+                )
+            };
+            let k = starts.len();
+            let axes = axes.unwrap_or_else(|| (0..k as i64).collect());
+            let steps = steps.unwrap_or_else(|| vec![1; k]);
+            if ends.len() != k || axes.len() != k || steps.len() != k {
+                return None;
+            }
+            let r = dims.len() as i64;
+            let mut seen = Vec::new();
+            for j in 0..k {
+                let ax = if axes[j] < 0 { axes[j] + r } else { axes[j] };
+                if !(0..r).contains(&ax) || seen.contains(&ax) || steps[j] != 1 {
+                    return None;
+                }
+                seen.push(ax);
+                let d = dims[ax as usize];
+                let s = if starts[j] < 0 {
+                    starts[j].saturating_add(d)
+                } else {
+                    starts[j]
+                };
+                let e = if ends[j] < 0 {
+                    ends[j].saturating_add(d)
+                } else {
+                    ends[j]
+                };
+                if s.clamp(0, d) != 0 || e.clamp(0, d) != d {
+                    return None;
+                }
+            }
+            Some("noop-slice")
+        }
+        "Expand" => {
+            let dims = concrete(g, n.input(0))?;
+            let shape = const_ints(g, n.input(1))?;
+            if shape.len() > dims.len() {
+                return None;
+            }
+            let off = dims.len() - shape.len();
+            shape
+                .iter()
+                .enumerate()
+                .all(|(j, &s)| s == 1 || s == dims[off + j])
+                .then_some("noop-expand")
+        }
+        "Concat" | "Sum" => (n.inputs().len() == 1).then_some("single-input"),
+        _ => None,
+    }
+}

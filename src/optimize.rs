@@ -1,38 +1,198 @@
-//! The optimize pipeline as a library call.
+//! The optimize pipeline as a library call: passes, then verification.
 
 use npuopt_ir::Model;
+use npuopt_passes::{Change, PipelineError, PipelineOptions, PipelineReport};
+
+use crate::verify::{verify_bytes, VerifyError, VerifyOptions, VerifyReport};
 
 #[derive(Clone, Debug, Default)]
 pub struct OptimizeOptions {
-    /// Pass names to run, in order (already resolved).
+    /// Pass names to run, in order (see [`npuopt_passes::resolve_pass_list`]).
     pub passes: Vec<&'static str>,
-    /// Check the result against the input with tract.
-    pub verify: bool,
+    /// Check the result against the input with tract; `None` skips it.
+    pub verify: Option<VerifyOptions>,
+    /// Verify after every pass that changed the graph, and name the first
+    /// pass — and rewrite — that breaks numerics.
+    pub verify_each: bool,
+    /// Stop after this many rewrites in total (bisection by hand).
+    pub max_rewrites: Option<usize>,
+    /// Write the IR text dump after the named pass to the file.
+    pub dump_after: Vec<(String, std::path::PathBuf)>,
 }
 
 #[derive(Clone, Debug)]
 pub struct OptimizeOutcome {
-    /// True when the result was verified numerically against the input.
-    pub verified: bool,
+    pub pipeline: PipelineReport,
+    /// The verification figures, when verification ran.
+    pub verification: Option<VerifyReport>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum OptimizeError {
     #[error(transparent)]
     Ir(#[from] npuopt_ir::IrError),
-    #[error("verification is not available yet: pass --no-verify")]
-    VerifyUnavailable,
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    #[error("verification could not run: {0}")]
+    Verify(#[from] VerifyError),
+    /// The optimized model does not match the input.
+    #[error("verification failed: {summary}")]
+    Mismatch {
+        summary: String,
+        report: Box<VerifyReport>,
+    },
+    /// `--verify-each` found the pass (and rewrite) that breaks numerics.
+    #[error("verification failed after pass {pass}{}: {summary}", first_bad_rewrite.as_ref().map(|c| format!(" (first bad rewrite: {} — {})", c.rule, c.note)).unwrap_or_default())]
+    BrokenBy {
+        pass: String,
+        first_bad_rewrite: Option<Box<Change>>,
+        summary: String,
+        report: Box<VerifyReport>,
+    },
+    #[error("cannot write dump: {0}")]
+    Dump(std::io::Error),
 }
 
-/// Runs the passes on `model` in place.
+impl OptimizeError {
+    /// The verification report behind a mismatch, if that is what this is.
+    pub fn verify_report(&self) -> Option<&VerifyReport> {
+        match self {
+            OptimizeError::Mismatch { report, .. } | OptimizeError::BrokenBy { report, .. } => {
+                Some(report)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// One line naming the worst output.
+pub fn mismatch_summary(r: &VerifyReport) -> String {
+    let worst = r
+        .outputs
+        .iter()
+        .filter(|o| !o.passed)
+        .max_by(|a, b| a.max_abs_err.total_cmp(&b.max_abs_err));
+    match worst {
+        Some(o) => format!(
+            "output '{}': max abs err {:.3e} (max |ref| {:.3e}, relative {:.3e}, cosine {:.6})",
+            o.name, o.max_abs_err, o.max_abs_ref, o.max_rel_err, o.cosine
+        ),
+        None => "outputs differ".to_string(),
+    }
+}
+
+/// Runs the passes on `model` in place and verifies the result against the
+/// model as it was. On a mismatch the model is left rewritten but the caller
+/// must not write it (the CLI writes nothing and exits 3).
 pub fn optimize(
     model: &mut Model,
     opts: &OptimizeOptions,
 ) -> Result<OptimizeOutcome, OptimizeError> {
-    debug_assert!(opts.passes.is_empty(), "no passes are registered yet");
     model.graph.validate()?;
-    if opts.verify {
-        return Err(OptimizeError::VerifyUnavailable);
+    let reference = match &opts.verify {
+        Some(_) => Some(model.to_bytes()?),
+        None => None,
+    };
+    let original = (opts.verify_each && reference.is_some()).then(|| model.clone());
+    let mut broken: Option<(String, VerifyReport)> = None;
+    let dump_after = opts.dump_after.clone();
+    let mut dump_error = None;
+    let after_pass = |pass: &str, m: &Model, _changes: &[Change]| -> Result<(), String> {
+        for (name, path) in &dump_after {
+            if name == pass {
+                let text = npuopt_ir::dump::dump(&m.graph).map_err(|e| e.to_string())?;
+                if let Err(e) = std::fs::write(path, text) {
+                    dump_error = Some(e);
+                    return Err("cannot write the dump".into());
+                }
+            }
+        }
+        if let (true, Some(vopts), Some(reference)) = (opts.verify_each, &opts.verify, &reference) {
+            let candidate = m.to_bytes().map_err(|e| e.to_string())?;
+            let report = verify_bytes(reference, &candidate, vopts).map_err(|e| e.to_string())?;
+            if !report.passed {
+                broken = Some((pass.to_string(), report));
+                return Err("verification failed".into());
+            }
+        }
+        Ok(())
+    };
+    let result = npuopt_passes::run_pipeline(
+        model,
+        &opts.passes,
+        PipelineOptions {
+            max_rewrites: opts.max_rewrites,
+            max_iterations: None,
+            after_pass: Some(Box::new(after_pass)),
+        },
+    );
+    if let Some(e) = dump_error {
+        return Err(OptimizeError::Dump(e));
     }
-    Ok(OptimizeOutcome { verified: false })
+    if let Some((pass, report)) = broken {
+        let first_bad_rewrite = original
+            .zip(reference.as_ref())
+            .and_then(|(orig, reference)| first_bad_rewrite(orig, reference, opts));
+        return Err(OptimizeError::BrokenBy {
+            pass,
+            first_bad_rewrite: first_bad_rewrite.map(Box::new),
+            summary: mismatch_summary(&report),
+            report: Box::new(report),
+        });
+    }
+    let pipeline = result?;
+    let verification = match (&opts.verify, &reference) {
+        (Some(vopts), Some(reference)) => {
+            let candidate = model.to_bytes()?;
+            let report = verify_bytes(reference, &candidate, vopts)?;
+            if !report.passed {
+                return Err(OptimizeError::Mismatch {
+                    summary: mismatch_summary(&report),
+                    report: Box::new(report),
+                });
+            }
+            Some(report)
+        }
+        _ => None,
+    };
+    Ok(OptimizeOutcome {
+        pipeline,
+        verification,
+    })
+}
+
+/// Bisects on `max_rewrites`: the smallest prefix of the rewrite sequence
+/// whose result fails verification ends with the first bad rewrite.
+fn first_bad_rewrite(original: Model, reference: &[u8], opts: &OptimizeOptions) -> Option<Change> {
+    let vopts = opts.verify.as_ref()?;
+    let fails = |n: usize| -> Option<(bool, Vec<Change>)> {
+        let mut m = original.clone();
+        let report = npuopt_passes::run_pipeline(
+            &mut m,
+            &opts.passes,
+            PipelineOptions {
+                max_rewrites: Some(n),
+                ..Default::default()
+            },
+        )
+        .ok()?;
+        let bytes = m.to_bytes().ok()?;
+        let v = verify_bytes(reference, &bytes, vopts).ok()?;
+        Some((!v.passed, report.changes))
+    };
+    let (full_fails, changes) = fails(usize::MAX)?;
+    if !full_fails {
+        return None;
+    }
+    let (mut lo, mut hi) = (0usize, changes.len());
+    // Invariant: prefix `lo` passes, prefix `hi` fails.
+    while hi - lo > 1 {
+        let mid = (lo + hi) / 2;
+        if fails(mid)?.0 {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    changes.get(hi - 1).cloned()
 }

@@ -36,6 +36,14 @@ pub enum Command {
         "Exit codes:\n  0 ok, 1 bad input or internal error, 2 usage error, 3 verification failed"
     ))]
     Optimize(OptimizeArgs),
+    /// Compare two models numerically with tract on the same seeded random inputs.
+    #[command(after_help = concat!(
+        "Examples:\n",
+        "  npuopt verify model.onnx model.opt.onnx\n",
+        "  npuopt verify a.onnx b.onnx --input-shape input=1,3,224,224 --samples 4 --json\n\n",
+        "Exit codes:\n  0 outputs match, 3 outputs differ, 1 a model cannot be loaded or run, 2 usage error"
+    ))]
+    Verify(VerifyArgs),
     /// Summarize a model: producer, opsets, inputs and outputs, ops, parameters, MACs.
     #[command(
         after_help = "Examples:\n  npuopt inspect model.onnx\n  npuopt inspect model.onnx --json"
@@ -71,6 +79,57 @@ pub struct OptimizeArgs {
     /// Also write the IR text dump of the result here (for reviews and diffs).
     #[arg(long)]
     pub dump: Option<PathBuf>,
+    /// Write the IR text dump after pass PASS to FILE (repeatable).
+    #[arg(long, num_args = 2, value_names = ["PASS", "FILE"])]
+    pub dump_after: Vec<String>,
+    /// Verify after every pass that changed the graph, and name the first
+    /// pass and rewrite that breaks numerics.
+    #[arg(long, conflicts_with = "no_verify")]
+    pub verify_each: bool,
+    /// Stop after N rewrites in total (bisect a bad rewrite by hand).
+    #[arg(long, value_name = "N")]
+    pub max_rewrites: Option<usize>,
+    /// Write the full report (passes, every change, figures, hashes) as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    #[command(flatten)]
+    pub check: CheckArgs,
+}
+
+/// How verification draws inputs and compares outputs.
+#[derive(Debug, Args, Clone)]
+pub struct CheckArgs {
+    /// Seed of the random inputs.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Number of random input sets.
+    #[arg(long, default_value_t = 1)]
+    pub samples: usize,
+    /// Shape of an input with symbolic dims, e.g. `input=1,3,224,224` (repeatable).
+    #[arg(long, value_name = "NAME=D,D,…")]
+    pub input_shape: Vec<String>,
+    /// Range `LO,HI` of integer inputs (default 0,10).
+    #[arg(long, value_name = "LO,HI")]
+    pub input_range: Option<String>,
+    /// Relative tolerance: pass when max|a−b| ≤ atol + rtol·max|ref|.
+    #[arg(long, default_value_t = 1e-4)]
+    pub rtol: f32,
+    /// Absolute tolerance.
+    #[arg(long, default_value_t = 1e-6)]
+    pub atol: f32,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The reference model.
+    pub reference: PathBuf,
+    /// The model to check against it.
+    pub candidate: PathBuf,
+    #[command(flatten)]
+    pub check: CheckArgs,
+    /// Print one JSON document on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

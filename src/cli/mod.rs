@@ -1,9 +1,11 @@
 //! The command line: argument parsing (clap) and exit codes.
 
 mod args;
+mod check_args;
 mod inspect_cmd;
 mod optimize_cmd;
 mod passes_cmd;
+mod verify_cmd;
 
 use clap::Parser;
 
@@ -60,6 +62,7 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
     match cli.command {
         Command::Optimize(a) => optimize_cmd::run(a, cli.quiet),
         Command::Inspect(a) => inspect_cmd::run(a),
+        Command::Verify(a) => verify_cmd::run(a),
         Command::Passes(a) => passes_cmd::run(a),
     }
 }

@@ -1,12 +1,14 @@
 //! `npuopt optimize`.
 
+use std::path::Path;
 use std::time::Instant;
 
 use super::args::OptimizeArgs;
 use super::CliError;
 use crate::exit;
 use crate::inspect::{human_bytes, summarize};
-use crate::optimize::{optimize, OptimizeOptions};
+use crate::optimize::{optimize, OptimizeError, OptimizeOptions};
+use crate::report::{content_hash, optimize_json, FileFacts};
 
 pub fn run(a: OptimizeArgs, quiet: bool) -> Result<i32, CliError> {
     if !a.force && same_file(&a.input, &a.output) {
@@ -17,17 +19,54 @@ pub fn run(a: OptimizeArgs, quiet: bool) -> Result<i32, CliError> {
     }
     let passes = npuopt_passes::resolve_pass_list(a.passes.as_deref(), a.skip.as_deref())
         .map_err(CliError::usage)?;
+    let mut dump_after = Vec::new();
+    for pair in a.dump_after.chunks(2) {
+        let name =
+            npuopt_passes::resolve_pass_list(Some(&pair[0]), None).map_err(CliError::usage)?;
+        dump_after.push((name[0].to_string(), pair[1].clone().into()));
+    }
+    let verify = if a.no_verify {
+        None
+    } else {
+        Some(a.check.to_options().map_err(CliError::input)?)
+    };
     let start = Instant::now();
-    let mut model = npuopt_ir::import::load(&a.input).map_err(CliError::input)?;
+    let input_bytes = std::fs::read(&a.input).map_err(|e| {
+        CliError::input(anyhow::anyhow!("cannot read '{}': {e}", a.input.display()))
+    })?;
+    let input_facts = FileFacts {
+        path: a.input.display().to_string(),
+        bytes: input_bytes.len() as u64,
+        hash: content_hash(&input_bytes),
+    };
+    let dir = a.input.parent().map(|p| {
+        if p.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            p
+        }
+    });
+    let mut model =
+        npuopt_ir::import::from_bytes(input_bytes.into(), dir).map_err(CliError::input)?;
     let before = summarize(&model);
-    let outcome = optimize(
+    let outcome = match optimize(
         &mut model,
         &OptimizeOptions {
             passes,
-            verify: !a.no_verify,
+            verify,
+            verify_each: a.verify_each,
+            max_rewrites: a.max_rewrites,
+            dump_after,
         },
-    )
-    .map_err(CliError::input)?;
+    ) {
+        Ok(o) => o,
+        Err(e @ (OptimizeError::Mismatch { .. } | OptimizeError::BrokenBy { .. })) => {
+            eprintln!("error: {e}");
+            eprintln!("nothing was written");
+            return Ok(exit::MISMATCH);
+        }
+        Err(e) => return Err(CliError::input(e)),
+    };
     let opts = npuopt_ir::export::WriteOptions {
         external: a.external_data.then(|| npuopt_ir::export::ExternalData {
             location: format!(
@@ -46,28 +85,60 @@ pub fn run(a: OptimizeArgs, quiet: bool) -> Result<i32, CliError> {
     }
     let written = model.write(&a.output, &opts).map_err(CliError::input)?;
     let after = summarize(&model);
+    if let Some(path) = &a.report {
+        let out_bytes = std::fs::read(&a.output).map_err(CliError::input)?;
+        let output_facts = FileFacts {
+            path: a.output.display().to_string(),
+            bytes: written,
+            hash: content_hash(&out_bytes),
+        };
+        let json = optimize_json(&input_facts, &output_facts, &before, &after, &outcome);
+        let text = serde_json::to_string_pretty(&json).map_err(CliError::input)?;
+        std::fs::write(path, text + "\n").map_err(CliError::input)?;
+    }
     if !quiet {
+        for s in &outcome.pipeline.passes {
+            eprintln!(
+                "  {:<22} {:>5} rewrites   nodes {} → {}",
+                s.pass, s.rewrites, s.nodes_before, s.nodes_after
+            );
+        }
+        if outcome.pipeline.hit_iteration_cap {
+            eprintln!("  note: stopped at the iteration cap before a fixed point");
+        }
+        if outcome.pipeline.hit_rewrite_cap {
+            eprintln!(
+                "  note: stopped after --max-rewrites {}",
+                a.max_rewrites.unwrap_or(0)
+            );
+        }
+        let verified = match &outcome.verification {
+            Some(v) => {
+                let worst = v.outputs.iter().map(|o| o.max_abs_err).fold(0.0, f64::max);
+                format!("verified with tract (max abs err {worst:.2e})")
+            }
+            None => "NOT verified (--no-verify)".to_string(),
+        };
         eprintln!(
-            "{} → {}: {} → {} nodes, {} → {} parameters, {} written in {:.2} s{}",
+            "{} → {}: nodes {} → {}, parameters {} → {}, MACs {} → {}, {} → {} in {:.2} s; {}",
             a.input.display(),
             a.output.display(),
             before.nodes,
             after.nodes,
             before.parameters,
             after.parameters,
+            before.macs,
+            after.macs,
+            human_bytes(input_facts.bytes),
             human_bytes(written),
             start.elapsed().as_secs_f64(),
-            if outcome.verified {
-                ""
-            } else {
-                " (not verified)"
-            }
+            verified
         );
     }
     Ok(exit::OK)
 }
 
-fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+fn same_file(a: &Path, b: &Path) -> bool {
     match (a.canonicalize(), b.canonicalize()) {
         (Ok(x), Ok(y)) => x == y,
         _ => false,

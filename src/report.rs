@@ -1,0 +1,86 @@
+//! The JSON forms of npuopt's reports (`--report`, `--json`).
+
+use serde_json::{json, Value};
+
+use crate::inspect::ModelSummary;
+use crate::optimize::OptimizeOutcome;
+use crate::verify::VerifyReport;
+
+pub fn verification_json(r: &VerifyReport) -> Value {
+    json!({
+        "passed": r.passed,
+        "seed": r.seed,
+        "samples": r.samples,
+        "notes": r.notes,
+        "outputs": r.outputs.iter().map(|o| json!({
+            "name": o.name,
+            "shape": o.shape,
+            "max_abs_err": o.max_abs_err,
+            "max_rel_err": o.max_rel_err,
+            "cosine": o.cosine,
+            "max_abs_ref": o.max_abs_ref,
+            "passed": o.passed,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// SHA-256-free content identity: FNV-1a 64 of the bytes, hex. Enough to
+/// tell which file a report is about; not a security hash.
+pub fn content_hash(bytes: &[u8]) -> String {
+    let mut h = npuopt_ir::hash::Fnv64::new();
+    h.write(bytes);
+    format!("fnv1a64:{:016x}", h.finish())
+}
+
+pub struct FileFacts {
+    pub path: String,
+    pub bytes: u64,
+    pub hash: String,
+}
+
+/// The whole `optimize` report: tool version, files, per-pass figures,
+/// totals before and after, every change and skip, verification.
+pub fn optimize_json(
+    input: &FileFacts,
+    output: &FileFacts,
+    before: &ModelSummary,
+    after: &ModelSummary,
+    outcome: &OptimizeOutcome,
+) -> Value {
+    let p = &outcome.pipeline;
+    json!({
+        "tool": { "name": "npuopt", "version": env!("CARGO_PKG_VERSION") },
+        "input": { "path": input.path, "bytes": input.bytes, "hash": input.hash },
+        "output": { "path": output.path, "bytes": output.bytes, "hash": output.hash },
+        "totals": {
+            "nodes": { "before": before.nodes, "after": after.nodes },
+            "parameters": { "before": before.parameters, "after": after.parameters },
+            "macs": { "before": before.macs, "after": after.macs },
+            "file_bytes": { "before": input.bytes, "after": output.bytes },
+        },
+        "iterations": p.iterations,
+        "hit_iteration_cap": p.hit_iteration_cap,
+        "hit_rewrite_cap": p.hit_rewrite_cap,
+        "passes": p.passes.iter().map(|s| json!({
+            "pass": s.pass,
+            "rewrites": s.rewrites,
+            "nodes_before": s.nodes_before,
+            "nodes_after": s.nodes_after,
+        })).collect::<Vec<_>>(),
+        "changes": p.changes.iter().map(|c| json!({
+            "pass": c.pass,
+            "rule": c.rule,
+            "matched": c.matched,
+            "added": c.added,
+            "removed": c.removed,
+            "note": c.note,
+        })).collect::<Vec<_>>(),
+        "skipped": p.skips.iter().map(|s| json!({
+            "pass": s.pass,
+            "rule": s.rule,
+            "node": s.node,
+            "reason": s.reason,
+        })).collect::<Vec<_>>(),
+        "verification": outcome.verification.as_ref().map(verification_json),
+    })
+}

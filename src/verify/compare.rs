@@ -1,0 +1,224 @@
+//! Output comparison: statistics accumulated over samples, and the pass
+//! criterion.
+
+use tract_onnx::prelude::*;
+
+use super::load::{condense, ParsedModel};
+use super::{OutputComparison, VerifyError};
+
+/// Both models must declare the same outputs, in the same order.
+pub(crate) fn check_output_names(
+    reference: &ParsedModel,
+    candidate: &ParsedModel,
+) -> Result<(), VerifyError> {
+    let (r, c) = (&reference.outputs, &candidate.outputs);
+    if r.len() != c.len() {
+        return Err(VerifyError::OutputMismatch(format!(
+            "the {} has {} output(s) [{}] but the {} has {} [{}]",
+            reference.label,
+            r.len(),
+            r.join(", "),
+            candidate.label,
+            c.len(),
+            c.join(", ")
+        )));
+    }
+    for (ix, (a, b)) in r.iter().zip(c).enumerate() {
+        if a != b {
+            return Err(VerifyError::OutputMismatch(format!(
+                "output {ix} is '{a}' in the {} but '{b}' in the {}",
+                reference.label, candidate.label
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The type an output is compared as: tract may produce `TDim` where ONNX
+/// says int64.
+fn normalized(dt: DatumType) -> DatumType {
+    if dt == DatumType::TDim {
+        DatumType::I64
+    } else {
+        dt
+    }
+}
+
+/// Running statistics of one output over the samples seen so far.
+#[derive(Clone, Debug)]
+pub(crate) struct Accumulator {
+    name: String,
+    shape: Vec<usize>,
+    dt: DatumType,
+    max_abs_err: f64,
+    max_abs_ref: f64,
+    dot: f64,
+    norm_ref: f64,
+    norm_cand: f64,
+    /// Elements where exactly one side is NaN/±inf, or both are but differ.
+    nonfinite_mismatches: usize,
+    /// Non-finite elements of the reference.
+    nonfinite_ref: usize,
+    /// Elements that differ, for exactly compared (non-float) outputs.
+    exact_mismatches: usize,
+}
+
+fn as_f64(t: &Tensor) -> TractResult<Vec<f64>> {
+    let c = t.cast_to_dt(DatumType::F64)?;
+    Ok(c.try_as_plain_ram()?.as_slice::<f64>()?.to_vec())
+}
+
+fn as_i64(t: &Tensor) -> TractResult<Vec<i64>> {
+    let c = t.cast_to_dt(DatumType::I64)?;
+    Ok(c.try_as_plain_ram()?.as_slice::<i64>()?.to_vec())
+}
+
+/// Folds one sample's outputs into the accumulators (created on the first
+/// sample). Count, type or shape differences are errors.
+pub(crate) fn accumulate(
+    accs: &mut Vec<Accumulator>,
+    names: &[String],
+    reference: &[Tensor],
+    candidate: &[Tensor],
+) -> Result<(), VerifyError> {
+    if reference.len() != names.len() || candidate.len() != names.len() {
+        return Err(VerifyError::OutputMismatch(format!(
+            "the models declare {} output(s) but tract produced {} for the reference \
+             and {} for the candidate",
+            names.len(),
+            reference.len(),
+            candidate.len()
+        )));
+    }
+    for (ix, ((name, r), c)) in names.iter().zip(reference).zip(candidate).enumerate() {
+        let (rdt, cdt) = (normalized(r.datum_type()), normalized(c.datum_type()));
+        if rdt != cdt {
+            return Err(VerifyError::OutputMismatch(format!(
+                "output '{name}' is {rdt:?} in the reference but {cdt:?} in the candidate"
+            )));
+        }
+        if r.shape() != c.shape() {
+            return Err(VerifyError::OutputMismatch(format!(
+                "output '{name}' has shape {:?} in the reference but {:?} in the candidate",
+                r.shape(),
+                c.shape()
+            )));
+        }
+        if accs.len() == ix {
+            accs.push(Accumulator {
+                name: name.clone(),
+                shape: r.shape().to_vec(),
+                dt: rdt,
+                max_abs_err: 0.0,
+                max_abs_ref: 0.0,
+                dot: 0.0,
+                norm_ref: 0.0,
+                norm_cand: 0.0,
+                nonfinite_mismatches: 0,
+                nonfinite_ref: 0,
+                exact_mismatches: 0,
+            });
+        }
+        let acc = &mut accs[ix];
+        if acc.shape != r.shape() {
+            return Err(VerifyError::OutputMismatch(format!(
+                "output '{name}' changed shape between samples ({:?}, then {:?})",
+                acc.shape,
+                r.shape()
+            )));
+        }
+        let tract_err = |e: TractError| VerifyError::Run {
+            model: "comparison".into(),
+            message: format!("reading output '{name}': {}", condense(&e)),
+        };
+        if !rdt.is_float() {
+            let (a, b) = (as_i64(r).map_err(tract_err)?, as_i64(c).map_err(tract_err)?);
+            acc.exact_mismatches += a.iter().zip(&b).filter(|(x, y)| x != y).count();
+        }
+        let a = as_f64(r).map_err(tract_err)?;
+        let b = as_f64(c).map_err(tract_err)?;
+        acc.add(&a, &b);
+    }
+    Ok(())
+}
+
+impl Accumulator {
+    fn add(&mut self, reference: &[f64], candidate: &[f64]) {
+        for (&a, &b) in reference.iter().zip(candidate) {
+            if a.is_finite() {
+                self.max_abs_ref = self.max_abs_ref.max(a.abs());
+                if b.is_finite() {
+                    self.max_abs_err = self.max_abs_err.max((a - b).abs());
+                    self.dot += a * b;
+                    self.norm_ref += a * a;
+                    self.norm_cand += b * b;
+                } else {
+                    self.nonfinite_mismatches += 1;
+                }
+            } else {
+                self.nonfinite_ref += 1;
+                let same = (a.is_nan() && b.is_nan()) || a == b;
+                if !same {
+                    self.nonfinite_mismatches += 1;
+                }
+            }
+        }
+    }
+
+    /// The comparison, with the pass criterion applied.
+    pub(crate) fn finish(self, rtol: f64, atol: f64, notes: &mut Vec<String>) -> OutputComparison {
+        let exact = !self.dt.is_float();
+        let max_abs_err = if self.nonfinite_mismatches > 0 {
+            f64::INFINITY
+        } else {
+            self.max_abs_err
+        };
+        let max_rel_err = if self.max_abs_ref > 0.0 {
+            max_abs_err / self.max_abs_ref
+        } else if max_abs_err == 0.0 {
+            0.0
+        } else {
+            f64::INFINITY
+        };
+        let cosine = if self.norm_ref == 0.0 && self.norm_cand == 0.0 {
+            1.0
+        } else if self.norm_ref == 0.0 || self.norm_cand == 0.0 {
+            0.0
+        } else {
+            (self.dot / (self.norm_ref.sqrt() * self.norm_cand.sqrt())).clamp(-1.0, 1.0)
+        };
+        if self.nonfinite_mismatches > 0 {
+            notes.push(format!(
+                "output '{}': {} element(s) are NaN or infinite in one model but not \
+                 (or differently) in the other",
+                self.name, self.nonfinite_mismatches
+            ));
+        }
+        if self.nonfinite_ref > 0 {
+            notes.push(format!(
+                "output '{}': the reference itself has {} NaN or infinite element(s)",
+                self.name, self.nonfinite_ref
+            ));
+        }
+        let passed = if exact {
+            if self.exact_mismatches > 0 {
+                notes.push(format!(
+                    "output '{}' ({:?}, compared exactly): {} element(s) differ",
+                    self.name, self.dt, self.exact_mismatches
+                ));
+            }
+            self.exact_mismatches == 0
+        } else {
+            self.nonfinite_mismatches == 0 && max_abs_err <= atol + rtol * self.max_abs_ref
+        };
+        OutputComparison {
+            name: self.name,
+            shape: self.shape,
+            max_abs_err,
+            max_rel_err,
+            cosine,
+            max_abs_ref: self.max_abs_ref,
+            passed,
+        }
+    }
+}

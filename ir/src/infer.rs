@@ -160,7 +160,106 @@ fn infer(graph: &Graph, id: NodeId) -> Vec<Option<TensorType>> {
                 })
             }))
         }
-        Op::Split(_) | Op::Slice(_) | Op::Other => vec![None; n.outputs.len()],
+        Op::Slice(sl) => {
+            let (starts, ends, axes, steps) = match &sl.starts {
+                Some(starts) => (Some(starts.clone()), sl.ends.clone(), sl.axes.clone(), None),
+                None => (konst(1), konst(2), konst(3), konst(4)),
+            };
+            let absent_or_known =
+                |slot: usize, v: &Option<Vec<i64>>| n.input(slot).is_none() || v.is_some();
+            if sl.starts.is_none() && !(absent_or_known(3, &axes) && absent_or_known(4, &steps)) {
+                return vec![None];
+            }
+            one(ty(0).and_then(|t| slice_out(&t, starts?, ends?, axes, steps)))
+        }
+        Op::Other if n.domain().is_empty() || n.domain() == "ai.onnx" => {
+            let mut v = vec![infer_standard_other(
+                n.op_type(),
+                n.attributes(),
+                ty(0),
+                konst(1),
+            )];
+            v.resize(n.outputs.len(), None);
+            v
+        }
+        Op::Split(_) | Op::Other => vec![None; n.outputs.len()],
+    }
+}
+
+/// Types of common standard ops the IR keeps opaque: shape-preserving
+/// element-wise ops and the reductions (SE blocks' ReduceMean).
+fn infer_standard_other(
+    op_type: &str,
+    attrs: &[crate::proto::AttributeProto],
+    x: Option<TensorType>,
+    axes_input: Option<Vec<i64>>,
+) -> Option<TensorType> {
+    let a = crate::attr::Attrs(attrs);
+    match op_type {
+        "Erf"
+        | "Tanh"
+        | "Exp"
+        | "Log"
+        | "Neg"
+        | "Sqrt"
+        | "Abs"
+        | "Reciprocal"
+        | "LeakyRelu"
+        | "Elu"
+        | "Selu"
+        | "Softplus"
+        | "Softsign"
+        | "Gelu"
+        | "Mish"
+        | "PRelu"
+        | "Softmax"
+        | "LogSoftmax"
+        | "Floor"
+        | "Ceil"
+        | "Round"
+        | "Sign"
+        | "Celu"
+        | "ThresholdedRelu"
+        | "LRN"
+        | "InstanceNormalization"
+        | "LayerNormalization" => x,
+        "Cast" => {
+            let to = a.int("to").ok()??;
+            x.map(|t| TensorType {
+                dtype: crate::dtype::DType(to as i32),
+                shape: t.shape,
+            })
+        }
+        "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL2"
+        | "ReduceL1" => {
+            let x = x?;
+            let s = x.shape.as_ref()?;
+            let r = s.len() as i64;
+            let keep = a.int("keepdims").ok()?.unwrap_or(1) != 0;
+            let axes = match a.ints("axes").ok()? {
+                Some(v) => v,
+                None => axes_input.unwrap_or_else(|| (0..r).collect()),
+            };
+            let axes: Vec<i64> = axes
+                .iter()
+                .map(|&v| if v < 0 { v + r } else { v })
+                .collect();
+            let mut out = Vec::new();
+            for (i, d) in s.iter().enumerate() {
+                if axes.contains(&(i as i64)) {
+                    if keep {
+                        out.push(Dim::Known(1));
+                    }
+                } else {
+                    out.push(d.clone());
+                }
+            }
+            Some(TensorType {
+                dtype: x.dtype,
+                shape: Some(out),
+            })
+        }
+        _ => None,
     }
 }
 
@@ -368,6 +467,60 @@ fn matmul_out(a: Option<TensorType>, b: Option<TensorType>) -> Option<TensorType
     Some(TensorType {
         dtype: a.dtype,
         shape: Some(shape),
+    })
+}
+
+/// Output shape of Slice, with ONNX's clamping of starts and ends.
+fn slice_out(
+    x: &TensorType,
+    starts: Vec<i64>,
+    ends: Vec<i64>,
+    axes: Option<Vec<i64>>,
+    steps: Option<Vec<i64>>,
+) -> Option<TensorType> {
+    let s = x.shape.as_ref()?;
+    let r = s.len() as i64;
+    let axes = axes.unwrap_or_else(|| (0..starts.len() as i64).collect());
+    let steps = steps.unwrap_or_else(|| vec![1; starts.len()]);
+    if ends.len() != starts.len() || axes.len() != starts.len() || steps.len() != starts.len() {
+        return None;
+    }
+    let mut out = s.clone();
+    for i in 0..starts.len() {
+        let axis = if axes[i] < 0 { axes[i] + r } else { axes[i] };
+        if !(0..r).contains(&axis) || steps[i] == 0 {
+            return None;
+        }
+        let Dim::Known(d) = s[axis as usize] else {
+            out[axis as usize] = Dim::Unknown;
+            continue;
+        };
+        let step = steps[i];
+        let norm = |v: i64| if v < 0 { v.saturating_add(d) } else { v };
+        let (start, end) = if step > 0 {
+            (norm(starts[i]).clamp(0, d), norm(ends[i]).clamp(0, d))
+        } else {
+            (
+                norm(starts[i]).clamp(0, d - 1),
+                norm(ends[i]).clamp(-1, d - 1),
+            )
+        };
+        let len = if step > 0 {
+            if end > start {
+                (end - start + step - 1) / step
+            } else {
+                0
+            }
+        } else if start > end {
+            (start - end + (-step) - 1) / (-step)
+        } else {
+            0
+        };
+        out[axis as usize] = Dim::Known(len);
+    }
+    Some(TensorType {
+        dtype: x.dtype,
+        shape: Some(out),
     })
 }
 

@@ -117,6 +117,11 @@ pub fn run_passes(
                 .graph
                 .validate()
                 .map_err(|source| PipelineError::Invalid { pass: name, source })?;
+            if cx.applied() > 0 {
+                // Folding can make shapes known that were not (a Slice whose
+                // ends became a constant): later passes see them.
+                npuopt_ir::infer::infer_types(&mut model.graph);
+            }
             let (changes, skips) = cx.into_parts();
             for s in skips {
                 if !report.skips.contains(&s) {

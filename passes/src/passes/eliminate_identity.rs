@@ -19,7 +19,12 @@
 //!   reach the dim, steps 1, on axes of known size;
 //! * `noop-expand`: Expand to a constant shape that broadcasts to the
 //!   input's own (fully known) shape;
-//! * `single-input`: Concat or Sum of a single input.
+//! * `single-input`: Concat or Sum of a single input;
+//! * `neutral-operand`: `x + 0`, `0 + x`, `x − 0`, `x · 1`, `1 · x`, `x / 1`
+//!   with a constant of zeros (ones) that does not broadcast `x` to a
+//!   bigger shape (TorchScript exports MobileOne's absent identity branch
+//!   as `+ 0`). Exact: IEEE `x + 0 = x` for every x but −0, where it gives
+//!   +0, which compares equal.
 //!
 //! Preconditions: default domain; no other output read. Graph outputs keep
 //! their names: when the removed node computes a graph output, its input
@@ -56,13 +61,17 @@ impl Pass for EliminateIdentity {
             if g.try_node(id).is_none() {
                 continue;
             }
-            let Some(rule) = match_noop(g, id) else {
+            let matched = match match_noop(g, id) {
+                Some(rule) => g.node(id).input(0).map(|i| (rule, i)),
+                None => match_neutral_operand(g, id),
+            };
+            let Some((rule, input)) = matched else {
                 continue;
             };
             let n = g.node(id);
             let name = n.name().to_string();
             let op_type = n.op_type().to_string();
-            let (Some(out), Some(input)) = (n.output(0), n.input(0)) else {
+            let Some(out) = n.output(0) else {
                 continue;
             };
             if let Err(why) = can_bypass(g, out, input) {
@@ -130,6 +139,47 @@ fn const_ints(g: &Graph, v: Option<ValueId>) -> Option<Vec<i64>> {
 }
 
 /// The rule under which node `id` is a no-op, if it is one.
+/// `x + 0`, `x · 1` and friends: the operand that passes through.
+fn match_neutral_operand(g: &Graph, id: NodeId) -> Option<(&'static str, ValueId)> {
+    let n = g.node(id);
+    if !(n.domain().is_empty() || n.domain() == "ai.onnx") {
+        return None;
+    }
+    let (neutral, commutative) = match n.op() {
+        Op::Add(b) if b.is_numpy_broadcast(g.opset()) => (0.0, true),
+        Op::Sub(b) if b.is_numpy_broadcast(g.opset()) => (0.0, false),
+        Op::Mul(b) if b.is_numpy_broadcast(g.opset()) => (1.0, true),
+        Op::Div(b) if b.is_numpy_broadcast(g.opset()) => (1.0, false),
+        _ => return None,
+    };
+    let (a, b) = (n.input(0)?, n.input(1)?);
+    let is_neutral = |v: ValueId| {
+        g.constant(v).is_some_and(|t| {
+            t.dtype().is_float()
+                && t.to_f64()
+                    .is_ok_and(|vals| vals.iter().all(|&x| x == neutral))
+        })
+    };
+    let keep = if is_neutral(b) {
+        a
+    } else if commutative && is_neutral(a) {
+        b
+    } else {
+        return None;
+    };
+    // The result must have exactly the kept operand's type: no broadcast
+    // growth, no dtype change.
+    let out_ty = g.ty(n.output(0)?)?;
+    let keep_ty = g.ty(keep)?;
+    if out_ty.concrete().is_none()
+        || keep_ty.concrete() != out_ty.concrete()
+        || keep_ty.dtype != out_ty.dtype
+    {
+        return None;
+    }
+    Some(("neutral-operand", keep))
+}
+
 fn match_noop(g: &Graph, id: NodeId) -> Option<&'static str> {
     let n = g.node(id);
     if !(n.domain().is_empty() || n.domain() == "ai.onnx") || n.has_subgraphs() {

@@ -185,3 +185,54 @@ fn attr_text(a: &AttributeProto) -> String {
     };
     format!("{name}={v}")
 }
+
+/// A line diff of two dumps (longest common subsequence): kept lines start
+/// with two spaces, removed ones with `- `, added ones with `+ `. This is
+/// the body of every pass snapshot.
+pub fn diff(before: &str, after: &str) -> String {
+    let a: Vec<&str> = before.lines().collect();
+    let b: Vec<&str> = after.lines().collect();
+    let (n, m) = (a.len(), b.len());
+    // lcs[i][j]: length of the LCS of a[i..] and b[j..].
+    let mut lcs = vec![vec![0usize; m + 1]; n + 1];
+    for i in (0..n).rev() {
+        for j in (0..m).rev() {
+            lcs[i][j] = if a[i] == b[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
+        }
+    }
+    let mut out = String::new();
+    let (mut i, mut j) = (0, 0);
+    while i < n || j < m {
+        if i < n && j < m && a[i] == b[j] {
+            let _ = writeln!(out, "  {}", a[i]);
+            i += 1;
+            j += 1;
+        } else if i < n && (j == m || lcs[i + 1][j] >= lcs[i][j + 1]) {
+            let _ = writeln!(out, "- {}", a[i]);
+            i += 1;
+        } else {
+            let _ = writeln!(out, "+ {}", b[j]);
+            j += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::diff;
+
+    #[test]
+    fn diff_is_an_lcs_diff() {
+        assert_eq!(
+            diff("a\nb\nc\nd\n", "a\nc\nx\nd\n"),
+            "  a\n- b\n  c\n+ x\n  d\n"
+        );
+        // Reordered lines show as removed and added, unlike a set difference.
+        assert_eq!(diff("a\nb\n", "b\na\n"), "- a\n  b\n+ a\n");
+    }
+}

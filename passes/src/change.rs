@@ -45,3 +45,36 @@ pub struct Skip {
     pub node: String,
     pub reason: String,
 }
+
+impl std::fmt::Display for Change {
+    /// `pass/rule [matched…] note (removed: …) (added: …)`
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}/{} [{}] {}",
+            self.pass,
+            self.rule,
+            self.matched.join(", "),
+            self.note
+        )?;
+        if !self.removed.is_empty() {
+            write!(f, " (removed: {})", self.removed.join(", "))?;
+        }
+        if !self.added.is_empty() {
+            write!(f, " (added: {})", self.added.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+/// The text of a pass snapshot: the change list, then the line diff of the
+/// IR dumps before and after (see [`npuopt_ir::dump::diff`]).
+pub fn snapshot_text(before: &str, after: &str, changes: &[Change]) -> String {
+    let mut s = String::from("changes:\n");
+    for c in changes {
+        s.push_str(&format!("  {c}\n"));
+    }
+    s.push_str("diff:\n");
+    s.push_str(&npuopt_ir::dump::diff(before, after));
+    s
+}

@@ -1,7 +1,8 @@
 //! The optimize pipeline as a library call: passes, then verification.
 
 use npuopt_ir::Model;
-use npuopt_passes::{Change, PipelineError, PipelineOptions, PipelineReport};
+use npuopt_passes::manager::run_passes;
+use npuopt_passes::{Change, Pass, PipelineError, PipelineOptions, PipelineReport};
 
 use crate::verify::{verify_bytes, VerifyError, VerifyOptions, VerifyReport};
 
@@ -81,11 +82,31 @@ pub fn mismatch_summary(r: &VerifyReport) -> String {
     }
 }
 
-/// Runs the passes on `model` in place and verifies the result against the
-/// model as it was. On a mismatch the model is left rewritten but the caller
-/// must not write it (the CLI writes nothing and exits 3).
+/// Runs the passes named in `opts` on `model` in place and verifies the
+/// result against the model as it was. On a mismatch the model is left
+/// rewritten but the caller must not write it (the CLI writes nothing and
+/// exits 3).
 pub fn optimize(
     model: &mut Model,
+    opts: &OptimizeOptions,
+) -> Result<OptimizeOutcome, OptimizeError> {
+    let passes: Vec<Box<dyn Pass>> = opts
+        .passes
+        .iter()
+        .map(|n| {
+            npuopt_passes::registry::pass_by_name(n)
+                .ok_or_else(|| OptimizeError::Pipeline(PipelineError::Unknown(n.to_string())))
+        })
+        .collect::<Result<_, _>>()?;
+    optimize_with_passes(model, &passes, opts)
+}
+
+/// [`optimize`] with passes of the caller's own (`opts.passes` is ignored):
+/// how a pipeline adds a pass npuopt does not ship, and how the tests prove
+/// that `verify_each` names a pass that breaks numerics.
+pub fn optimize_with_passes(
+    model: &mut Model,
+    passes: &[Box<dyn Pass>],
     opts: &OptimizeOptions,
 ) -> Result<OptimizeOutcome, OptimizeError> {
     model.graph.validate()?;
@@ -117,10 +138,10 @@ pub fn optimize(
         }
         Ok(())
     };
-    let result = npuopt_passes::run_pipeline(
+    let result = run_passes(
         model,
-        &opts.passes,
-        PipelineOptions {
+        passes,
+        &mut PipelineOptions {
             max_rewrites: opts.max_rewrites,
             max_iterations: None,
             after_pass: Some(Box::new(after_pass)),
@@ -132,7 +153,7 @@ pub fn optimize(
     if let Some((pass, report)) = broken {
         let first_bad_rewrite = original
             .zip(reference.as_ref())
-            .and_then(|(orig, reference)| first_bad_rewrite(orig, reference, opts));
+            .and_then(|(orig, reference)| first_bad_rewrite(orig, reference, passes, opts));
         return Err(OptimizeError::BrokenBy {
             pass,
             first_bad_rewrite: first_bad_rewrite.map(Box::new),
@@ -163,14 +184,19 @@ pub fn optimize(
 
 /// Bisects on `max_rewrites`: the smallest prefix of the rewrite sequence
 /// whose result fails verification ends with the first bad rewrite.
-fn first_bad_rewrite(original: Model, reference: &[u8], opts: &OptimizeOptions) -> Option<Change> {
+fn first_bad_rewrite(
+    original: Model,
+    reference: &[u8],
+    passes: &[Box<dyn Pass>],
+    opts: &OptimizeOptions,
+) -> Option<Change> {
     let vopts = opts.verify.as_ref()?;
     let fails = |n: usize| -> Option<(bool, Vec<Change>)> {
         let mut m = original.clone();
-        let report = npuopt_passes::run_pipeline(
+        let report = run_passes(
             &mut m,
-            &opts.passes,
-            PipelineOptions {
+            passes,
+            &mut PipelineOptions {
                 max_rewrites: Some(n),
                 ..Default::default()
             },

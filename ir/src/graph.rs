@@ -36,6 +36,11 @@ pub struct Graph {
     pub(crate) initializer_order: Vec<ValueId>,
     /// Version of the default ONNX domain (`ai.onnx`) the model imports.
     pub(crate) opset: i64,
+    /// IR version < 4: every initializer must also be listed as a graph
+    /// input — that was how weights were stored, not an overridable default.
+    /// Such initializer-inputs count as constants, and initializers added or
+    /// removed keep the input list in step.
+    pub(crate) initializers_are_inputs: bool,
     pub(crate) next_order: u64,
 }
 
@@ -142,7 +147,19 @@ impl Graph {
 
     /// The constant tensor behind `v`, if it is one (see [`Value::constant`]).
     pub fn constant(&self, v: ValueId) -> Option<&Tensor> {
-        self.try_value(v)?.constant()
+        let val = self.try_value(v)?;
+        if self.initializers_are_inputs {
+            val.initializer.as_ref()
+        } else {
+            val.constant()
+        }
+    }
+
+    /// A graph input the caller feeds: not an IR < 4 weight listed as an
+    /// input (see [`Graph::constant`]).
+    pub fn is_fed_input(&self, v: ValueId) -> bool {
+        let val = self.value(v);
+        val.is_graph_input && !(self.initializers_are_inputs && val.initializer.is_some())
     }
 
     /// The node that computes `v`.
@@ -305,9 +322,15 @@ impl Graph {
         let id = self.new_value(name).expect("name is unique");
         let ty = TensorType::new(tensor.dtype(), tensor.dims());
         let v = self.value_mut(id);
-        v.ty = Some(ty);
+        v.ty = Some(ty.clone());
         v.initializer = Some(tensor);
         self.initializer_order.push(id);
+        if self.initializers_are_inputs {
+            let name = self.value(id).name.clone();
+            self.value_mut(id).is_graph_input = true;
+            self.inputs
+                .push((id, crate::export::value_info_proto(&name, &ty)));
+        }
         id
     }
 
@@ -562,6 +585,9 @@ impl Graph {
         self.names.remove(&name);
         self.value_info.retain(|(x, _)| *x != Some(v));
         self.initializer_order.retain(|x| *x != v);
+        if self.initializers_are_inputs {
+            self.inputs.retain(|(x, _)| *x != v);
+        }
         self.values[v.index()] = None;
     }
 

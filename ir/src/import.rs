@@ -73,6 +73,7 @@ pub fn from_proto(mut proto: ModelProto, dir: Option<&Path>) -> Result<Model> {
 
     let mut graph = Graph {
         opset,
+        initializers_are_inputs: proto.ir_version.is_some_and(|v| v < 4),
         ..Default::default()
     };
     let nodes = std::mem::take(&mut g.node);

@@ -62,7 +62,7 @@ pub fn single_consumer(g: &Graph, v: ValueId) -> Option<NodeId> {
 /// rewritten in place without affecting anyone else).
 pub fn owned_initializer(g: &Graph, v: ValueId, node: NodeId) -> bool {
     let val = g.value(v);
-    val.constant().is_some() && !g.is_graph_output(v) && val.uses().iter().all(|u| u.node() == node)
+    g.constant(v).is_some() && !g.is_graph_output(v) && val.uses().iter().all(|u| u.node() == node)
 }
 
 /// Writes new data for a constant input of `node`: in place when only

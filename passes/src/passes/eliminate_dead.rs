@@ -11,7 +11,9 @@
 //!   may have effects we cannot see). Nodes are visited in reverse
 //!   topological order, so a dead chain goes in one run.
 //! * `unused-initializer`: an initializer nothing reads that is neither a
-//!   graph input nor a graph output.
+//!   graph output nor an input the caller feeds (in IR < 4 models every
+//!   initializer is listed as an input: those are weights, and go with
+//!   their input entry).
 //! * `duplicate-initializer`: constants (initializers that are not graph
 //!   inputs) with the same dtype, dims and bytes — found by content hash,
 //!   then compared exactly — are merged into the first; the others must not
@@ -84,7 +86,7 @@ fn dead_nodes(g: &mut Graph, cx: &mut PassContext) -> Result<(), PassError> {
 fn unused_initializers(g: &mut Graph, cx: &mut PassContext) {
     let unused: Vec<ValueId> = g
         .initializers()
-        .filter(|&v| is_dead(g, v) && !g.value(v).is_graph_input())
+        .filter(|&v| is_dead(g, v) && !g.is_fed_input(v))
         .collect();
     for v in unused {
         if !cx.may_rewrite() {

@@ -1,0 +1,127 @@
+//! fold-batchnorm: one snapshot and one tract check per rule, the cases that
+//! must not fire, old opsets, and a mutation test proving the check bites.
+
+mod common;
+
+use common::*;
+use npuopt::ir::Tensor;
+
+const PASS: &[&str] = &["fold-batchnorm"];
+
+fn folds_every_bn(name: &str, rule: &str) {
+    let r = run(&fixture(name), PASS);
+    assert_eq!(
+        count(&r.model, "BatchNormalization"),
+        0,
+        "{name}\n{}",
+        r.snapshot
+    );
+    assert!(
+        r.report.changes.iter().any(|c| c.rule == rule),
+        "{name}: {:?}",
+        r.report.changes
+    );
+    assert_verified(&r, name);
+    insta::assert_snapshot!(name, r.snapshot);
+}
+
+#[test]
+fn conv_bn() {
+    folds_every_bn("conv_bn", "conv-bn");
+}
+
+#[test]
+fn conv_bias_bn() {
+    folds_every_bn("conv_bias_bn", "conv-bn");
+}
+
+#[test]
+fn conv_transpose_bn() {
+    folds_every_bn("conv_transpose_bn", "conv-transpose-bn");
+}
+
+#[test]
+fn conv_transpose_group_bn() {
+    folds_every_bn("conv_transpose_group_bn", "conv-transpose-bn");
+}
+
+#[test]
+fn gemm_bn() {
+    folds_every_bn("gemm_bn", "gemm-bn");
+}
+
+#[test]
+fn matmul_add_bn() {
+    folds_every_bn("matmul_add_bn", "matmul-bn");
+}
+
+#[test]
+fn per_channel_mul_after_conv() {
+    let r = run(&fixture("layer_scale"), PASS);
+    assert!(
+        r.report.changes.iter().any(|c| c.rule == "conv-mul"),
+        "{}",
+        r.snapshot
+    );
+    assert_verified(&r, "layer_scale");
+    insta::assert_snapshot!("layer_scale", r.snapshot);
+}
+
+#[test]
+fn bn_whose_conv_output_is_shared_is_left_alone_with_a_reason() {
+    let r = run(&fixture("conv_bn_shared"), PASS);
+    assert_eq!(count(&r.model, "BatchNormalization"), 1);
+    assert!(r.report.changes.is_empty());
+    let skip = r
+        .report
+        .skips
+        .iter()
+        .find(|s| s.rule == "conv-bn")
+        .expect("a skip");
+    assert!(skip.reason.contains("other readers"), "{}", skip.reason);
+    assert_verified(&r, "conv_bn_shared");
+}
+
+#[test]
+fn old_opsets_fold_too() {
+    for name in ["opset7_conv_bn_sum", "opset9_constant_of_shape"] {
+        let m = fixture(name);
+        let r = run(
+            &m,
+            &[
+                "fold-constants",
+                "eliminate-identity",
+                "fold-batchnorm",
+                "eliminate-dead",
+            ],
+        );
+        assert_eq!(
+            count(&r.model, "BatchNormalization"),
+            0,
+            "{name}\n{}",
+            r.snapshot
+        );
+        assert_verified(&r, name);
+        insta::assert_snapshot!(name, r.snapshot);
+    }
+}
+
+/// The numerical check must catch a fold that is off by 1% in one weight.
+#[test]
+fn a_corrupted_folded_weight_fails_verification() {
+    let mut r = run(&fixture("conv_bn"), PASS);
+    assert!(verify(&r).passed);
+    let g = &mut r.model.graph;
+    let conv = g
+        .node_ids()
+        .find(|&n| g.node(n).op_type() == "Conv")
+        .unwrap();
+    let w = g.node(conv).input(1).unwrap();
+    let t = g.value(w).initializer().unwrap().clone();
+    let mut data = t.to_f32().unwrap();
+    data[0] *= 1.01;
+    g.set_initializer(w, Tensor::from_f32("w", t.dims(), &data));
+    let report = verify(&r);
+    assert!(!report.passed, "{:?}", report.outputs);
+    assert!(report.outputs[0].max_abs_err > 0.0);
+}

@@ -207,7 +207,7 @@ fn passes_json_parses() {
 
 #[test]
 fn every_command_has_help_with_examples() {
-    for cmd in ["optimize", "inspect", "passes"] {
+    for cmd in ["optimize", "verify", "inspect", "passes"] {
         let o = npuopt(&[cmd, "--help"]);
         assert_eq!(o.status.code(), Some(0));
         let text = String::from_utf8(o.stdout).unwrap();
@@ -216,4 +216,125 @@ fn every_command_has_help_with_examples() {
     let o = npuopt(&["--help"]);
     let text = String::from_utf8(o.stdout).unwrap();
     assert!(text.contains("Exit codes:"), "{text}");
+}
+
+fn perturbed_copy(src: &Path, dst: &Path) {
+    let mut m = npuopt::ir::import::load(src).unwrap();
+    let g = &mut m.graph;
+    let w = g
+        .initializers()
+        .find(|&v| g.value(v).initializer().unwrap().dims().len() == 4)
+        .unwrap();
+    let t = g.value(w).initializer().unwrap().clone();
+    let data: Vec<f32> = t.to_f32().unwrap().iter().map(|v| v * 1.01).collect();
+    g.set_initializer(w, npuopt::ir::Tensor::from_f32("", t.dims(), &data));
+    m.write(dst, &Default::default()).unwrap();
+}
+
+#[test]
+fn verify_exit_codes_match_and_mismatch() {
+    let a = fixture("resnet_ts.onnx");
+    let o = npuopt(&["verify", a.to_str().unwrap(), a.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("outputs match"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let b = dir.path().join("perturbed.onnx");
+    perturbed_copy(&a, &b);
+    let o = npuopt(&["verify", a.to_str().unwrap(), b.to_str().unwrap(), "--json"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON document");
+    assert_eq!(v["passed"], false);
+    assert!(v["outputs"][0]["max_abs_err"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn verify_of_an_unsupported_op_is_exit_1_naming_it() {
+    let fixture = npuopt_fixtures::synthetic::lossless_features();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("custom.onnx");
+    use prost::Message;
+    std::fs::write(&path, fixture.encode_to_vec()).unwrap();
+    let p = path.to_str().unwrap();
+    let o = npuopt(&["verify", p, p]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("tract"), "{}", stderr(&o));
+    // optimize verifies by default: the same model cannot be verified, so
+    // nothing is written and the exit code is 1, not a silent success.
+    let out = dir.path().join("out.onnx");
+    let o = npuopt(&["optimize", p, "-o", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(!out.exists());
+}
+
+#[test]
+fn optimize_report_is_complete_and_deterministic() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fixture("repvgg_ts.onnx");
+    let mut outputs = Vec::new();
+    for i in 0..2 {
+        let out = dir.path().join(format!("out{i}.onnx"));
+        let report = dir.path().join(format!("report{i}.json"));
+        let o = npuopt(&[
+            "optimize",
+            input.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let mut json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+        // Paths differ by design between the two runs; everything else must not.
+        json["output"]["path"] = serde_json::Value::Null;
+        outputs.push((std::fs::read(&out).unwrap(), json));
+    }
+    assert!(
+        outputs[0].0 == outputs[1].0,
+        "output bytes differ between runs"
+    );
+    assert_eq!(outputs[0].1, outputs[1].1, "reports differ between runs");
+    let r = &outputs[0].1;
+    assert_eq!(r["tool"]["name"], "npuopt");
+    assert!(r["input"]["hash"].as_str().unwrap().starts_with("fnv1a64:"));
+    assert!(r["totals"]["nodes"]["after"].as_u64() < r["totals"]["nodes"]["before"].as_u64());
+    assert!(r["passes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["pass"] == "fold-batchnorm" && p["rewrites"].as_u64().unwrap() > 0));
+    assert!(!r["changes"].as_array().unwrap().is_empty());
+    assert_eq!(r["verification"]["passed"], true);
+}
+
+#[test]
+fn dump_after_and_max_rewrites() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fixture("repvgg_ts.onnx");
+    let out = dir.path().join("out.onnx");
+    let dump = dir.path().join("after-fold.txt");
+    let report = dir.path().join("r.json");
+    let o = npuopt(&[
+        "optimize",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--passes",
+        "fold-batchnorm",
+        "--max-rewrites",
+        "3",
+        "--dump-after",
+        "fold-batchnorm",
+        dump.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(std::fs::read_to_string(&dump)
+        .unwrap()
+        .starts_with("graph "));
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(r["changes"].as_array().unwrap().len(), 3);
+    assert_eq!(r["hit_rewrite_cap"], true);
 }

@@ -5,6 +5,7 @@ mod check_args;
 mod inspect_cmd;
 mod optimize_cmd;
 mod passes_cmd;
+mod progress;
 mod verify_cmd;
 
 use clap::Parser;
@@ -62,7 +63,7 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
     match cli.command {
         Command::Optimize(a) => optimize_cmd::run(a, cli.quiet),
         Command::Inspect(a) => inspect_cmd::run(a),
-        Command::Verify(a) => verify_cmd::run(a),
+        Command::Verify(a) => verify_cmd::run(a, cli.quiet),
         Command::Passes(a) => passes_cmd::run(a),
     }
 }

@@ -4,6 +4,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use super::args::OptimizeArgs;
+use super::progress::Progress;
 use super::CliError;
 use crate::exit;
 use crate::inspect::{human_bytes, summarize};
@@ -31,6 +32,8 @@ pub fn run(a: OptimizeArgs, quiet: bool) -> Result<i32, CliError> {
         Some(a.check.to_options().map_err(CliError::input)?)
     };
     let start = Instant::now();
+    let progress = Progress::new(quiet);
+    let step = progress.step(&format!("reading {}", a.input.display()));
     let input_bytes = std::fs::read(&a.input).map_err(|e| {
         CliError::input(anyhow::anyhow!("cannot read '{}': {e}", a.input.display()))
     })?;
@@ -49,6 +52,12 @@ pub fn run(a: OptimizeArgs, quiet: bool) -> Result<i32, CliError> {
     let mut model =
         npuopt_ir::import::from_bytes(input_bytes.into(), dir).map_err(CliError::input)?;
     let before = summarize(&model);
+    drop(step);
+    let step = progress.step(if a.no_verify {
+        "optimizing"
+    } else {
+        "optimizing and verifying with tract"
+    });
     let outcome = match optimize(
         &mut model,
         &OptimizeOptions {
@@ -67,6 +76,8 @@ pub fn run(a: OptimizeArgs, quiet: bool) -> Result<i32, CliError> {
         }
         Err(e) => return Err(CliError::input(e)),
     };
+    drop(step);
+    let _step = progress.step(&format!("writing {}", a.output.display()));
     let opts = npuopt_ir::export::WriteOptions {
         external: a.external_data.then(|| npuopt_ir::export::ExternalData {
             location: format!(

@@ -4,6 +4,7 @@
 //! the graph, and records one [`Change`] per rewrite for the report.
 
 pub mod change;
+pub mod conv_algebra;
 pub mod manager;
 pub mod pass;
 pub mod passes;

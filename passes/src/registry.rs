@@ -18,6 +18,7 @@ fn registry() -> Vec<(Box<dyn Pass>, bool)> {
         (Box::new(fold_constants::FoldConstants), true),
         (Box::new(eliminate_identity::EliminateIdentity), true),
         (Box::new(fold_batchnorm::FoldBatchNorm), true),
+        (Box::new(merge_branches::MergeBranches), true),
         (Box::new(eliminate_dead::EliminateDead), true),
     ]
 }

@@ -5,3 +5,4 @@ pub mod eliminate_dead;
 pub mod eliminate_identity;
 pub mod fold_batchnorm;
 pub mod fold_constants;
+pub mod merge_branches;

@@ -1,0 +1,545 @@
+//! Conv weight algebra shared by the re-parameterization passes
+//! (`merge-branches`, `merge-sequential-convs`, `combine-parallel-convs`).
+//!
+//! Everything is computed in f64 on a dense [`Kernel`] (ONNX OIHW layout,
+//! 2-D convs only) and stored back in the weights' own dtype.
+//!
+//! * kernel alignment: a `k×k` window with pads `p` sits inside a `K×K`
+//!   window with pads `P` at offset `o = P_begin − p_begin`, exactly when
+//!   `0 ≤ o ≤ K − k` and `p_end = P_end − (K − k − o)` on every axis (for
+//!   odd `K − k` and symmetric pads this is REWRITES.md §2's centring,
+//!   `p = P − (K−k)/2`);
+//! * group expansion: a conv with `g` groups is the conv with any `G | g`
+//!   groups whose weight is block-diagonal (zeros elsewhere);
+//! * identity and per-channel affine (a standalone BN) as a kernel:
+//!   `W[o, o mod (Cin/G), cy, cx] = s[o]` at the window's centre tap;
+//! * AveragePool as a kernel: `1/(kh·kw)` on the diagonal, every tap;
+//! * an affine map after a conv: `W' = s·W`, `b' = s·b + t`.
+
+use npuopt_ir::op::{AutoPad, BatchNorm, Window};
+use npuopt_ir::{DType, Graph, NodeId, Op, ValueId};
+
+use crate::rewrite::const_f64;
+
+/// A 2-D conv weight `[cout, cin/group, kh, kw]` in f64.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Kernel {
+    pub cout: usize,
+    /// Input channels of the whole conv (not per group).
+    pub cin: usize,
+    pub group: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub data: Vec<f64>,
+}
+
+impl Kernel {
+    pub fn zeros(cout: usize, cin: usize, group: usize, kh: usize, kw: usize) -> Kernel {
+        Kernel {
+            cout,
+            cin,
+            group,
+            kh,
+            kw,
+            data: vec![0.0; cout * (cin / group) * kh * kw],
+        }
+    }
+
+    /// Input channels per group.
+    pub fn cin_g(&self) -> usize {
+        self.cin / self.group
+    }
+
+    /// Output channels per group.
+    pub fn cout_g(&self) -> usize {
+        self.cout / self.group
+    }
+
+    pub fn dims(&self) -> [i64; 4] {
+        [
+            self.cout as i64,
+            self.cin_g() as i64,
+            self.kh as i64,
+            self.kw as i64,
+        ]
+    }
+
+    /// Flat index of `W[o, j, y, x]` (`j` local to the group).
+    pub fn idx(&self, o: usize, j: usize, y: usize, x: usize) -> usize {
+        ((o * self.cin_g() + j) * self.kh + y) * self.kw + x
+    }
+
+    /// The local input index of absolute input channel `a` for output `o`,
+    /// if `a` is in `o`'s group.
+    pub fn local_input(&self, o: usize, a: usize) -> Option<usize> {
+        let grp = o / self.cout_g();
+        let first = grp * self.cin_g();
+        (a >= first && a < first + self.cin_g()).then(|| a - first)
+    }
+
+    /// The same conv with `group` groups (`group` must divide this
+    /// kernel's group count): block-diagonal expansion.
+    pub fn regroup(&self, group: usize) -> Kernel {
+        assert!(self.group.is_multiple_of(group), "regroup to a non-divisor");
+        if group == self.group {
+            return self.clone();
+        }
+        let mut out = Kernel::zeros(self.cout, self.cin, group, self.kh, self.kw);
+        let taps = self.kh * self.kw;
+        for o in 0..self.cout {
+            let first_in = (o / self.cout_g()) * self.cin_g();
+            for j in 0..self.cin_g() {
+                let lj = out
+                    .local_input(o, first_in + j)
+                    .expect("a sub-group lies in its merged group");
+                let src = self.idx(o, j, 0, 0);
+                let dst = out.idx(o, lj, 0, 0);
+                out.data[dst..dst + taps].copy_from_slice(&self.data[src..src + taps]);
+            }
+        }
+        out
+    }
+
+    /// Adds `coef[o]·other` with `other`'s window at offset `(oy, ox)` in
+    /// this kernel. `other` must have the same channels and a group count
+    /// this kernel's divides.
+    pub fn accumulate(&mut self, other: &Kernel, coef: &[f64], oy: usize, ox: usize) {
+        let other = other.regroup(self.group);
+        assert!(other.cout == self.cout && other.cin == self.cin);
+        assert!(oy + other.kh <= self.kh && ox + other.kw <= self.kw);
+        for (o, &k) in coef.iter().enumerate().take(self.cout) {
+            for j in 0..self.cin_g() {
+                for y in 0..other.kh {
+                    for x in 0..other.kw {
+                        let v = other.data[other.idx(o, j, y, x)];
+                        if v != 0.0 {
+                            let d = self.idx(o, j, oy + y, ox + x);
+                            self.data[d] += k * v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A per-channel kernel on `c` channels with `group` groups: `value[o]`
+    /// at every tap of `kh×kw` on the diagonal. With a 1×1 window this is
+    /// `x ↦ value ⊙ x`; with `value = 1/(kh·kw)` it is an AveragePool.
+    pub fn diagonal(c: usize, group: usize, kh: usize, kw: usize, value: &[f64]) -> Kernel {
+        let mut k = Kernel::zeros(c, c, group, kh, kw);
+        for (o, &v) in value.iter().enumerate().take(c) {
+            let j = k.local_input(o, o).expect("the diagonal is in the group");
+            for y in 0..kh {
+                for x in 0..kw {
+                    let d = k.idx(o, j, y, x);
+                    k.data[d] = v;
+                }
+            }
+        }
+        k
+    }
+
+    /// Scales output channel `o` by `s[o]`.
+    pub fn scale_outputs(&mut self, s: &[f64]) {
+        let per = self.cin_g() * self.kh * self.kw;
+        for (o, &so) in s.iter().enumerate().take(self.cout) {
+            self.data[o * per..(o + 1) * per]
+                .iter_mut()
+                .for_each(|v| *v *= so);
+        }
+    }
+}
+
+/// An affine map after a conv, per output channel: `W' = s·W`,
+/// `b' = s·b + t`.
+pub fn affine_after_conv(w: &mut Kernel, b: &mut [f64], s: &[f64], t: &[f64]) {
+    w.scale_outputs(s);
+    for o in 0..b.len() {
+        b[o] = s[o] * b[o] + t[o];
+    }
+}
+
+/// Greatest common divisor.
+pub fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+/// An inference BN as a per-channel affine map `(s, t)`:
+/// `s = γ/√(σ²+ε)`, `t = β − s·μ`.
+pub fn bn_as_affine(g: &Graph, id: NodeId, bn: &BatchNorm) -> Result<(Vec<f64>, Vec<f64>), String> {
+    if let Some(why) = bn.why_not_inference(g.opset()) {
+        return Err(why.to_string());
+    }
+    let n = g.node(id);
+    let extra_read = n.outputs()[1..]
+        .iter()
+        .flatten()
+        .any(|&o| !g.value(o).uses().is_empty() || g.is_graph_output(o));
+    if extra_read {
+        return Err("its running statistics outputs are read".into());
+    }
+    let get = |slot: usize, what: &str| -> Result<Vec<f64>, String> {
+        n.input(slot)
+            .and_then(|v| const_f64(g, v))
+            .ok_or_else(|| format!("its {what} is not a float constant"))
+    };
+    let gamma = get(1, "scale")?;
+    let beta = get(2, "bias")?;
+    let mean = get(3, "mean")?;
+    let var = get(4, "variance")?;
+    let c = gamma.len();
+    if beta.len() != c || mean.len() != c || var.len() != c {
+        return Err("its parameters differ in length".into());
+    }
+    let eps = bn.epsilon as f64;
+    let s: Vec<f64> = (0..c).map(|i| gamma[i] / (var[i] + eps).sqrt()).collect();
+    let t = (0..c).map(|i| beta[i] - s[i] * mean[i]).collect();
+    Ok((s, t))
+}
+
+/// The geometry of a 2-D window: kernel, stride, pads
+/// `[top, left, bottom, right]`, dilation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    pub kernel: [usize; 2],
+    pub stride: [i64; 2],
+    pub pads: [i64; 4],
+    pub dilation: [i64; 2],
+}
+
+impl Geometry {
+    /// A 1×1, stride-1, unpadded window (identity, per-channel affine).
+    pub fn point() -> Geometry {
+        Geometry {
+            kernel: [1, 1],
+            stride: [1, 1],
+            pads: [0; 4],
+            dilation: [1, 1],
+        }
+    }
+
+    /// The window of a conv or pool with kernel `kernel`, with `auto_pad`
+    /// resolved exactly from the input's spatial dims when it is set.
+    pub fn of_window(
+        w: &Window,
+        kernel: [usize; 2],
+        input_spatial: Option<[i64; 2]>,
+    ) -> Result<Geometry, String> {
+        let to2 = |v: Vec<i64>, what: &str| -> Result<[i64; 2], String> {
+            <[i64; 2]>::try_from(v).map_err(|_| format!("its {what} are not 2-D"))
+        };
+        let stride = to2(w.strides(2), "strides")?;
+        let dilation = to2(w.dilations(2), "dilations")?;
+        let pads: [i64; 4] = match w.auto_pad {
+            AutoPad::NotSet => {
+                <[i64; 4]>::try_from(w.pads(2)).map_err(|_| "its pads are not 2-D".to_string())?
+            }
+            AutoPad::Valid => [0; 4],
+            AutoPad::SameUpper | AutoPad::SameLower => {
+                let Some(hw) = input_spatial else {
+                    return Err("auto_pad SAME with an unknown input size".into());
+                };
+                let mut p = [0i64; 4];
+                for d in 0..2 {
+                    let eff = dilation[d] * (kernel[d] as i64 - 1) + 1;
+                    let out = (hw[d] + stride[d] - 1) / stride[d];
+                    let total = ((out - 1) * stride[d] + eff - hw[d]).max(0);
+                    let (small, big) = (total / 2, total - total / 2);
+                    if w.auto_pad == AutoPad::SameUpper {
+                        p[d] = small;
+                        p[d + 2] = big;
+                    } else {
+                        p[d] = big;
+                        p[d + 2] = small;
+                    }
+                }
+                p
+            }
+        };
+        if pads.iter().any(|&p| p < 0) || stride.iter().any(|&s| s < 1) {
+            return Err("it has negative pads or a stride < 1".into());
+        }
+        Ok(Geometry {
+            kernel,
+            stride,
+            pads,
+            dilation,
+        })
+    }
+}
+
+/// Where each window sits in the merged window.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Alignment {
+    /// The merged window: the largest kernel per axis, its pads and the
+    /// common stride.
+    pub merged: Geometry,
+    /// `(row, column)` offset of each input window inside the merged one.
+    pub offsets: Vec<[usize; 2]>,
+}
+
+/// Aligns windows into the largest one (REWRITES.md §2): same stride,
+/// dilation 1, and every window on the same centre (see the module doc).
+/// The error says which precondition failed.
+pub fn align(windows: &[Geometry]) -> Result<Alignment, String> {
+    let first = windows.first().ok_or("no windows")?;
+    if let Some(w) = windows.iter().find(|w| w.dilation != [1, 1]) {
+        return Err(format!(
+            "a branch has dilation {:?} (only 1 merges)",
+            w.dilation
+        ));
+    }
+    if let Some(w) = windows.iter().find(|w| w.stride != first.stride) {
+        return Err(format!(
+            "branches have different strides ({:?} and {:?})",
+            first.stride, w.stride
+        ));
+    }
+    let kmax = [0, 1].map(|d| windows.iter().map(|w| w.kernel[d]).max().unwrap_or(1));
+    let mut pads = [0i64; 4];
+    for d in 0..2 {
+        let big: Vec<&Geometry> = windows.iter().filter(|w| w.kernel[d] == kmax[d]).collect();
+        let (pb, pe) = (big[0].pads[d], big[0].pads[d + 2]);
+        if big.iter().any(|w| w.pads[d] != pb || w.pads[d + 2] != pe) {
+            return Err(format!(
+                "the {}-wide windows have different pads on axis {d}",
+                kmax[d]
+            ));
+        }
+        pads[d] = pb;
+        pads[d + 2] = pe;
+    }
+    let mut offsets = Vec::with_capacity(windows.len());
+    for w in windows {
+        let mut off = [0usize; 2];
+        for d in 0..2 {
+            let (k, kk) = (w.kernel[d] as i64, kmax[d] as i64);
+            let o = pads[d] - w.pads[d];
+            if o < 0 || o > kk - k || w.pads[d + 2] != pads[d + 2] - (kk - k - o) {
+                return Err(format!(
+                    "misaligned pads: a {}×{} window with pads {:?} is not centred in the {}×{} window with pads {:?}",
+                    w.kernel[0], w.kernel[1], w.pads, kmax[0], kmax[1], pads
+                ));
+            }
+            off[d] = o as usize;
+        }
+        offsets.push(off);
+    }
+    Ok(Alignment {
+        merged: Geometry {
+            kernel: kmax,
+            stride: first.stride,
+            pads,
+            dilation: [1, 1],
+        },
+        offsets,
+    })
+}
+
+/// A conv's constant parameters and geometry.
+#[derive(Clone, Debug)]
+pub struct ConvParams {
+    pub weight: Kernel,
+    pub bias: Vec<f64>,
+    /// True when the conv has a bias input.
+    pub has_bias: bool,
+    pub dtype: DType,
+    pub geometry: Geometry,
+}
+
+/// Reads a 2-D Conv node's constant float weight and bias and its window.
+pub fn read_conv(g: &Graph, id: NodeId) -> Result<ConvParams, String> {
+    let n = g.node(id);
+    let Op::Conv(conv) = n.op() else {
+        return Err("not a Conv".into());
+    };
+    let x = n.input(0).ok_or("it has no input")?;
+    let w = n.input(1).ok_or("it has no weight")?;
+    let t = g.constant(w).ok_or("its weight is not a constant")?;
+    if !t.dtype().is_float() {
+        return Err(format!("its weight is {}, not a float type", t.dtype()));
+    }
+    let dims = t.dims().to_vec();
+    if dims.len() != 4 {
+        return Err(format!(
+            "its weight has rank {} (only 2-D convs)",
+            dims.len()
+        ));
+    }
+    let data = t.to_f64()?;
+    let group = conv.group.max(1) as usize;
+    let (cout, cin_g, kh, kw) = (
+        dims[0] as usize,
+        dims[1] as usize,
+        dims[2] as usize,
+        dims[3] as usize,
+    );
+    if group == 0 || !cout.is_multiple_of(group) {
+        return Err("its output channels do not split into its groups".into());
+    }
+    if let Some(ks) = &conv.window.kernel_shape {
+        if ks != &dims[2..] {
+            return Err("its kernel_shape disagrees with its weight".into());
+        }
+    }
+    let dtype = t.dtype();
+    let bias = match n.input(2) {
+        None => None,
+        Some(b) => {
+            let bt = g.constant(b).ok_or("its bias is not a constant")?;
+            if !bt.dtype().is_float() {
+                return Err("its bias is not a float type".into());
+            }
+            let v = bt.to_f64()?;
+            if v.len() != cout {
+                return Err(format!("its bias has {} values, expected {cout}", v.len()));
+            }
+            Some(v)
+        }
+    };
+    let spatial = g
+        .ty(x)
+        .and_then(|t| t.concrete())
+        .filter(|s| s.len() == 4)
+        .map(|s| [s[2], s[3]]);
+    let geometry = Geometry::of_window(&conv.window, [kh, kw], spatial)?;
+    Ok(ConvParams {
+        weight: Kernel {
+            cout,
+            cin: cin_g * group,
+            group,
+            kh,
+            kw,
+            data,
+        },
+        has_bias: bias.is_some(),
+        bias: bias.unwrap_or_else(|| vec![0.0; cout]),
+        dtype,
+        geometry,
+    })
+}
+
+/// The Conv op for a merged window.
+pub fn conv_op(geom: &Geometry, group: usize) -> Op {
+    Op::Conv(npuopt_ir::op::Conv {
+        window: Window {
+            auto_pad: AutoPad::NotSet,
+            kernel_shape: Some(vec![geom.kernel[0] as i64, geom.kernel[1] as i64]),
+            strides: Some(geom.stride.to_vec()),
+            pads: Some(geom.pads.to_vec()),
+            dilations: Some(geom.dilation.to_vec()),
+        },
+        group: group as i64,
+    })
+}
+
+/// A conv to be added: weight, bias, dtype to store them in, window.
+#[derive(Clone, Debug)]
+pub struct NewConv {
+    pub weight: Kernel,
+    pub bias: Vec<f64>,
+    pub dtype: DType,
+    pub geometry: Geometry,
+}
+
+/// Adds a Conv node computing `conv(x)` near `near`, its weight and bias
+/// as new initializers named after the node. Returns the node and its
+/// output.
+pub fn add_conv(
+    g: &mut Graph,
+    name: &str,
+    x: ValueId,
+    c: &NewConv,
+    near: NodeId,
+) -> (NodeId, ValueId) {
+    use npuopt_ir::Tensor;
+    let node_name = g.unique_node_name(name);
+    let wv = g.add_initializer(
+        &format!("{node_name}.weight"),
+        Tensor::from_f64_as("", c.dtype, &c.weight.dims(), &c.weight.data),
+    );
+    let bv = g.add_initializer(
+        &format!("{node_name}.bias"),
+        Tensor::from_f64_as("", c.dtype, &[c.bias.len() as i64], &c.bias),
+    );
+    let (id, outs) = g.add_node(
+        &node_name,
+        conv_op(&c.geometry, c.weight.group),
+        &[Some(x), Some(wv), Some(bv)],
+        &[&format!("{node_name}_output")],
+        Some(near),
+    );
+    (id, outs[0])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn geom(k: [usize; 2], pads: [i64; 4], s: i64) -> Geometry {
+        Geometry {
+            kernel: k,
+            stride: [s, s],
+            pads,
+            dilation: [1, 1],
+        }
+    }
+
+    #[test]
+    fn repvgg_windows_are_centred() {
+        let a = align(&[
+            geom([3, 3], [1; 4], 1),
+            geom([1, 1], [0; 4], 1),
+            Geometry::point(),
+        ])
+        .unwrap();
+        assert_eq!(a.merged.kernel, [3, 3]);
+        assert_eq!(a.merged.pads, [1; 4]);
+        assert_eq!(a.offsets, vec![[0, 0], [1, 1], [1, 1]]);
+    }
+
+    #[test]
+    fn acnet_asymmetric_kernels_align_per_axis() {
+        let a = align(&[
+            geom([3, 3], [1; 4], 1),
+            geom([1, 3], [0, 1, 0, 1], 1),
+            geom([3, 1], [1, 0, 1, 0], 1),
+        ])
+        .unwrap();
+        assert_eq!(a.offsets, vec![[0, 0], [1, 0], [0, 1]]);
+    }
+
+    #[test]
+    fn misaligned_strided_and_dilated_windows_are_refused() {
+        let e = align(&[geom([3, 3], [1; 4], 1), geom([3, 3], [0, 0, 2, 2], 1)]).unwrap_err();
+        assert!(e.contains("different pads"), "{e}");
+        let e = align(&[geom([3, 3], [1; 4], 1), geom([1, 1], [1; 4], 1)]).unwrap_err();
+        assert!(e.contains("misaligned"), "{e}");
+        let e = align(&[geom([3, 3], [1; 4], 2), geom([1, 1], [0; 4], 1)]).unwrap_err();
+        assert!(e.contains("strides"), "{e}");
+        let mut d = geom([3, 3], [2; 4], 1);
+        d.dilation = [2, 2];
+        assert!(align(&[d, geom([1, 1], [0; 4], 1)]).is_err());
+    }
+
+    #[test]
+    fn regroup_is_block_diagonal() {
+        // Depthwise 2 channels, 1×1, weights 2 and 3 → dense 2×2 diag.
+        let k = Kernel {
+            cout: 2,
+            cin: 2,
+            group: 2,
+            kh: 1,
+            kw: 1,
+            data: vec![2.0, 3.0],
+        };
+        let d = k.regroup(1);
+        assert_eq!(d.data, vec![2.0, 0.0, 0.0, 3.0]);
+        let id = Kernel::diagonal(4, 2, 1, 1, &[1.0; 4]);
+        assert_eq!(id.data, vec![1., 0., 0., 1., 1., 0., 0., 1.]);
+    }
+}

@@ -1,0 +1,307 @@
+//! merge-branches: one snapshot and one tract check per synthetic block
+//! (RepVGG, MobileOne, RepGhost, DBB, ACNet, FastViT), and the cases that
+//! must not fire, with the reason the report gives.
+
+mod common;
+
+use common::*;
+use npuopt::ir::proto::ModelProto;
+use npuopt_fixtures::{ConvSpec, ModelBuilder, PoolSpec};
+
+/// The passes that bring a training block to merge-branches' input form.
+const PIPE: &[&str] = &["fold-batchnorm", "merge-branches", "eliminate-dead"];
+
+/// Runs fold-batchnorm (setup), then merge-branches and eliminate-dead; the
+/// snapshot shows only the merge step and lists only merge-branches'
+/// changes. `before` stays the original model, for tract.
+fn run_merge(m: &ModelProto) -> Run {
+    use npuopt::ir::dump::dump;
+    let mut setup = run(m, &["fold-batchnorm", "eliminate-dead"]).model;
+    let before = dump(&setup.graph).unwrap();
+    let report = npuopt_passes::run_pipeline(
+        &mut setup,
+        &["merge-branches", "eliminate-dead"],
+        Default::default(),
+    )
+    .expect("pipeline runs");
+    let mine: Vec<_> = report
+        .changes
+        .iter()
+        .filter(|c| c.pass == "merge-branches")
+        .cloned()
+        .collect();
+    let snapshot =
+        npuopt_passes::change::snapshot_text(&before, &dump(&setup.graph).unwrap(), &mine);
+    Run {
+        before: prost::Message::encode_to_vec(m),
+        model: setup,
+        report,
+        snapshot,
+    }
+}
+
+fn merges_into(name: &str, convs: usize) -> Run {
+    let r = run_merge(&fixture(name));
+    assert_eq!(count(&r.model, "Conv"), convs, "{name}\n{}", r.snapshot);
+    for op in ["Add", "Sub", "Sum", "BatchNormalization", "AveragePool"] {
+        assert_eq!(count(&r.model, op), 0, "{name}: {op} left\n{}", r.snapshot);
+    }
+    assert!(
+        r.report.changes.iter().any(|c| c.pass == "merge-branches"),
+        "{name}: {:?}",
+        r.report.changes
+    );
+    assert_verified(&r, name);
+    insta::assert_snapshot!(format!("merge_branches_{name}"), r.snapshot);
+    r
+}
+
+#[test]
+fn repvgg_block() {
+    merges_into("repvgg_block", 1);
+}
+
+#[test]
+fn repvgg_block_stride2() {
+    merges_into("repvgg_block_stride2", 1);
+}
+
+#[test]
+fn mobileone_block() {
+    let r = merges_into("mobileone_block", 2);
+    assert_eq!(count(&r.model, "Relu"), 2);
+}
+
+#[test]
+fn repghost_block() {
+    // The 1×1 primary conv stays; the depthwise conv absorbs the BN.
+    merges_into("repghost_block", 2);
+}
+
+#[test]
+fn dbb_block_exact() {
+    // The average branch and the 1×1 → 3×3 branch keep their leading 1×1
+    // convs (merge-sequential-convs' job): 3 convs remain, summed by one.
+    let r = run_merge(&fixture("dbb_block_exact"));
+    assert_verified(&r, "dbb_block_exact");
+    assert_eq!(count(&r.model, "AveragePool"), 1, "{}", r.snapshot);
+    insta::assert_snapshot!("merge_branches_dbb_block_exact", r.snapshot);
+}
+
+#[test]
+fn acnet_block() {
+    merges_into("acnet_block", 1);
+}
+
+#[test]
+fn fastvit_repmixer() {
+    let r = merges_into("fastvit_repmixer", 1);
+    assert_eq!(count(&r.model, "Mul"), 0);
+}
+
+#[test]
+fn layer_scale_residual() {
+    merges_into("layer_scale", 1);
+}
+
+#[test]
+fn residual_around_nonlinear_blocks_is_not_a_candidate() {
+    let r = run(&fixture("residual_block"), PIPE);
+    assert_eq!(count(&r.model, "Add"), 1);
+    assert!(!r.report.changes.iter().any(|c| c.pass == "merge-branches"));
+    assert!(!r.report.skips.iter().any(|s| s.pass == "merge-branches"));
+}
+
+// ---- must not fire ----
+
+/// Runs merge-branches alone on a model that must not change, and returns
+/// the skip reasons it gave.
+fn refused(m: &ModelProto) -> Vec<String> {
+    let r = run(m, &["merge-branches"]);
+    assert!(r.report.changes.is_empty(), "{:?}", r.report.changes);
+    assert_eq!(
+        npuopt::ir::dump::dump(&r.model.graph).unwrap(),
+        npuopt::ir::dump::dump(&import_proto(m).graph).unwrap(),
+        "the graph changed"
+    );
+    r.report
+        .skips
+        .iter()
+        .filter(|s| s.pass == "merge-branches")
+        .map(|s| s.reason.clone())
+        .collect()
+}
+
+fn two_branches(a: ConvSpec, b: ConvSpec, cin: i64) -> ModelProto {
+    let mut m = ModelBuilder::new("two_branches", 13);
+    let x = m.input("x", &[1, cin, 12, 12]);
+    let p = m.conv(&x, a);
+    let q = m.conv(&x, b);
+    let y = m.add(&p, &q);
+    m.output(&y);
+    m.build()
+}
+
+fn assert_reason(reasons: &[String], needle: &str) {
+    assert!(
+        reasons.iter().any(|r| r.contains(needle)),
+        "no reason containing '{needle}': {reasons:?}"
+    );
+}
+
+#[test]
+fn different_strides_are_refused() {
+    // Equal output shapes (3×3 on 12×12), different strides: a 4×4 stride
+    // 3 and a 1×1 stride 4.
+    let m = two_branches(
+        ConvSpec::new(4, 4).stride(3),
+        ConvSpec::new(4, 1).stride(4),
+        4,
+    );
+    assert_reason(&refused(&m), "different strides");
+}
+
+#[test]
+fn dilation_is_refused() {
+    let m = two_branches(
+        ConvSpec::new(4, 3).pad(2).dilation(2),
+        ConvSpec::new(4, 1),
+        4,
+    );
+    assert_reason(&refused(&m), "dilation");
+}
+
+#[test]
+fn misaligned_pads_are_refused() {
+    // Same kernel, same output shape, windows shifted by one pixel.
+    let m = two_branches(
+        ConvSpec::new(4, 3).pad(1),
+        ConvSpec::new(4, 3).pads([0, 0, 2, 2]),
+        4,
+    );
+    assert_reason(&refused(&m), "different pads");
+    // A 2×2 window starting one pixel before the 3×3 one: it does not fit
+    // inside the 3×3 window.
+    let m = two_branches(
+        ConvSpec::new(4, 3).pads([0, 0, 2, 2]),
+        ConvSpec::new(4, 2).pads([1, 1, 0, 0]),
+        4,
+    );
+    assert_reason(&refused(&m), "misaligned");
+}
+
+#[test]
+fn off_centre_windows_that_fit_merge_exactly() {
+    // A 1×1 beside a 3×3 padded only at the top and left reads the 3×3's
+    // last tap: not centred, but inside the window, so still exact.
+    let m = two_branches(
+        ConvSpec::new(4, 3).pads([2, 2, 0, 0]),
+        ConvSpec::new(4, 1),
+        4,
+    );
+    let r = run(&m, PIPE);
+    assert_eq!(count(&r.model, "Conv"), 1, "{}", r.snapshot);
+    assert_verified(&r, "off_centre");
+}
+
+#[test]
+fn avg_pool_without_count_include_pad_is_refused() {
+    let mut m = ModelBuilder::new("avg_no_cip", 13);
+    let x = m.input("x", &[1, 4, 12, 12]);
+    let c = m.conv(&x, ConvSpec::new(4, 3).pad(1));
+    let p = m.avg_pool(
+        &x,
+        PoolSpec::new(3).stride(1).pad(1).count_include_pad(false),
+    );
+    let y = m.add(&c, &p);
+    m.output(&y);
+    assert_reason(&refused(&m.build()), "count_include_pad=0");
+}
+
+#[test]
+fn avg_pool_with_count_include_pad_merges() {
+    let mut m = ModelBuilder::new("avg_cip", 13);
+    let x = m.input("x", &[1, 4, 12, 12]);
+    let c = m.conv(&x, ConvSpec::new(4, 3).pad(1).group(2));
+    let p = m.avg_pool(
+        &x,
+        PoolSpec::new(3).stride(1).pad(1).count_include_pad(true),
+    );
+    let y = m.add(&c, &p);
+    m.output(&y);
+    let r = run_merge(&m.build());
+    assert_eq!(count(&r.model, "Conv"), 1, "{}", r.snapshot);
+    assert_verified(&r, "avg_cip");
+    insta::assert_snapshot!("merge_branches_avg_pool", r.snapshot);
+}
+
+#[test]
+fn branch_read_elsewhere_is_refused() {
+    let mut m = ModelBuilder::new("shared_branch", 13);
+    let x = m.input("x", &[1, 4, 12, 12]);
+    let c = m.conv(&x, ConvSpec::new(4, 3).pad(1));
+    let d = m.conv(&x, ConvSpec::new(4, 1));
+    let y = m.add(&c, &d);
+    m.output(&y);
+    m.output(&d);
+    assert_reason(&refused(&m.build()), "other readers");
+}
+
+#[test]
+fn non_float_weights_are_refused() {
+    use npuopt::ir::proto::tensor_proto::DataType;
+    let mut m = ModelBuilder::new("int_weights", 13);
+    let x = m.input("x", &[1, 4, 12, 12]);
+    let c = m.conv(&x, ConvSpec::new(4, 3).pad(1));
+    let d = m.conv(&x, ConvSpec::new(4, 1));
+    let y = m.add(&c, &d);
+    m.output(&y);
+    let mut proto = m.build();
+    // Make the 1×1's weight an int8 tensor (a quantized export).
+    let g = proto.graph.as_mut().unwrap();
+    let w = g
+        .initializer
+        .iter_mut()
+        .find(|t| t.dims == vec![4, 4, 1, 1])
+        .unwrap();
+    w.data_type = Some(DataType::Int8 as i32);
+    w.raw_data = Some(vec![1u8; 16].into());
+    w.float_data.clear();
+    assert_reason(&refused(&proto), "not a float type");
+}
+
+#[test]
+fn identity_beside_a_strided_conv_is_refused() {
+    // On a 1×1 map a stride-2 1×1 conv keeps the shape, so the Add is
+    // well-formed; the identity is stride 1.
+    let mut m = ModelBuilder::new("identity_strided", 13);
+    let x = m.input("x", &[1, 4, 1, 1]);
+    let c = m.conv(&x, ConvSpec::new(4, 1).stride(2));
+    let y = m.add(&x, &c);
+    m.output(&y);
+    assert_reason(&refused(&m.build()), "different strides");
+}
+
+#[test]
+fn auto_pad_same_is_resolved_exactly() {
+    use npuopt::ir::attr;
+    let mut m = ModelBuilder::new("auto_pad", 13);
+    let x = m.input("x", &[1, 4, 12, 12]);
+    let c = m.conv(&x, ConvSpec::new(4, 3).pad(1));
+    let d = m.conv(&x, ConvSpec::new(4, 1));
+    let y = m.add(&c, &d);
+    m.output(&y);
+    let mut proto = m.build();
+    // Rewrite the 3×3's pads as auto_pad=SAME_UPPER.
+    let g = proto.graph.as_mut().unwrap();
+    let conv = g
+        .node
+        .iter_mut()
+        .find(|n| n.op_type.as_deref() == Some("Conv"))
+        .unwrap();
+    conv.attribute.retain(|a| a.name.as_deref() != Some("pads"));
+    conv.attribute.push(attr::string("auto_pad", "SAME_UPPER"));
+    let r = run(&proto, PIPE);
+    assert_eq!(count(&r.model, "Conv"), 1, "{}", r.snapshot);
+    assert_verified(&r, "auto_pad");
+}

@@ -19,6 +19,10 @@ fn registry() -> Vec<(Box<dyn Pass>, bool)> {
         (Box::new(eliminate_identity::EliminateIdentity), true),
         (Box::new(fold_batchnorm::FoldBatchNorm), true),
         (Box::new(merge_branches::MergeBranches), true),
+        (
+            Box::new(merge_sequential_convs::MergeSequentialConvs::default()),
+            true,
+        ),
         (Box::new(eliminate_dead::EliminateDead), true),
     ]
 }

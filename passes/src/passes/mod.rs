@@ -6,3 +6,4 @@ pub mod eliminate_identity;
 pub mod fold_batchnorm;
 pub mod fold_constants;
 pub mod merge_branches;
+pub mod merge_sequential_convs;

@@ -1,0 +1,271 @@
+//! `merge-sequential-convs`: two convs with nothing between become one
+//! (REWRITES.md §3).
+//!
+//! Before:  y = Conv_2(Conv_1(x, W1, b1), W2, b2)
+//! After:   y = Conv(x, W', b')
+//!
+//! * **k×k then 1×1** (rule `kxk-1x1`; the 1×1: G = 1, stride 1, no pads):
+//!   always exact. With `W1` expanded block-diagonally to one group,
+//!   `W'[o,i] = Σ_m W2[o,m]·W1[m,i]`, `b' = W2·b1 + b2`; the window is
+//!   the first conv's.
+//! * **1×1 then k×k** (rule `1x1-kxk`, or `1x1-depthwise` when the k×k is
+//!   depthwise; the 1×1: G = 1, stride 1, no pads): with `m(o, j)` the
+//!   `j`-th input channel of output `o`'s group in the k×k,
+//!   `W'[o,i,:,:] = Σ_j W2[o,j,:,:]·W1[m(o,j), i]`,
+//!   `b'[o] = b2[o] + Σ_{j,kh,kw} W2[o,j,kh,kw]·b1[m(o,j)]`; dense
+//!   (G = 1), the window is the second conv's. Exact only when the k×k has
+//!   no padding or `b1 = 0` exactly: a padded border sees zeros where the
+//!   merged conv would see `b1`.
+//!
+//! Preconditions: the first conv's output is read only by the second;
+//! weights and biases are float constants of one dtype; shapes are known.
+//! Cost: until a target's cost model decides, the rule fires only when the
+//! merged conv's MACs are at most the two convs' together
+//! ([`sequential_macs`]); otherwise it records a skip with both figures.
+
+use npuopt_ir::macs::node_macs;
+use npuopt_ir::{Graph, NodeId, Op};
+
+use crate::change::Change;
+use crate::conv_algebra::{add_conv, read_conv, ConvParams, Kernel, NewConv};
+use crate::pass::{Pass, PassContext, PassError};
+use crate::rewrite::single_consumer;
+
+/// The pass. The default pipeline runs it with the MAC gate on; a caller
+/// (a cost model, a test) may turn it off to merge every exact pair.
+#[derive(Clone, Copy, Debug)]
+pub struct MergeSequentialConvs {
+    /// Fire only when the merged conv has no more MACs than the two.
+    pub require_no_more_macs: bool,
+}
+
+impl Default for MergeSequentialConvs {
+    fn default() -> Self {
+        MergeSequentialConvs {
+            require_no_more_macs: true,
+        }
+    }
+}
+
+const NAME: &str = "merge-sequential-convs";
+
+impl Pass for MergeSequentialConvs {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn description(&self) -> &'static str {
+        "merge Conv → Conv with nothing between (k×k then 1×1; 1×1 then k×k or depthwise when exact) when it does not add MACs"
+    }
+
+    fn run(&self, model: &mut npuopt_ir::Model, cx: &mut PassContext) -> Result<(), PassError> {
+        let g = &mut model.graph;
+        for id in g.topo_order()? {
+            if !cx.may_rewrite() {
+                break;
+            }
+            if g.try_node(id).is_none() || !matches!(g.node(id).op(), Op::Conv(_)) {
+                continue;
+            }
+            try_merge(g, id, self.require_no_more_macs, cx);
+        }
+        Ok(())
+    }
+}
+
+/// `(merged, original)` MACs of merging `first` into `second`: the merged
+/// conv computes the second conv's output with the composed kernel. `None`
+/// when a shape is unknown or the pair does not match a rule.
+pub fn sequential_macs(g: &Graph, first: NodeId, second: NodeId) -> Option<(u64, u64)> {
+    let p1 = read_conv(g, first).ok()?;
+    let p2 = read_conv(g, second).ok()?;
+    let (rule, _) = classify(&p1, &p2)?;
+    let out = g.ty(g.node(second).output(0)?)?.concrete()?;
+    let out_elems: u64 = out.iter().map(|&d| d as u64).product();
+    let (kh, kw, cin_g) = match rule {
+        Rule::KxK1x1 => (p1.weight.kh, p1.weight.kw, p1.weight.cin),
+        Rule::OneKxK | Rule::OneDepthwise => (p2.weight.kh, p2.weight.kw, p1.weight.cin),
+    };
+    let merged = out_elems.checked_mul((cin_g * kh * kw) as u64)?;
+    let original = node_macs(g, first)?.checked_add(node_macs(g, second)?)?;
+    Some((merged, original))
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Rule {
+    KxK1x1,
+    OneKxK,
+    OneDepthwise,
+}
+
+impl Rule {
+    fn name(self) -> &'static str {
+        match self {
+            Rule::KxK1x1 => "kxk-1x1",
+            Rule::OneKxK => "1x1-kxk",
+            Rule::OneDepthwise => "1x1-depthwise",
+        }
+    }
+}
+
+fn is_pointwise(p: &ConvParams) -> bool {
+    p.weight.kh == 1
+        && p.weight.kw == 1
+        && p.geometry.stride == [1, 1]
+        && p.geometry.pads == [0; 4]
+        && p.weight.group == 1
+}
+
+/// Which rule applies, and why it is not exact if it is not.
+fn classify(p1: &ConvParams, p2: &ConvParams) -> Option<(Rule, Option<String>)> {
+    if p2.weight.cin != p1.weight.cout {
+        return None;
+    }
+    if is_pointwise(p2) {
+        return Some((Rule::KxK1x1, None));
+    }
+    if is_pointwise(p1) {
+        let rule = if p2.weight.group == p2.weight.cin && p2.weight.cin_g() == 1 {
+            Rule::OneDepthwise
+        } else {
+            Rule::OneKxK
+        };
+        let padded = p2.geometry.pads != [0; 4];
+        let biased = p1.bias.iter().any(|&b| b != 0.0);
+        let why = (padded && biased).then(|| {
+            "the k×k conv pads with zeros where the merged conv would see the 1×1's bias".into()
+        });
+        return Some((rule, why));
+    }
+    None
+}
+
+fn try_merge(g: &mut Graph, second: NodeId, gate: bool, cx: &mut PassContext) {
+    let Some(v) = g.node(second).input(0) else {
+        return;
+    };
+    let Some(first) = g.producer(v) else { return };
+    if !matches!(g.node(first).op(), Op::Conv(_)) || single_consumer(g, v) != Some(second) {
+        return;
+    }
+    let n1 = g.node(first).name().to_string();
+    let n2 = g.node(second).name().to_string();
+    let (Ok(p1), Ok(p2)) = (read_conv(g, first), read_conv(g, second)) else {
+        return;
+    };
+    let Some((rule, not_exact)) = classify(&p1, &p2) else {
+        return;
+    };
+    let skip = |cx: &mut PassContext, why: String| {
+        cx.skip(
+            NAME,
+            rule.name(),
+            &n2,
+            format!("'{n1}' → '{n2}' is not merged: {why}"),
+        )
+    };
+    if let Some(why) = not_exact {
+        return skip(cx, why);
+    }
+    if p1.dtype != p2.dtype {
+        return skip(cx, "the two weights differ in dtype".into());
+    }
+    match sequential_macs(g, first, second) {
+        _ if !gate => {}
+        None => return skip(cx, "the MACs are unknown (shapes not inferred)".into()),
+        Some((merged, original)) if merged > original => {
+            return skip(
+                cx,
+                format!("the merged conv costs {merged} MACs, the two convs {original}"),
+            )
+        }
+        Some(_) => {}
+    }
+    let merged = match rule {
+        Rule::KxK1x1 => kxk_then_1x1(&p1, &p2),
+        Rule::OneKxK | Rule::OneDepthwise => one_then_kxk(&p1, &p2),
+    };
+    let x = g.node(first).input(0).expect("an input");
+    let out = g.node(second).output(0).expect("an output");
+    let (id, new_out) = add_conv(g, &format!("{n2}_merged"), x, &merged, second);
+    g.replace_all_uses(out, new_out);
+    g.remove_node(second);
+    g.remove_node(first);
+    let added = g.node(id).name().to_string();
+    let k = merged.geometry.kernel;
+    cx.record(
+        Change::new(
+            NAME,
+            rule.name(),
+            &[&n1, &n2],
+            format!(
+                "merged '{n1}' → '{n2}' into one {}×{} conv ({} → {} channels)",
+                k[0], k[1], merged.weight.cin, merged.weight.cout
+            ),
+        )
+        .removed(&[&n1, &n2])
+        .added(&[&added]),
+    );
+}
+
+/// `W'[o,i] = Σ_m W2[o,m]·W1[m,i]`, `b' = W2·b1 + b2`; the first window.
+fn kxk_then_1x1(p1: &ConvParams, p2: &ConvParams) -> NewConv {
+    let w1 = p1.weight.regroup(1);
+    let (cout, cmid, cin) = (p2.weight.cout, w1.cout, w1.cin);
+    let (kh, kw) = (w1.kh, w1.kw);
+    let mut w = Kernel::zeros(cout, cin, 1, kh, kw);
+    let taps = cin * kh * kw;
+    let mut bias = p2.bias.clone();
+    for (o, b) in bias.iter_mut().enumerate() {
+        for m in 0..cmid {
+            let a = p2.weight.data[o * cmid + m];
+            if a == 0.0 {
+                continue;
+            }
+            *b += a * p1.bias[m];
+            let src = &w1.data[m * taps..(m + 1) * taps];
+            let dst = &mut w.data[o * taps..(o + 1) * taps];
+            dst.iter_mut().zip(src).for_each(|(d, s)| *d += a * s);
+        }
+    }
+    NewConv {
+        weight: w,
+        bias,
+        dtype: p1.dtype,
+        geometry: p1.geometry,
+    }
+}
+
+/// `W'[o,i,:,:] = Σ_j W2[o,j,:,:]·W1[m(o,j), i]`; the second window.
+fn one_then_kxk(p1: &ConvParams, p2: &ConvParams) -> NewConv {
+    let w2 = &p2.weight;
+    let cin = p1.weight.cin;
+    let (kh, kw) = (w2.kh, w2.kw);
+    let mut w = Kernel::zeros(w2.cout, cin, 1, kh, kw);
+    let mut bias = p2.bias.clone();
+    for (o, b) in bias.iter_mut().enumerate() {
+        let first_mid = (o / w2.cout_g()) * w2.cin_g();
+        for j in 0..w2.cin_g() {
+            let m = first_mid + j;
+            for y in 0..kh {
+                for x in 0..kw {
+                    let a = w2.data[w2.idx(o, j, y, x)];
+                    if a == 0.0 {
+                        continue;
+                    }
+                    *b += a * p1.bias[m];
+                    for i in 0..cin {
+                        let d = w.idx(o, i, y, x);
+                        w.data[d] += a * p1.weight.data[m * cin + i];
+                    }
+                }
+            }
+        }
+    }
+    NewConv {
+        weight: w,
+        bias,
+        dtype: p2.dtype,
+        geometry: p2.geometry,
+    }
+}

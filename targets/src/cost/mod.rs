@@ -1,0 +1,419 @@
+//! The cost model: a graph plus a target → per-layer cycles, utilisation
+//! and the bound that sets them, whole-model totals, and flags for the
+//! biggest losses with the rewrite that would address them.
+//!
+//! Formulas follow `TARGETS.md` (⌈x⌉ₐ = x rounded up to a multiple of a,
+//! P = MACs/cycle × cores):
+//! * dense conv: `max(⌈Cout⌉·⌈Cin⌉·k²·Ho·Wo / (P·eff), Ho·Wo·Cout·out_cpe,
+//!   bytes / bandwidth)`, eff = kernel × stride-2 × dilation efficiency
+//!   ([`conv`]);
+//! * depthwise: `⌈C⌉·⌈k²⌉_kstep·Ho·Wo / (P·frac_of_peak)` × stride-2
+//!   penalty; an unsupported kernel falls back to the CPU;
+//! * group conv: native / split / cpu;
+//! * add, mul, concat, activations, pools, data movement ([`simple`]);
+//! * anything the target cannot run: CPU time plus the transfers.
+//!
+//! Absolute figures are estimates (public analytic models land within
+//! about ±10% of a vendor's estimator); use them to compare alternatives.
+//! The model only reads the graph. One pass over the nodes in topological
+//! order: linear in the graph's size, and deterministic.
+
+mod conv;
+mod flags;
+mod simple;
+
+use npuopt_ir::{macs, DType, Graph, NodeId, ValueId};
+use serde::Serialize;
+
+use crate::schema::Target;
+
+pub use flags::{Flag, FlagKind};
+
+/// What sets a layer's cycles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Bound {
+    /// The MAC array (including padding and kernel/stride inefficiency).
+    Compute,
+    /// The output stage: cycles per output element.
+    Output,
+    /// Memory bandwidth.
+    Memory,
+    /// Run on the CPU, plus transfers.
+    Fallback,
+    /// Costs nothing: fused into its producer, in place, or a reshape.
+    Free,
+    /// Shapes unknown: not costed.
+    Unknown,
+}
+
+impl Bound {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Bound::Compute => "compute",
+            Bound::Output => "output",
+            Bound::Memory => "memory",
+            Bound::Fallback => "fallback",
+            Bound::Free => "free",
+            Bound::Unknown => "unknown",
+        }
+    }
+}
+
+/// How the cost model classified a layer (drives the flags).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LayerKind {
+    DenseConv {
+        cin: i64,
+        cout: i64,
+        /// Input channels come straight from a graph input (cannot be
+        /// re-padded by a rewrite).
+        cin_from_input: bool,
+    },
+    Depthwise {
+        channels: i64,
+        kernel: Vec<i64>,
+    },
+    GroupConv {
+        group: i64,
+    },
+    Concat {
+        /// Channel offsets of the inputs that are not aligned.
+        misaligned: Vec<i64>,
+    },
+    Other,
+}
+
+/// The cost of one node.
+#[derive(Clone, Debug, Serialize)]
+pub struct LayerCost {
+    pub name: String,
+    pub op: String,
+    /// Input and output shapes, `1x32x112x112 -> 1x16x112x112`.
+    pub shapes: String,
+    /// Useful MACs: the model's own arithmetic.
+    pub macs: u64,
+    /// MACs the hardware executes, counting channel padding and kernel
+    /// steps (zeros are never useful work).
+    pub executed_macs: u64,
+    pub cycles: u64,
+    /// Useful MACs / (cycles × peak MACs per cycle); 0 for MAC-free ops.
+    pub utilization: f64,
+    pub bound: Bound,
+    /// Whether the NPU runs it (false: CPU fallback).
+    pub supported: bool,
+    /// Why: fused into X, falls back because Y …
+    pub note: String,
+    pub kind: LayerKind,
+}
+
+/// The cost of a whole model on one target. Every figure is an estimate.
+#[derive(Clone, Debug, Serialize)]
+pub struct Estimate {
+    pub target: String,
+    pub clock_mhz: f64,
+    pub peak_macs_per_cycle: f64,
+    pub total_cycles: u64,
+    /// `total_cycles` at the target's clock, in milliseconds (an estimate).
+    pub latency_ms: f64,
+    pub macs: u64,
+    pub executed_macs: u64,
+    /// Useful MACs / (total cycles × peak).
+    pub utilization: f64,
+    /// Nodes not costed because their shapes are unknown.
+    pub unknown_shapes: usize,
+    pub layers: Vec<LayerCost>,
+    pub flags: Vec<Flag>,
+}
+
+/// The costing of one node before it is named.
+#[derive(Clone, Debug)]
+pub(crate) struct Cost {
+    pub executed_macs: u64,
+    pub cycles: f64,
+    pub bound: Bound,
+    pub supported: bool,
+    pub note: String,
+    pub kind: LayerKind,
+}
+
+impl Cost {
+    pub fn free(note: impl Into<String>) -> Cost {
+        Cost {
+            executed_macs: 0,
+            cycles: 0.0,
+            bound: Bound::Free,
+            supported: true,
+            note: note.into(),
+            kind: LayerKind::Other,
+        }
+    }
+
+    /// The slowest of the candidate bounds (ties go to the earlier one).
+    pub fn max_of(parts: &[(Bound, f64)], executed_macs: u64, kind: LayerKind) -> Cost {
+        let (bound, cycles) =
+            parts.iter().copied().fold(
+                (Bound::Free, 0.0),
+                |acc, p| if p.1 > acc.1 { p } else { acc },
+            );
+        Cost {
+            executed_macs,
+            cycles,
+            bound,
+            supported: true,
+            note: String::new(),
+            kind,
+        }
+    }
+}
+
+/// What the op classes need to know about a node.
+pub(crate) struct Ctx<'a> {
+    pub g: &'a Graph,
+    pub t: &'a Target,
+    pub id: NodeId,
+    pub macs: u64,
+}
+
+impl Ctx<'_> {
+    pub fn node(&self) -> &npuopt_ir::Node {
+        self.g.node(self.id)
+    }
+
+    pub fn shape(&self, v: Option<ValueId>) -> Option<Vec<i64>> {
+        self.g.ty(v?)?.concrete()
+    }
+
+    pub fn in_shape(&self, i: usize) -> Option<Vec<i64>> {
+        self.shape(self.node().input(i))
+    }
+
+    pub fn out_shape(&self, i: usize) -> Option<Vec<i64>> {
+        self.shape(self.node().output(i))
+    }
+
+    pub fn peak(&self) -> f64 {
+        self.t.peak_macs_per_cycle()
+    }
+
+    /// Cycles to move `bytes` at `gbps` GB/s; 0 when the bandwidth is 0
+    /// (not modelled).
+    pub fn transfer_cycles(&self, bytes: u64, gbps: f64) -> f64 {
+        if gbps <= 0.0 {
+            0.0
+        } else {
+            bytes as f64 * self.t.target.clock_mhz / (gbps * 1000.0)
+        }
+    }
+
+    /// Memory cycles of a node reading its non-constant inputs and
+    /// constant weights and writing its outputs.
+    pub fn memory_cycles(&self) -> f64 {
+        let bpe = self.t.compute.bytes_per_elem as u64;
+        let n = self.node();
+        let (mut act, mut weights) = (0u64, 0u64);
+        for v in n.inputs().iter().flatten() {
+            let e = self.elems(Some(*v)).unwrap_or(0);
+            if self.g.constant(*v).is_some() {
+                weights += e;
+            } else {
+                act += e;
+            }
+        }
+        for v in n.outputs().iter().flatten() {
+            act += self.elems(Some(*v)).unwrap_or(0);
+        }
+        let m = &self.t.memory;
+        if m.weights_in_dram {
+            self.transfer_cycles(act * bpe, m.sram_gbps)
+                + self.transfer_cycles(weights * bpe, m.dram_gbps)
+        } else {
+            self.transfer_cycles((act + weights) * bpe, m.sram_gbps)
+        }
+    }
+
+    pub fn elems(&self, v: Option<ValueId>) -> Option<u64> {
+        self.shape(v)?
+            .iter()
+            .try_fold(1u64, |a, &d| a.checked_mul(u64::try_from(d).ok()?))
+    }
+
+    /// Elements of every non-constant input plus every output.
+    pub fn io_elems(&self) -> u64 {
+        let n = self.node();
+        let ins: u64 = n
+            .inputs()
+            .iter()
+            .flatten()
+            .filter(|v| self.g.constant(**v).is_none())
+            .map(|v| self.elems(Some(*v)).unwrap_or(0))
+            .sum();
+        let outs: u64 = n
+            .outputs()
+            .iter()
+            .flatten()
+            .map(|v| self.elems(Some(*v)).unwrap_or(0))
+            .sum();
+        ins + outs
+    }
+
+    /// The CPU runs the node: `work` MACs (or element ops) at the host's
+    /// rate, plus moving its inputs and outputs across.
+    pub fn fallback(&self, work: u64, why: impl Into<String>, kind: LayerKind) -> Cost {
+        let f = &self.t.fallback;
+        let cpu = work as f64 * self.t.target.clock_mhz / (f.cpu_gmacs * 1000.0);
+        let bytes = self.io_elems() * self.t.compute.bytes_per_elem as u64;
+        let xfer = self.transfer_cycles(bytes, f.transfer_gbps);
+        Cost {
+            executed_macs: self.macs,
+            cycles: cpu + xfer,
+            bound: Bound::Fallback,
+            supported: false,
+            note: why.into(),
+            kind,
+        }
+    }
+
+    /// The producer of input `i` when this node may be fused into it: the
+    /// value is read only here and is not a graph output.
+    pub fn fusable_producer(&self, i: usize) -> Option<NodeId> {
+        let v = self.node().input(i)?;
+        let p = self.g.producer(v)?;
+        self.g.has_single_use(v).then_some(p)
+    }
+}
+
+/// Rounds `x` up to a multiple of `a`.
+pub(crate) fn round_up(x: i64, a: u32) -> i64 {
+    let a = a.max(1) as i64;
+    (x + a - 1) / a * a
+}
+
+fn shape_text(g: &Graph, vs: &[Option<ValueId>]) -> String {
+    vs.iter()
+        .flatten()
+        .filter(|v| g.constant(**v).is_none())
+        .map(|v| match g.ty(*v).and_then(|t| t.shape.as_ref()) {
+            Some(s) => s
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("x"),
+            None => "?".into(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// True when every output is an integer or boolean tensor: shape
+/// arithmetic an NPU compiler folds away.
+fn is_shape_arithmetic(g: &Graph, id: NodeId) -> bool {
+    let outs = g.node(id).outputs();
+    !outs.is_empty()
+        && outs.iter().flatten().all(|v| {
+            g.ty(*v).is_some_and(|t| {
+                [DType::INT64, DType::INT32, DType::BOOL].contains(&t.dtype)
+                    && t.concrete().is_some_and(|s| s.len() <= 1)
+            })
+        })
+}
+
+/// Costs one node.
+fn cost_node(ctx: &Ctx) -> Option<Cost> {
+    use npuopt_ir::Op;
+    let n = ctx.node();
+    if is_shape_arithmetic(ctx.g, ctx.id) {
+        return Some(Cost::free("shape arithmetic (folded by the compiler)"));
+    }
+    match n.op() {
+        Op::Conv(c) => conv::conv(ctx, c.group, &c.window),
+        Op::ConvTranspose(c) => conv::conv_transpose(ctx, c.group, &c.window),
+        Op::Gemm(_) | Op::MatMul => conv::matmul(ctx),
+        _ => simple::cost(ctx),
+    }
+}
+
+/// Estimates the cost of every node of `g` on target `t`.
+pub fn estimate(g: &Graph, t: &Target) -> Estimate {
+    let order = g
+        .topo_order()
+        .unwrap_or_else(|_| g.node_ids().collect::<Vec<_>>());
+    let peak = t.peak_macs_per_cycle();
+    let mut layers = Vec::with_capacity(order.len());
+    let mut unknown = 0;
+    for id in order {
+        let n = g.node(id);
+        let useful = macs::node_macs(g, id);
+        let ctx = Ctx {
+            g,
+            t,
+            id,
+            macs: useful.unwrap_or(0),
+        };
+        let cost = match useful.and_then(|_| cost_node(&ctx)) {
+            Some(c) => c,
+            None => {
+                unknown += 1;
+                Cost {
+                    executed_macs: 0,
+                    cycles: 0.0,
+                    bound: Bound::Unknown,
+                    supported: true,
+                    note: "shapes unknown: not costed".into(),
+                    kind: LayerKind::Other,
+                }
+            }
+        };
+        let cycles = cost.cycles.max(0.0).ceil() as u64;
+        let m = ctx.macs;
+        let utilization = if m > 0 && cycles > 0 {
+            m as f64 / (cycles as f64 * peak)
+        } else {
+            0.0
+        };
+        let op = if n.domain().is_empty() || n.domain() == "ai.onnx" {
+            n.op_type().to_string()
+        } else {
+            format!("{}::{}", n.domain(), n.op_type())
+        };
+        layers.push(LayerCost {
+            name: n.name().to_string(),
+            op,
+            shapes: format!(
+                "{} -> {}",
+                shape_text(g, n.inputs()),
+                shape_text(g, n.outputs())
+            ),
+            macs: m,
+            executed_macs: cost.executed_macs.max(if cost.supported { 0 } else { m }),
+            cycles,
+            utilization,
+            bound: cost.bound,
+            supported: cost.supported,
+            note: cost.note,
+            kind: cost.kind,
+        });
+    }
+    let total_cycles: u64 = layers.iter().map(|l| l.cycles).sum();
+    let total_macs: u64 = layers.iter().map(|l| l.macs).sum();
+    let executed: u64 = layers.iter().map(|l| l.executed_macs).sum();
+    let flags = flags::flags(t, &layers, total_cycles);
+    Estimate {
+        target: t.name().to_string(),
+        clock_mhz: t.target.clock_mhz,
+        peak_macs_per_cycle: peak,
+        total_cycles,
+        latency_ms: total_cycles as f64 / (t.target.clock_mhz * 1000.0),
+        macs: total_macs,
+        executed_macs: executed,
+        utilization: if total_cycles > 0 {
+            total_macs as f64 / (total_cycles as f64 * peak)
+        } else {
+            0.0
+        },
+        unknown_shapes: unknown,
+        layers,
+        flags,
+    }
+}

@@ -44,11 +44,26 @@ pub enum Command {
         "Exit codes:\n  0 outputs match, 3 outputs differ, 1 a model cannot be loaded or run, 2 usage error"
     ))]
     Verify(VerifyArgs),
-    /// Summarize a model: producer, opsets, inputs and outputs, ops, parameters, MACs.
-    #[command(
-        after_help = "Examples:\n  npuopt inspect model.onnx\n  npuopt inspect model.onnx --json"
-    )]
+    /// Summarize a model: producer, opsets, inputs and outputs, ops, parameters, MACs;
+    /// with --target, its estimated cost per layer on an NPU.
+    #[command(after_help = concat!(
+        "Examples:\n",
+        "  npuopt inspect model.onnx\n",
+        "  npuopt inspect model.onnx --json\n",
+        "  npuopt inspect model.onnx --target ethos-u55-256\n",
+        "  npuopt inspect model.onnx --target my-npu.toml --json\n\n",
+        "Cycles and latencies from --target are estimates of an analytic cost model."
+    ))]
     Inspect(InspectArgs),
+    /// List the built-in NPU targets, or show one in full.
+    #[command(after_help = concat!(
+        "Examples:\n",
+        "  npuopt targets\n",
+        "  npuopt targets hexagon-htp\n",
+        "  npuopt targets ethos-u55-256 --json\n",
+        "  npuopt targets my-npu.toml        # check a target file of your own"
+    ))]
+    Targets(TargetsArgs),
     /// List the rewrite passes.
     #[command(after_help = "Examples:\n  npuopt passes\n  npuopt passes --json")]
     Passes(PassesArgs),
@@ -141,6 +156,19 @@ pub struct InspectArgs {
     /// Print the IR text dump instead of the summary.
     #[arg(long, conflicts_with = "json")]
     pub dump: bool,
+    /// Estimate the cost per layer on this target: a built-in name (see
+    /// `npuopt targets`) or a path to a target .toml.
+    #[arg(long, value_name = "NAME|FILE", conflicts_with = "dump")]
+    pub target: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TargetsArgs {
+    /// A built-in target name or a path to a target .toml.
+    pub name: Option<String>,
+    /// Print one JSON document on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -6,6 +6,7 @@ mod inspect_cmd;
 mod optimize_cmd;
 mod passes_cmd;
 mod progress;
+mod targets_cmd;
 mod verify_cmd;
 
 use clap::Parser;
@@ -65,5 +66,6 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
         Command::Inspect(a) => inspect_cmd::run(a),
         Command::Verify(a) => verify_cmd::run(a, cli.quiet),
         Command::Passes(a) => passes_cmd::run(a),
+        Command::Targets(a) => targets_cmd::run(a),
     }
 }

@@ -1,0 +1,81 @@
+//! Cost-model speed: how long `inspect --target` spends evaluating the cost
+//! model, per model and target. Import time is shown apart; it is not the
+//! cost model's.
+//!
+//! ```sh
+//! cargo run --release -p npuopt-bench --bin cost                 # bench/models/*.onnx
+//! cargo run --release -p npuopt-bench --bin cost -- a.onnx b.onnx
+//! ```
+//!
+//! Goal (issue #6): < 50 ms for a 100-layer model. Each figure is the
+//! median of repeated runs. Also prints each model's estimate on every
+//! built-in target (total cycles and latency, estimates).
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use npuopt_targets::{builtin_names, cost, Target};
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn main() {
+    let mut paths: Vec<PathBuf> = std::env::args().skip(1).map(PathBuf::from).collect();
+    if paths.is_empty() {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models");
+        if let Ok(rd) = std::fs::read_dir(&dir) {
+            paths = rd
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "onnx"))
+                .collect();
+            paths.sort();
+        }
+    }
+    if paths.is_empty() {
+        eprintln!("no models: pass .onnx paths or put models in bench/models/");
+        return;
+    }
+    let targets: Vec<Target> = builtin_names()
+        .into_iter()
+        .map(|n| Target::builtin(n).unwrap())
+        .collect();
+    println!(
+        "{:<34} {:>6} {:>9} {:<14} {:>10} {:>12} {:>10}",
+        "model", "nodes", "import ms", "target", "cost ms", "cycles (est)", "ms (est)"
+    );
+    for p in &paths {
+        let t0 = Instant::now();
+        let model = match npuopt_ir::import::load(p) {
+            Ok(m) => m,
+            Err(e) => {
+                eprintln!("{}: {e}", p.display());
+                continue;
+            }
+        };
+        let import = t0.elapsed();
+        let name = p.file_name().unwrap().to_string_lossy();
+        for t in &targets {
+            let mut times = Vec::new();
+            let mut est = None;
+            for _ in 0..15 {
+                let s = Instant::now();
+                est = Some(cost::estimate(&model.graph, t));
+                times.push(s.elapsed());
+            }
+            let est = est.unwrap();
+            println!(
+                "{:<34} {:>6} {:>9.1} {:<14} {:>10.3} {:>12} {:>10.3}",
+                name,
+                model.graph.node_count(),
+                import.as_secs_f64() * 1e3,
+                t.name(),
+                median(times).as_secs_f64() * 1e3,
+                est.total_cycles,
+                est.latency_ms
+            );
+        }
+    }
+}

@@ -23,6 +23,7 @@ fn registry() -> Vec<(Box<dyn Pass>, bool)> {
             Box::new(merge_sequential_convs::MergeSequentialConvs::default()),
             true,
         ),
+        (Box::new(combine_parallel_convs::CombineParallelConvs), true),
         (Box::new(eliminate_dead::EliminateDead), true),
     ]
 }

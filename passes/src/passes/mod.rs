@@ -1,6 +1,7 @@
 //! The rewrite passes, one per file. Each file opens with Before / After /
 //! preconditions / formula.
 
+pub mod combine_parallel_convs;
 pub mod eliminate_dead;
 pub mod eliminate_identity;
 pub mod fold_batchnorm;

@@ -9,7 +9,9 @@
 //!
 //! Goal (issue #6): < 50 ms for a 100-layer model. Each figure is the
 //! median of repeated runs. Also prints each model's estimate on every
-//! built-in target (total cycles and latency, estimates).
+//! built-in target (total cycles and latency, estimates) and how many
+//! nodes were not costed because their shapes are unknown (TorchScript
+//! exports before constant folding).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -43,8 +45,8 @@ fn main() {
         .map(|n| Target::builtin(n).unwrap())
         .collect();
     println!(
-        "{:<34} {:>6} {:>9} {:<14} {:>10} {:>12} {:>10}",
-        "model", "nodes", "import ms", "target", "cost ms", "cycles (est)", "ms (est)"
+        "{:<34} {:>6} {:>9} {:<14} {:>10} {:>12} {:>10} {:>8}",
+        "model", "nodes", "import ms", "target", "cost ms", "cycles (est)", "ms (est)", "unknown"
     );
     for p in &paths {
         let t0 = Instant::now();
@@ -67,14 +69,15 @@ fn main() {
             }
             let est = est.unwrap();
             println!(
-                "{:<34} {:>6} {:>9.1} {:<14} {:>10.3} {:>12} {:>10.3}",
+                "{:<34} {:>6} {:>9.1} {:<14} {:>10.3} {:>12} {:>10.3} {:>8}",
                 name,
                 model.graph.node_count(),
                 import.as_secs_f64() * 1e3,
                 t.name(),
                 median(times).as_secs_f64() * 1e3,
                 est.total_cycles,
-                est.latency_ms
+                est.latency_ms,
+                est.unknown_shapes
             );
         }
     }

@@ -62,11 +62,11 @@ pub(crate) fn cost(ctx: &Ctx) -> Option<Cost> {
     let n = ctx.node();
     let op_type = n.op_type();
     let standard = n.domain().is_empty() || n.domain() == "ai.onnx";
-    let out = ctx.elems(n.output(0))?;
-    let t = ctx.t;
     if standard && FREE.contains(&op_type) {
         return Some(Cost::free("no work at inference"));
     }
+    let out = ctx.elems(n.output(0))?;
+    let t = ctx.t;
     if standard && ACTIVATIONS.contains(&op_type) {
         return Some(activation(ctx, op_type, out));
     }

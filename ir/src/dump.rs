@@ -71,7 +71,7 @@ pub fn dump(graph: &Graph) -> crate::error::Result<String> {
     let mut inits: Vec<ValueId> = graph.initializers().collect();
     inits.sort_by_key(|v| num[v]);
     for v in inits {
-        let t = graph.value(v).initializer.as_ref().expect("initializer");
+        let t = graph.value(v).initializer.as_deref().expect("initializer");
         let _ = writeln!(
             s,
             "  init %{} {:?}: {}",

@@ -105,7 +105,7 @@ impl Graph {
         g.initializer = self
             .initializers()
             .map(|v| {
-                let t = self.value(v).initializer.as_ref().expect("initializer");
+                let t = self.value(v).initializer.as_deref().expect("initializer");
                 let mut p = t.proto().clone();
                 if p.name.as_deref() != Some(self.value(v).name.as_str()) {
                     p.name = Some(self.value(v).name.clone());
@@ -124,10 +124,9 @@ impl Graph {
             .map(|(v, info)| with_name(&self.value(*v).name, info.clone()))
             .collect();
         g.value_info = self
-            .value_info
-            .iter()
+            .value_infos()
             .map(|(v, info)| match v {
-                Some(v) => with_name(&self.value(*v).name, info.clone()),
+                Some(v) => with_name(&self.value(v).name, info.clone()),
                 None => info.clone(),
             })
             .collect();

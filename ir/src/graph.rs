@@ -34,6 +34,11 @@ pub struct Graph {
     /// `value_info` entries in file order; `None` for an entry naming no value.
     pub(crate) value_info: Vec<(Option<ValueId>, ValueInfoProto)>,
     pub(crate) initializer_order: Vec<ValueId>,
+    /// Bumped by every mutation: lets the pass manager skip re-validating a
+    /// graph a pass did not touch.
+    pub(crate) generation: u64,
+    /// Names of live nodes, so new names are unique in O(1).
+    pub(crate) node_names: std::collections::HashSet<String>,
     /// Version of the default ONNX domain (`ai.onnx`) the model imports.
     pub(crate) opset: i64,
     /// IR version < 4: every initializer must also be listed as a graph
@@ -67,6 +72,11 @@ impl Graph {
 
     pub fn opset(&self) -> i64 {
         self.opset
+    }
+
+    /// A counter that changes whenever the graph is mutated.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     // ---- reading ----
@@ -129,8 +139,18 @@ impl Graph {
         &self.outputs
     }
 
-    pub fn value_infos(&self) -> &[(Option<ValueId>, ValueInfoProto)] {
-        &self.value_info
+    /// The model's `value_info` entries still in force, in file order
+    /// (`None`: an entry naming no value, kept as read).
+    pub fn value_infos(&self) -> impl Iterator<Item = (Option<ValueId>, &ValueInfoProto)> + '_ {
+        self.value_info
+            .iter()
+            .filter(|(v, _)| v.is_none_or(|v| self.try_value(v).is_some()))
+            .map(|(v, info)| (*v, info))
+    }
+
+    /// True when the model declared `v`'s type in a `value_info` entry.
+    pub fn has_value_info(&self, v: ValueId) -> bool {
+        self.value(v).declared
     }
 
     /// Initializers in the order they will be written.
@@ -149,7 +169,7 @@ impl Graph {
     pub fn constant(&self, v: ValueId) -> Option<&Tensor> {
         let val = self.try_value(v)?;
         if self.initializers_are_inputs {
-            val.initializer.as_ref()
+            val.initializer.as_deref()
         } else {
             val.constant()
         }
@@ -244,18 +264,17 @@ impl Graph {
 
     /// A node name not yet used, derived from `base`.
     pub fn unique_node_name(&self, base: &str) -> String {
-        let taken: std::collections::HashSet<&str> =
-            self.nodes.iter().flatten().map(|n| n.name()).collect();
-        if !base.is_empty() && !taken.contains(base) {
+        if !base.is_empty() && !self.node_names.contains(base) {
             return base.to_string();
         }
         (1..)
             .map(|i| format!("{base}_{i}"))
-            .find(|n| !taken.contains(n.as_str()))
+            .find(|n| !self.node_names.contains(n))
             .expect("unbounded")
     }
 
     pub(crate) fn new_value(&mut self, name: String) -> Result<ValueId> {
+        self.generation += 1;
         if let Some(&old) = self.names.get(&name) {
             let first = self.describe_definition(old);
             return Err(IrError::ProducedTwice {
@@ -273,6 +292,7 @@ impl Graph {
             uses: Vec::new(),
             initializer: None,
             sparse: false,
+            declared: false,
             is_graph_input: false,
             ty: None,
         }));
@@ -304,6 +324,7 @@ impl Graph {
 
     /// Marks `v` as a graph output, declaring its type if known.
     pub fn add_output(&mut self, v: ValueId) {
+        self.generation += 1;
         let val = self.value(v);
         let info = match &val.ty {
             Some(t) => crate::export::value_info_proto(&val.name, t),
@@ -323,7 +344,7 @@ impl Graph {
         let ty = TensorType::new(tensor.dtype(), tensor.dims());
         let v = self.value_mut(id);
         v.ty = Some(ty.clone());
-        v.initializer = Some(tensor);
+        v.initializer = Some(Box::new(tensor));
         self.initializer_order.push(id);
         if self.initializers_are_inputs {
             let name = self.value(id).name.clone();
@@ -341,7 +362,7 @@ impl Graph {
         let ty = TensorType::new(tensor.dtype(), tensor.dims());
         let val = self.value_mut(v);
         val.ty = Some(ty);
-        val.initializer = Some(tensor);
+        val.initializer = Some(Box::new(tensor));
     }
 
     /// Turns the node output `v` into an initializer holding `tensor`, keeping
@@ -358,8 +379,10 @@ impl Graph {
         let val = self.value_mut(v);
         val.producer = None;
         val.ty = Some(ty);
-        val.initializer = Some(tensor);
-        if !self.initializer_order.contains(&v) {
+        let was_initializer = val.initializer.replace(Box::new(tensor)).is_some();
+        // Only a value that had no initializer is new to the order list
+        // (searching the list would make folding quadratic).
+        if !was_initializer {
             self.initializer_order.push(v);
         }
     }
@@ -375,9 +398,12 @@ impl Graph {
         outputs: &[&str],
         near: Option<NodeId>,
     ) -> (NodeId, Vec<ValueId>) {
+        self.generation += 1;
         let op_type = op.op_type().expect("a typed op").to_string();
+        let node_name = self.unique_node_name(name);
+        self.node_names.insert(node_name.clone());
         let proto = NodeProto {
-            name: Some(self.unique_node_name(name)),
+            name: Some(node_name),
             op_type: Some(op_type),
             domain: None,
             attribute: op.to_attributes(),
@@ -493,7 +519,7 @@ impl Graph {
         let new_val = self.value(new);
         let can_take_name = new_val.producer.is_some()
             && !self.is_graph_output(new)
-            && !self.value_info.iter().any(|(v, _)| *v == Some(new))
+            && !self.value(new).declared
             && !captured;
         if can_take_name {
             self.swap_names(old, new);
@@ -521,6 +547,7 @@ impl Graph {
             None => 0,
         };
         let name = self.unique_node_name(&format!("{}_identity", self.value(old).name));
+        self.node_names.insert(name.clone());
         self.nodes.push(Some(Node {
             op: Op::Identity,
             proto: NodeProto {
@@ -557,6 +584,7 @@ impl Graph {
     /// Removes a node. Its outputs must no longer be read by anything; they
     /// are removed with it.
     pub fn remove_node(&mut self, id: NodeId) {
+        self.generation += 1;
         let inputs = self.node(id).inputs.clone();
         for (slot, v) in inputs.iter().enumerate() {
             if v.is_some() {
@@ -575,16 +603,19 @@ impl Graph {
             );
             self.remove_value(out);
         }
+        let name = self.node(id).name().to_string();
+        self.node_names.remove(&name);
         self.nodes[id.index()] = None;
     }
 
     /// Removes a value nothing reads or produces any more (e.g. an unused
     /// initializer), with its `value_info`.
     pub fn remove_value(&mut self, v: ValueId) {
+        self.generation += 1;
         let name = self.value(v).name.clone();
         self.names.remove(&name);
-        self.value_info.retain(|(x, _)| *x != Some(v));
-        self.initializer_order.retain(|x| *x != v);
+        // `value_info` and `initializer_order` drop the id lazily (readers
+        // skip removed values): retaining here would make removal O(n).
         if self.initializers_are_inputs {
             self.inputs.retain(|(x, _)| *x != v);
         }
@@ -592,10 +623,12 @@ impl Graph {
     }
 
     pub(crate) fn node_mut(&mut self, id: NodeId) -> &mut Node {
+        self.generation += 1;
         self.nodes[id.index()].as_mut().expect("node was removed")
     }
 
     pub(crate) fn value_mut(&mut self, id: ValueId) -> &mut Value {
+        self.generation += 1;
         self.values[id.index()].as_mut().expect("value was removed")
     }
 
@@ -613,6 +646,7 @@ impl Graph {
                 _ => return bad(format!("name table entry '{name}' is stale")),
             }
         }
+        let mut registered_uses = 0usize;
         for v in self.value_ids() {
             let val = self.value(v);
             if self.names.get(&val.name) != Some(&v) {
@@ -647,21 +681,31 @@ impl Graph {
                     return bad(format!("value '{}' has a stale use {u:?}", val.name));
                 }
             }
+            if val.uses.len() > 1 {
+                let mut sorted = val.uses.clone();
+                sorted.sort_unstable();
+                if sorted.windows(2).any(|w| w[0] == w[1]) {
+                    return bad(format!("value '{}' lists a use twice", val.name));
+                }
+            }
+            registered_uses += val.uses.len();
         }
+        // Every use points back to a distinct node input or capture (checked
+        // above); equal counts then mean every node input is registered.
+        // Counting instead of searching each value's use list keeps this
+        // linear when one value has thousands of readers.
+        let mut wired = 0;
         for id in self.node_ids() {
             let n = self.node(id);
-            for (slot, v) in n.inputs.iter().enumerate() {
-                let Some(v) = v else { continue };
-                match self.try_value(*v) {
-                    Some(val) if val.uses.contains(&Use::Input { node: id, slot }) => {}
-                    _ => {
-                        return bad(format!(
-                            "node '{}' ({}) input {slot} is not registered as a use",
-                            n.name(),
-                            n.op_type()
-                        ))
-                    }
+            for v in n.inputs.iter().flatten().chain(&n.captures) {
+                if self.try_value(*v).is_none() {
+                    return bad(format!(
+                        "node '{}' ({}) reads a removed value",
+                        n.name(),
+                        n.op_type()
+                    ));
                 }
+                wired += 1;
             }
             for (slot, v) in n.outputs.iter().enumerate() {
                 let Some(v) = v else { continue };
@@ -673,6 +717,11 @@ impl Graph {
                     ));
                 }
             }
+        }
+        if wired != registered_uses {
+            return bad(format!(
+                "{wired} node inputs but {registered_uses} registered uses: some input is not registered"
+            ));
         }
         for (v, _) in self.outputs.iter().chain(&self.inputs) {
             if self.try_value(*v).is_none() {

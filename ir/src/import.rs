@@ -124,7 +124,7 @@ pub fn from_proto(mut proto: ModelProto, dir: Option<&Path>) -> Result<Model> {
             Some(declared) => ty.merge(declared),
             None => ty,
         });
-        v.initializer = Some(tensor);
+        v.initializer = Some(Box::new(tensor));
         graph.initializer_order.push(id);
     }
     for s in &g.sparse_initializer {
@@ -175,6 +175,9 @@ pub fn from_proto(mut proto: ModelProto, dir: Option<&Path>) -> Result<Model> {
         }
         node_inputs.push(std::mem::take(&mut np.input));
         np.output.clear();
+        if let Some(n) = &np.name {
+            graph.node_names.insert(n.clone());
+        }
         graph.nodes.push(Some(Node {
             op,
             proto: np,
@@ -241,6 +244,7 @@ pub fn from_proto(mut proto: ModelProto, dir: Option<&Path>) -> Result<Model> {
                 None => ty,
             });
         }
+        graph.value_mut(id).declared = true;
         graph.value_info.push((Some(id), info));
     }
     graph.header = g;

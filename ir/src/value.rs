@@ -28,10 +28,13 @@ pub struct Value {
     pub(crate) name: String,
     pub(crate) producer: Option<(NodeId, usize)>,
     pub(crate) uses: Vec<Use>,
-    pub(crate) initializer: Option<Tensor>,
+    /// Boxed: a `TensorProto` is large, and values are scanned often.
+    pub(crate) initializer: Option<Box<Tensor>>,
     /// Defined by a `sparse_initializer` (kept opaque in the graph header).
     pub(crate) sparse: bool,
     pub(crate) is_graph_input: bool,
+    /// The model has a `value_info` entry for this value.
+    pub(crate) declared: bool,
     /// The type the model declared or inference found.
     pub ty: Option<TensorType>,
 }
@@ -55,7 +58,7 @@ impl Value {
     }
 
     pub fn initializer(&self) -> Option<&Tensor> {
-        self.initializer.as_ref()
+        self.initializer.as_deref()
     }
 
     pub fn is_graph_input(&self) -> bool {
@@ -72,7 +75,7 @@ impl Value {
         if self.is_graph_input {
             None
         } else {
-            self.initializer.as_ref()
+            self.initializer.as_deref()
         }
     }
 }

@@ -111,13 +111,19 @@ pub fn run_passes(
         for (i, pass) in passes.iter().enumerate() {
             let mut cx = PassContext::new(budget);
             let name = pass.name();
+            let generation = model.graph.generation();
             pass.run(model, &mut cx)
                 .map_err(|source| PipelineError::Pass { pass: name, source })?;
-            model
-                .graph
-                .validate()
-                .map_err(|source| PipelineError::Invalid { pass: name, source })?;
-            if cx.applied() > 0 {
+            // Validation is skipped only when the pass did not touch the
+            // graph at all (the generation counter is unchanged).
+            let touched = model.graph.generation() != generation;
+            if touched {
+                model
+                    .graph
+                    .validate()
+                    .map_err(|source| PipelineError::Invalid { pass: name, source })?;
+            }
+            if touched {
                 // Folding can make shapes known that were not (a Slice whose
                 // ends became a constant): later passes see them.
                 npuopt_ir::infer::infer_types(&mut model.graph);

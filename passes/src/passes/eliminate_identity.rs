@@ -121,7 +121,7 @@ fn can_bypass(g: &Graph, out: ValueId, input: ValueId) -> Result<(), String> {
     if g.is_graph_output(input) {
         return Err("its input and output are both graph outputs".into());
     }
-    if g.value_infos().iter().any(|(x, _)| *x == Some(input)) {
+    if g.has_value_info(input) {
         return Err(
             "its output is a graph output and its input has a value_info entry that would have to be renamed"
                 .into(),

@@ -1,0 +1,198 @@
+//! How the default pipeline's time grows with graph size.
+//!
+//! ```sh
+//! cargo run --release -p npuopt-bench --bin scaling -- 10000 100000 1000000
+//! ```
+//!
+//! Builds a chain of (Conv → BatchNormalization → Relu) blocks with a
+//! residual Add every fourth block, `n` nodes in all, and times import,
+//! the default pipeline (no verification) and export, separately. Goal
+//! (issue #4): near-linear — the 100k run at most 12× the 10k run.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use npuopt_bench::mib;
+use npuopt_ir::proto::attribute_proto::AttributeType;
+use npuopt_ir::proto::tensor_proto::DataType;
+use npuopt_ir::proto::{
+    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TypeProto,
+    ValueInfoProto,
+};
+use prost::Message;
+
+fn main() {
+    let sizes: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let sizes = if sizes.is_empty() {
+        vec![10_000, 100_000]
+    } else {
+        sizes
+    };
+    let passes = npuopt_passes::resolve_pass_list(None, None).unwrap();
+    println!("default pipeline: {}", passes.join(", "));
+    println!(
+        "{:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10}",
+        "nodes", "MiB", "import s", "passes s", "export s", "after", "µs/node"
+    );
+    let mut first: Option<(usize, f64)> = None;
+    for n in sizes {
+        let bytes = Bytes::from(chain(n).encode_to_vec());
+        let size = bytes.len() as u64;
+        let t0 = Instant::now();
+        let mut model = npuopt_ir::import::from_bytes(bytes, None).unwrap();
+        let t1 = Instant::now();
+        let report = npuopt_passes::run_pipeline(&mut model, &passes, Default::default()).unwrap();
+        if std::env::var_os("NPUOPT_BENCH_TRACE").is_some() {
+            eprintln!("iterations {}: {:?}", report.iterations, report.passes);
+        }
+        let t2 = Instant::now();
+        let out = model.to_bytes().unwrap();
+        let t3 = Instant::now();
+        let total = (t3 - t0).as_secs_f64();
+        println!(
+            "{:>9} {:>9.1} {:>9.3} {:>9.3} {:>9.3} {:>9} {:>10.2}",
+            n,
+            mib(size),
+            (t1 - t0).as_secs_f64(),
+            (t2 - t1).as_secs_f64(),
+            (t3 - t2).as_secs_f64(),
+            model.graph.node_count(),
+            total * 1e6 / n as f64
+        );
+        drop(out);
+        match first {
+            None => first = Some((n, total)),
+            Some((n0, t0)) => println!(
+                "          {}× the nodes of the first run took {:.1}× its time",
+                n / n0,
+                total / t0
+            ),
+        }
+    }
+}
+
+fn ints(name: &str, v: &[i64]) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::Ints as i32),
+        ints: v.to_vec(),
+        ..Default::default()
+    }
+}
+
+fn tensor(name: &str, dims: &[i64], value: f32) -> TensorProto {
+    let n: i64 = dims.iter().product();
+    TensorProto {
+        name: Some(name.into()),
+        dims: dims.to_vec(),
+        data_type: Some(DataType::Float as i32),
+        raw_data: Some(Bytes::from(
+            (0..n)
+                .flat_map(|i| (value + i as f32 * 1e-3).to_le_bytes())
+                .collect::<Vec<u8>>(),
+        )),
+        ..Default::default()
+    }
+}
+
+/// About `n` nodes: blocks of Conv → BN → Relu (3 nodes) on 4 channels, 8×8,
+/// with an Add joining every fourth block's input to its output.
+fn chain(n: usize) -> ModelProto {
+    let c = 4i64;
+    let mut nodes = Vec::with_capacity(n);
+    let mut inits = Vec::new();
+    let mut x = "x".to_string();
+    let mut skip = x.clone();
+    let mut i = 0;
+    while nodes.len() + 4 <= n {
+        let p = format!("b{i}");
+        inits.push(tensor(&format!("{p}.w"), &[c, c, 1, 1], 0.1));
+        for (k, v) in [("g", 1.0), ("b", 0.0), ("m", 0.0), ("v", 1.0)] {
+            inits.push(tensor(&format!("{p}.{k}"), &[c], v));
+        }
+        let node = |op: &str, name: &str, inputs: Vec<String>, out: &str| NodeProto {
+            name: Some(name.into()),
+            op_type: Some(op.into()),
+            input: inputs,
+            output: vec![out.into()],
+            ..Default::default()
+        };
+        let mut conv = node(
+            "Conv",
+            &format!("{p}.conv"),
+            vec![x.clone(), format!("{p}.w")],
+            &format!("{p}.c"),
+        );
+        conv.attribute.push(ints("kernel_shape", &[1, 1]));
+        nodes.push(conv);
+        nodes.push(node(
+            "BatchNormalization",
+            &format!("{p}.bn"),
+            ["c", "g", "b", "m", "v"]
+                .iter()
+                .map(|k| format!("{p}.{k}"))
+                .collect(),
+            &format!("{p}.n"),
+        ));
+        nodes.push(node(
+            "Relu",
+            &format!("{p}.relu"),
+            vec![format!("{p}.n")],
+            &format!("{p}.r"),
+        ));
+        x = format!("{p}.r");
+        if i % 4 == 3 {
+            nodes.push(node(
+                "Add",
+                &format!("{p}.add"),
+                vec![x.clone(), skip.clone()],
+                &format!("{p}.a"),
+            ));
+            x = format!("{p}.a");
+            skip = x.clone();
+        }
+        i += 1;
+    }
+    let vi = |name: &str| {
+        ValueInfoProto {
+        name: Some(name.into()),
+        r#type: Some(TypeProto {
+            denotation: None,
+            value: Some(npuopt_ir::proto::type_proto::Value::TensorType(
+                npuopt_ir::proto::type_proto::Tensor {
+                    elem_type: Some(DataType::Float as i32),
+                    shape: Some(npuopt_ir::proto::TensorShapeProto {
+                        dim: [1, c, 8, 8]
+                            .iter()
+                            .map(|&d| npuopt_ir::proto::tensor_shape_proto::Dimension {
+                                value: Some(npuopt_ir::proto::tensor_shape_proto::dimension::Value::DimValue(d)),
+                                denotation: None,
+                            })
+                            .collect(),
+                    }),
+                },
+            )),
+        }),
+        ..Default::default()
+    }
+    };
+    ModelProto {
+        ir_version: Some(8),
+        opset_import: vec![OperatorSetIdProto {
+            domain: Some(String::new()),
+            version: Some(13),
+        }],
+        graph: Some(GraphProto {
+            name: Some("chain".into()),
+            node: nodes,
+            initializer: inits,
+            input: vec![vi("x")],
+            output: vec![vi(&x)],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}

@@ -197,16 +197,12 @@ pub fn write_proto(mut m: ModelProto, path: &Path, opts: &WriteOptions) -> Resul
             "the model is over protobuf's 2 GiB limit even with its tensors external".into(),
         ));
     }
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".npuopt-")
-        .suffix(".tmp")
-        .tempfile_in(&dir)
-        .map_err(|e| {
-            werr(format!(
-                "cannot create a temporary file in '{}': {e}",
-                dir.display()
-            ))
-        })?;
+    let mut tmp = temp_builder(path, ".tmp").tempfile_in(&dir).map_err(|e| {
+        werr(format!(
+            "cannot create a temporary file in '{}': {e}",
+            dir.display()
+        ))
+    })?;
     let written = {
         let mut sink = StreamingBuf::new(std::io::BufWriter::with_capacity(
             1 << 20,
@@ -226,6 +222,27 @@ pub fn write_proto(mut m: ModelProto, path: &Path, opts: &WriteOptions) -> Resul
     Ok(written)
 }
 
+/// A temporary-file builder whose file ends up with the mode the output
+/// should have: an existing file's own, else what a plain `File::create`
+/// gives (0666 less the umask) — not the 0600 temporary files get.
+fn temp_builder<'a>(path: &Path, suffix: &'a str) -> tempfile::Builder<'a, 'a> {
+    let mut b = tempfile::Builder::new();
+    b.prefix(".npuopt-").suffix(suffix);
+    match std::fs::metadata(path) {
+        Ok(meta) => {
+            b.permissions(meta.permissions());
+        }
+        Err(_) => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                b.permissions(std::fs::Permissions::from_mode(0o666));
+            }
+        }
+    }
+    b
+}
+
 /// Moves every tensor of at least `min_bytes` into a temporary side file,
 /// 64-byte aligned, returning that file (renamed into place by the caller).
 fn move_tensors_out(
@@ -233,10 +250,7 @@ fn move_tensors_out(
     ext: &ExternalData,
     dir: &Path,
 ) -> std::io::Result<tempfile::NamedTempFile> {
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".npuopt-")
-        .suffix(".data.tmp")
-        .tempfile_in(dir)?;
+    let mut tmp = temp_builder(&dir.join(&ext.location), ".data.tmp").tempfile_in(dir)?;
     let mut w = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
     let mut offset = 0u64;
     let graph = m.graph.as_mut().expect("graph");

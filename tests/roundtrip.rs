@@ -180,3 +180,23 @@ fn reencoding_is_a_fixed_point() {
         assert!(a == b, "{}", path.display());
     }
 }
+
+#[cfg(unix)]
+#[test]
+fn an_overwritten_file_keeps_its_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let model = import::load(&real_fixtures()[0]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("m.onnx");
+    std::fs::write(&out, b"old").unwrap();
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o640)).unwrap();
+    model.write(&out, &WriteOptions::default()).unwrap();
+    let mode = std::fs::metadata(&out).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o640);
+    // A new file is not left with a temporary file's 0600 (umask may
+    // only remove bits, and never the owner's read and write).
+    let fresh = dir.path().join("fresh.onnx");
+    model.write(&fresh, &WriteOptions::default()).unwrap();
+    let mode = std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode & 0o600, 0o600);
+}

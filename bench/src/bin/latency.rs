@@ -32,10 +32,11 @@ fn main() -> TractResult<()> {
             .into_runnable()?;
         plans.push(model);
     }
-    let input: Tensor = tract_ndarray::Array4::<f32>::from_shape_fn((1, 3, 224, 224), |(_, c, y, x)| {
-        ((c * 7 + y * 3 + x) % 17) as f32 / 17.0 - 0.5
-    })
-    .into();
+    let input: Tensor =
+        tract_ndarray::Array4::<f32>::from_shape_fn((1, 3, 224, 224), |(_, c, y, x)| {
+            ((c * 7 + y * 3 + x) % 17) as f32 / 17.0 - 0.5
+        })
+        .into();
     for plan in &plans {
         for _ in 0..3 {
             plan.run(tvec!(input.clone().into()))?;

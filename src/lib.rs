@@ -31,6 +31,7 @@ pub mod exit;
 pub mod inspect;
 pub mod optimize;
 pub mod report;
+pub mod report_html;
 pub mod verify;
 
 pub use inspect::{summarize, ModelSummary};

@@ -1,8 +1,12 @@
 //! The optimize pipeline as a library call: passes, then verification.
 
+use std::sync::Arc;
+
 use npuopt_ir::Model;
 use npuopt_passes::manager::run_passes;
-use npuopt_passes::{Change, Pass, PipelineError, PipelineOptions, PipelineReport};
+use npuopt_passes::{Change, GateOptions, Pass, PipelineError, PipelineOptions, PipelineReport};
+pub use npuopt_passes::{Decision, Intent};
+use npuopt_targets::{Estimate, Target};
 
 use crate::verify::{verify_bytes, VerifyError, VerifyOptions, VerifyReport};
 
@@ -19,13 +23,43 @@ pub struct OptimizeOptions {
     pub max_rewrites: Option<usize>,
     /// Write the IR text dump after the named pass to the file.
     pub dump_after: Vec<(String, std::path::PathBuf)>,
+    /// The NPU whose cost model gates the hardware passes, and whose
+    /// estimates before and after the outcome reports. Without one the
+    /// hardware passes do nothing. (With one, include the hardware passes
+    /// in `passes`: [`npuopt_passes::resolve_pass_list_for`].)
+    pub target: Option<Arc<Target>>,
+    /// Deploy (minimise estimated latency) or capacity (add exact,
+    /// trainable capacity where the estimate does not rise; the output is
+    /// marked in `metadata_props`).
+    pub intent: Intent,
+    /// Passes applied whatever the cost model says (`--force-pass`).
+    pub force_passes: Vec<String>,
 }
+
+/// Metadata key marking the intent of an optimized model.
+pub const INTENT_KEY: &str = "npuopt.intent";
+/// Metadata key with a human note on a capacity model.
+pub const NOTE_KEY: &str = "npuopt.note";
+/// Metadata key naming the target a capacity model was shaped for.
+pub const TARGET_KEY: &str = "npuopt.target";
 
 #[derive(Clone, Debug)]
 pub struct OptimizeOutcome {
     pub pipeline: PipelineReport,
     /// The verification figures, when verification ran.
     pub verification: Option<VerifyReport>,
+    /// The target's estimates of the model before and after (with a
+    /// target). Estimates of an analytic cost model, not measurements.
+    pub cost: Option<CostOutcome>,
+}
+
+/// A target's estimates before and after optimization.
+#[derive(Clone, Debug)]
+pub struct CostOutcome {
+    pub target: String,
+    pub intent: Intent,
+    pub before: Estimate,
+    pub after: Estimate,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +144,15 @@ pub fn optimize_with_passes(
     opts: &OptimizeOptions,
 ) -> Result<OptimizeOutcome, OptimizeError> {
     model.graph.validate()?;
+    let gate = GateOptions {
+        target: opts.target.clone(),
+        intent: opts.intent,
+        force: opts.force_passes.clone(),
+    };
+    let estimate_before = opts
+        .target
+        .as_ref()
+        .map(|t| npuopt_targets::estimate(&model.graph, t));
     let reference = match &opts.verify {
         Some(_) => Some(model.to_bytes()?),
         None => None,
@@ -145,6 +188,7 @@ pub fn optimize_with_passes(
             max_rewrites: opts.max_rewrites,
             max_iterations: None,
             after_pass: Some(Box::new(after_pass)),
+            gate: gate.clone(),
         },
     );
     if let Some(e) = dump_error {
@@ -162,6 +206,29 @@ pub fn optimize_with_passes(
         });
     }
     let pipeline = result?;
+    if let (Some(t), Intent::Capacity) = (&opts.target, opts.intent) {
+        model.set_metadata(INTENT_KEY, "capacity");
+        model.set_metadata(TARGET_KEY, t.name());
+        model.set_metadata(
+            NOTE_KEY,
+            &format!(
+                "NOT a deploy model: exact rewrites added trainable capacity for {} \
+                 (such as depthwise convs as block-diagonal group convs, zero-padded channels); \
+                 it computes what the input did until fine-tuned. Fine-tune it, then optimize \
+                 with --intent deploy.",
+                t.name()
+            ),
+        );
+    }
+    let cost = match (&opts.target, estimate_before) {
+        (Some(t), Some(before)) => Some(CostOutcome {
+            target: t.name().to_string(),
+            intent: opts.intent,
+            before,
+            after: npuopt_targets::estimate(&model.graph, t),
+        }),
+        _ => None,
+    };
     let verification = match (&opts.verify, &reference) {
         (Some(vopts), Some(reference)) => {
             let candidate = model.to_bytes()?;
@@ -179,6 +246,7 @@ pub fn optimize_with_passes(
     Ok(OptimizeOutcome {
         pipeline,
         verification,
+        cost,
     })
 }
 
@@ -198,6 +266,11 @@ fn first_bad_rewrite(
             passes,
             &mut PipelineOptions {
                 max_rewrites: Some(n),
+                gate: GateOptions {
+                    target: opts.target.clone(),
+                    intent: opts.intent,
+                    force: opts.force_passes.clone(),
+                },
                 ..Default::default()
             },
         )

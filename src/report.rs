@@ -3,7 +3,7 @@
 use serde_json::{json, Value};
 
 use crate::inspect::ModelSummary;
-use crate::optimize::OptimizeOutcome;
+use crate::optimize::{CostOutcome, Decision, OptimizeOutcome};
 use crate::verify::VerifyReport;
 
 pub fn verification_json(r: &VerifyReport) -> Value {
@@ -82,5 +82,47 @@ pub fn optimize_json(
             "reason": s.reason,
         })).collect::<Vec<_>>(),
         "verification": outcome.verification.as_ref().map(verification_json),
+        "target": outcome.cost.as_ref().map(cost_json),
+        "decisions": p.decisions.iter().map(decision_json).collect::<Vec<_>>(),
+    })
+}
+
+/// The target and its estimates before and after (labelled as estimates).
+pub fn cost_json(c: &CostOutcome) -> Value {
+    let side = |e: &npuopt_targets::Estimate| {
+        json!({
+            "total_cycles": e.total_cycles,
+            "latency_ms": e.latency_ms,
+            "macs": e.macs,
+            "executed_macs": e.executed_macs,
+            "utilization": e.utilization,
+            "unknown_shapes": e.unknown_shapes,
+        })
+    };
+    json!({
+        "name": c.target,
+        "intent": c.intent.as_str(),
+        "clock_mhz": c.before.clock_mhz,
+        "estimate": {
+            "note": "estimates of an analytic cost model, not measurements",
+            "before": side(&c.before),
+            "after": side(&c.after),
+        },
+    })
+}
+
+/// One cost-gated decision: applied or rejected, with both estimates.
+pub fn decision_json(d: &Decision) -> Value {
+    json!({
+        "pass": d.pass,
+        "rule": d.rule,
+        "node": d.node,
+        "target": d.target,
+        "intent": d.intent.as_str(),
+        "applied": d.applied,
+        "forced": d.forced,
+        "estimated_cycles": { "before": d.cycles_before, "after": d.cycles_after },
+        "estimated_latency_ms": { "before": d.latency_ms_before, "after": d.latency_ms_after },
+        "reason": d.reason,
     })
 }

@@ -5,6 +5,7 @@
 
 pub mod change;
 pub mod conv_algebra;
+pub mod gate;
 pub mod manager;
 pub mod pass;
 pub mod passes;
@@ -12,6 +13,10 @@ pub mod registry;
 pub mod rewrite;
 
 pub use change::Change;
+pub use gate::{Decision, GateOptions, Intent, Outcome, Proposal};
 pub use manager::{run_pipeline, PassSummary, PipelineError, PipelineOptions, PipelineReport};
 pub use pass::{Pass, PassContext, PassError};
-pub use registry::{known_pass_names, resolve_pass_list, PassInfo, UnknownPass};
+pub use registry::{
+    hardware_pass_names, known_pass_names, resolve_pass_list, resolve_pass_list_for, PassInfo,
+    UnknownPass,
+};

@@ -8,6 +8,7 @@
 use npuopt_ir::Model;
 
 use crate::change::{Change, Skip};
+use crate::gate::{Decision, GateOptions};
 use crate::pass::{Pass, PassContext, PassError};
 use crate::registry::pass_by_name;
 
@@ -25,6 +26,9 @@ pub struct PipelineOptions<'a> {
     /// Pipeline iterations cap; `None` means [`DEFAULT_MAX_ITERATIONS`].
     pub max_iterations: Option<usize>,
     pub after_pass: Option<Box<AfterPass<'a>>>,
+    /// Target, intent and `--force-pass` for cost-gated rewrites (no
+    /// target: the hardware passes do nothing).
+    pub gate: GateOptions,
 }
 
 /// What one pass did over the whole run.
@@ -43,6 +47,10 @@ pub struct PipelineReport {
     /// Rules that matched but did not fire, with the reason (deduplicated:
     /// the fixed-point loop sees the same skip once per iteration).
     pub skips: Vec<Skip>,
+    /// Every cost-gated decision, applied or rejected, with both estimates
+    /// (a proposal rejected again in a later iteration appears once, with
+    /// its latest figures).
+    pub decisions: Vec<Decision>,
     pub iterations: usize,
     /// The iteration cap was reached before a fixed point.
     pub hit_iteration_cap: bool,
@@ -109,7 +117,7 @@ pub fn run_passes(
         report.iterations += 1;
         let mut applied_this_iteration = 0;
         for (i, pass) in passes.iter().enumerate() {
-            let mut cx = PassContext::new(budget);
+            let mut cx = PassContext::with_gate(budget, opts.gate.clone());
             let name = pass.name();
             let generation = model.graph.generation();
             pass.run(model, &mut cx)
@@ -128,10 +136,23 @@ pub fn run_passes(
                 // ends became a constant): later passes see them.
                 npuopt_ir::infer::infer_types(&mut model.graph);
             }
-            let (changes, skips) = cx.into_parts();
+            let (changes, skips, decisions) = cx.into_all_parts();
             for s in skips {
-                if !report.skips.contains(&s) {
-                    report.skips.push(s);
+                // The same rule at the same node: keep the latest reason
+                // (a gated rejection's estimates change as the graph does).
+                let same = |k: &Skip| k.pass == s.pass && k.rule == s.rule && k.node == s.node;
+                match report.skips.iter().position(same) {
+                    Some(i) => report.skips[i] = s,
+                    None => report.skips.push(s),
+                }
+            }
+            for d in decisions {
+                let same = |k: &Decision| {
+                    !k.applied && k.pass == d.pass && k.rule == d.rule && k.node == d.node
+                };
+                match report.decisions.iter().position(same) {
+                    Some(i) => report.decisions[i] = d,
+                    None => report.decisions.push(d),
                 }
             }
             let n = changes.len();

@@ -3,6 +3,7 @@
 use npuopt_ir::{IrError, Model};
 
 use crate::change::{Change, Skip};
+use crate::gate::{Decision, Figures, GateOptions};
 
 /// A rewrite pass. `run` applies as many rewrites as it finds, asking
 /// [`PassContext::may_rewrite`] before each one and recording each with
@@ -26,21 +27,38 @@ pub enum PassError {
     Node { node: String, message: String },
 }
 
-/// Collects the changes of a run and enforces the rewrite budget.
+/// Collects the changes of a run and enforces the rewrite budget. With a
+/// target it also gates hardware-dependent rewrites through the cost model
+/// ([`PassContext::propose`], see [`crate::gate`]).
 #[derive(Debug, Default)]
 pub struct PassContext {
     changes: Vec<Change>,
     skips: Vec<Skip>,
     /// Rewrites still allowed (`--max-rewrites`); `None` is unlimited.
     budget: Option<usize>,
+    /// Target, intent and forced passes of the run.
+    pub(crate) gate: GateOptions,
+    /// Cost-gated decisions, applied or rejected.
+    pub(crate) decisions: Vec<Decision>,
+    /// The whole-model estimate and the graph generation it is of.
+    pub(crate) cached: Option<(u64, Figures)>,
 }
 
 impl PassContext {
     pub fn new(max_rewrites: Option<usize>) -> PassContext {
         PassContext {
-            changes: Vec::new(),
-            skips: Vec::new(),
             budget: max_rewrites,
+            ..Default::default()
+        }
+    }
+
+    /// A context whose hardware-dependent rewrites are gated by `gate`'s
+    /// target (none: they do nothing).
+    pub fn with_gate(max_rewrites: Option<usize>, gate: GateOptions) -> PassContext {
+        PassContext {
+            budget: max_rewrites,
+            gate,
+            ..Default::default()
         }
     }
 
@@ -81,6 +99,11 @@ impl PassContext {
 
     pub fn into_parts(self) -> (Vec<Change>, Vec<Skip>) {
         (self.changes, self.skips)
+    }
+
+    /// Changes, skips and cost-gated decisions.
+    pub fn into_all_parts(self) -> (Vec<Change>, Vec<Skip>, Vec<Decision>) {
+        (self.changes, self.skips, self.decisions)
     }
 
     pub fn budget_spent(&self) -> bool {

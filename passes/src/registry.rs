@@ -6,25 +6,62 @@ pub struct PassInfo {
     pub name: &'static str,
     pub description: &'static str,
     pub in_default_pipeline: bool,
+    /// A hardware pass: does nothing without `--target`, and joins the
+    /// pipeline when a target is given.
+    pub needs_target: bool,
+}
+
+/// Where a pass runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Slot {
+    /// In the default pipeline.
+    Default,
+    /// A hardware pass: added to the default pipeline when a target is
+    /// given, before the final dead-code sweep.
+    Hardware,
 }
 
 use crate::pass::Pass;
 
-/// Every pass, in default-pipeline order, with whether the default
-/// pipeline runs it.
-fn registry() -> Vec<(Box<dyn Pass>, bool)> {
+/// Every pass, in pipeline order, with where it runs.
+///
+/// With `--target`, the pipeline is the default passes with the hardware
+/// passes inserted before `eliminate-dead`: the exact graph-level
+/// simplifications run first (a folded BN or merged branch changes what the
+/// cost model sees), then `concat-to-add` (it changes the graph's structure:
+/// new convs that the next passes see), then `depthwise-to-group` (per
+/// conv), then channel padding (last: channel counts are final), and the
+/// dead-code sweep removes what they leave. The fixed-point loop repeats
+/// the whole list, so a rewrite one pass enables is seen in the next
+/// iteration.
+fn registry() -> Vec<(Box<dyn Pass>, Slot)> {
     use crate::passes::*;
     vec![
-        (Box::new(fold_constants::FoldConstants), true),
-        (Box::new(eliminate_identity::EliminateIdentity), true),
-        (Box::new(fold_batchnorm::FoldBatchNorm), true),
-        (Box::new(merge_branches::MergeBranches), true),
+        (Box::new(fold_constants::FoldConstants), Slot::Default),
+        (
+            Box::new(eliminate_identity::EliminateIdentity),
+            Slot::Default,
+        ),
+        (Box::new(fold_batchnorm::FoldBatchNorm), Slot::Default),
+        (Box::new(merge_branches::MergeBranches), Slot::Default),
         (
             Box::new(merge_sequential_convs::MergeSequentialConvs::default()),
-            true,
+            Slot::Default,
         ),
-        (Box::new(combine_parallel_convs::CombineParallelConvs), true),
-        (Box::new(eliminate_dead::EliminateDead), true),
+        (
+            Box::new(combine_parallel_convs::CombineParallelConvs),
+            Slot::Default,
+        ),
+        (Box::new(concat_to_add::ConcatToAdd), Slot::Hardware),
+        (
+            Box::new(depthwise_to_group::DepthwiseToGroup),
+            Slot::Hardware,
+        ),
+        (
+            Box::new(pad_channels::PadChannels::default()),
+            Slot::Hardware,
+        ),
+        (Box::new(eliminate_dead::EliminateDead), Slot::Default),
     ]
 }
 
@@ -32,10 +69,11 @@ fn registry() -> Vec<(Box<dyn Pass>, bool)> {
 pub fn all_passes() -> Vec<PassInfo> {
     registry()
         .into_iter()
-        .map(|(p, default)| PassInfo {
+        .map(|(p, slot)| PassInfo {
             name: p.name(),
             description: p.description(),
-            in_default_pipeline: default,
+            in_default_pipeline: slot == Slot::Default,
+            needs_target: slot == Slot::Hardware,
         })
         .collect()
 }
@@ -45,6 +83,15 @@ pub fn pass_by_name(name: &str) -> Option<Box<dyn Pass>> {
         .into_iter()
         .map(|(p, _)| p)
         .find(|p| p.name() == name)
+}
+
+/// The hardware passes, in pipeline order.
+pub fn hardware_pass_names() -> Vec<&'static str> {
+    all_passes()
+        .iter()
+        .filter(|p| p.needs_target)
+        .map(|p| p.name)
+        .collect()
 }
 
 pub fn known_pass_names() -> Vec<&'static str> {
@@ -64,6 +111,16 @@ pub struct UnknownPass {
 pub fn resolve_pass_list(
     passes: Option<&str>,
     skip: Option<&str>,
+) -> Result<Vec<&'static str>, UnknownPass> {
+    resolve_pass_list_for(passes, skip, false)
+}
+
+/// [`resolve_pass_list`] for a run with or without a target: with one, the
+/// default pipeline includes the hardware passes (in registry order).
+pub fn resolve_pass_list_for(
+    passes: Option<&str>,
+    skip: Option<&str>,
+    with_target: bool,
 ) -> Result<Vec<&'static str>, UnknownPass> {
     let known = all_passes();
     let lookup = |name: &str| -> Result<&'static str, UnknownPass> {
@@ -86,7 +143,7 @@ pub fn resolve_pass_list(
     let mut list: Vec<&'static str> = match passes {
         None => known
             .iter()
-            .filter(|p| p.in_default_pipeline)
+            .filter(|p| p.in_default_pipeline || (with_target && p.needs_target))
             .map(|p| p.name)
             .collect(),
         Some(s) if s.trim() == "none" => Vec::new(),
@@ -111,6 +168,17 @@ mod tests {
     #[test]
     fn none_runs_nothing() {
         assert_eq!(resolve_pass_list(Some("none"), None), Ok(vec![]));
+    }
+
+    #[test]
+    fn hardware_passes_join_the_default_pipeline_with_a_target() {
+        let plain = resolve_pass_list(None, None).unwrap();
+        let with = resolve_pass_list_for(None, None, true).unwrap();
+        for hw in hardware_pass_names() {
+            assert!(!plain.contains(&hw), "{hw}");
+            assert!(with.contains(&hw), "{hw}");
+        }
+        assert_eq!(with.last(), Some(&"eliminate-dead"));
     }
 
     #[test]

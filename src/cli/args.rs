@@ -27,12 +27,18 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per run
 pub enum Command {
     /// Rewrite a model and write the result.
     #[command(after_help = concat!(
         "Examples:\n",
         "  npuopt optimize model.onnx -o model.opt.onnx --passes none --no-verify\n",
-        "  npuopt optimize model.onnx -o out.onnx --external-data\n\n",
+        "  npuopt optimize model.onnx -o out.onnx --external-data\n",
+        "  npuopt optimize model.onnx -o out.onnx --target ethos-u55-256 --report report.json\n",
+        "  npuopt optimize model.onnx -o ft.onnx --target axera-m55h --intent capacity\n\n",
+        "With --target, the hardware passes join the pipeline and each of their rewrites is\n",
+        "applied only if the target's estimated latency falls (deploy) or does not rise\n",
+        "(capacity); cycles and latencies are estimates of an analytic cost model.\n\n",
         "Exit codes:\n  0 ok, 1 bad input or internal error, 2 usage error, 3 verification failed"
     ))]
     Optimize(OptimizeArgs),
@@ -107,6 +113,21 @@ pub struct OptimizeArgs {
     /// Write the full report (passes, every change, figures, hashes) as JSON.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    /// Optimize for this NPU: a built-in name (see `npuopt targets`) or a
+    /// path to a target .toml. Adds the hardware passes, gated by its cost
+    /// model.
+    #[arg(long, value_name = "NAME|FILE")]
+    pub target: Option<String>,
+    /// deploy: minimise the estimated latency. capacity: apply exact
+    /// rewrites that add trainable capacity (depthwise→group, channel
+    /// padding) wherever the estimated latency does not rise — a model to
+    /// fine-tune, marked so in its metadata. Needs --target.
+    #[arg(long, value_name = "deploy|capacity", default_value = "deploy")]
+    pub intent: String,
+    /// Apply pass PASS's hardware rewrites whatever the cost model says
+    /// (repeatable).
+    #[arg(long, value_name = "PASS")]
+    pub force_pass: Vec<String>,
     #[command(flatten)]
     pub check: CheckArgs,
 }

@@ -18,8 +18,33 @@ pub fn run(a: OptimizeArgs, quiet: bool) -> Result<i32, CliError> {
             a.output.display()
         )));
     }
-    let passes = npuopt_passes::resolve_pass_list(a.passes.as_deref(), a.skip.as_deref())
-        .map_err(CliError::usage)?;
+    let intent = npuopt_passes::Intent::parse(&a.intent).ok_or_else(|| {
+        CliError::usage(anyhow::anyhow!(
+            "unknown --intent '{}'; expected deploy or capacity",
+            a.intent
+        ))
+    })?;
+    if a.target.is_none() && intent == npuopt_passes::Intent::Capacity {
+        return Err(CliError::usage(anyhow::anyhow!(
+            "--intent capacity needs --target (the capacity is shaped for a target)"
+        )));
+    }
+    for name in &a.force_pass {
+        npuopt_passes::resolve_pass_list(Some(name), None).map_err(CliError::usage)?;
+    }
+    // Resolve the target first: a bad name fails before the model is read.
+    let target = match &a.target {
+        Some(spec) => Some(std::sync::Arc::new(
+            npuopt_targets::Target::resolve(spec).map_err(CliError::input)?,
+        )),
+        None => None,
+    };
+    let passes = npuopt_passes::resolve_pass_list_for(
+        a.passes.as_deref(),
+        a.skip.as_deref(),
+        target.is_some(),
+    )
+    .map_err(CliError::usage)?;
     let mut dump_after = Vec::new();
     for pair in a.dump_after.chunks(2) {
         let name =
@@ -66,6 +91,9 @@ pub fn run(a: OptimizeArgs, quiet: bool) -> Result<i32, CliError> {
             verify_each: a.verify_each,
             max_rewrites: a.max_rewrites,
             dump_after,
+            target,
+            intent,
+            force_passes: a.force_pass.clone(),
         },
     ) {
         Ok(o) => o,
@@ -113,6 +141,35 @@ pub fn run(a: OptimizeArgs, quiet: bool) -> Result<i32, CliError> {
                 "  {:<22} {:>5} rewrites   nodes {} → {}",
                 s.pass, s.rewrites, s.nodes_before, s.nodes_after
             );
+        }
+        if let Some(c) = &outcome.cost {
+            let applied = outcome
+                .pipeline
+                .decisions
+                .iter()
+                .filter(|d| d.applied)
+                .count();
+            eprintln!(
+                "  target {} ({} intent): est. {} → {} cycles, {:.3} → {:.3} ms (estimates); {} of {} cost-gated rewrites applied",
+                c.target,
+                c.intent,
+                c.before.total_cycles,
+                c.after.total_cycles,
+                c.before.latency_ms,
+                c.after.latency_ms,
+                applied,
+                outcome.pipeline.decisions.len()
+            );
+            for d in &outcome.pipeline.decisions {
+                eprintln!(
+                    "    {} {}/{} '{}': {}",
+                    if d.applied { "applied " } else { "rejected" },
+                    d.pass,
+                    d.rule,
+                    d.node,
+                    d.reason
+                );
+            }
         }
         if outcome.pipeline.hit_iteration_cap {
             eprintln!("  note: stopped at the iteration cap before a fixed point");

@@ -14,6 +14,7 @@ pub fn run(a: PassesArgs) -> Result<i32, CliError> {
                     "name": p.name,
                     "description": p.description,
                     "default": p.in_default_pipeline,
+                    "needs_target": p.needs_target,
                 })
             })
             .collect();
@@ -24,7 +25,13 @@ pub fn run(a: PassesArgs) -> Result<i32, CliError> {
         println!("no passes yet (`--passes none` runs none)");
     }
     for p in passes {
-        let mark = if p.in_default_pipeline { "default" } else { "" };
+        let mark = if p.in_default_pipeline {
+            "default"
+        } else if p.needs_target {
+            "target"
+        } else {
+            ""
+        };
         println!("{:<28} {:<8} {}", p.name, mark, p.description);
     }
     Ok(exit::OK)

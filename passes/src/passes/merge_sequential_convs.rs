@@ -19,15 +19,19 @@
 //!
 //! Preconditions: the first conv's output is read only by the second;
 //! weights and biases are float constants of one dtype; shapes are known.
-//! Cost: until a target's cost model decides, the rule fires only when the
-//! merged conv's MACs are at most the two convs' together
-//! ([`sequential_macs`]); otherwise it records a skip with both figures.
+//! Cost: the rule fires when the merged conv's MACs are at most the two
+//! convs' together ([`sequential_macs`]). When they grow (MobileDets' fused
+//! inverted bottleneck: 1×1 then depthwise → one dense k×k), a target's
+//! cost model decides: with `--target` the merge is proposed through
+//! [`PassContext::propose`] (applied only when the estimate falls);
+//! without one it records a skip with both MAC figures.
 
 use npuopt_ir::macs::node_macs;
 use npuopt_ir::{Graph, NodeId, Op};
 
 use crate::change::Change;
 use crate::conv_algebra::{add_conv, read_conv, ConvParams, Kernel, NewConv};
+use crate::gate::Proposal;
 use crate::pass::{Pass, PassContext, PassError};
 use crate::rewrite::single_consumer;
 
@@ -55,7 +59,7 @@ impl Pass for MergeSequentialConvs {
     }
 
     fn description(&self) -> &'static str {
-        "merge Conv → Conv with nothing between (k×k then 1×1; 1×1 then k×k or depthwise when exact) when it does not add MACs"
+        "merge Conv → Conv with nothing between (k×k then 1×1; 1×1 then k×k or depthwise when exact) when it does not add MACs, or with --target when the cost model says it pays"
     }
 
     fn run(&self, model: &mut npuopt_ir::Model, cx: &mut PassContext) -> Result<(), PassError> {
@@ -173,6 +177,22 @@ fn try_merge(g: &mut Graph, second: NodeId, gate: bool, cx: &mut PassContext) {
     match sequential_macs(g, first, second) {
         _ if !gate => {}
         None => return skip(cx, "the MACs are unknown (shapes not inferred)".into()),
+        Some((merged, original)) if merged > original && cx.target().is_some() => {
+            let proposal = Proposal {
+                pass: NAME,
+                rule: rule.name(),
+                node: &n2,
+                adds_capacity: false,
+                veto: None,
+            };
+            let note = format!("{merged} MACs instead of {original}");
+            cx.propose(g, proposal, |g| {
+                let mut c = apply_merge(g, first, second, rule, &p1, &p2);
+                c.note = format!("{} ({note})", c.note);
+                Ok(c)
+            });
+            return;
+        }
         Some((merged, original)) if merged > original => {
             return skip(
                 cx,
@@ -181,9 +201,24 @@ fn try_merge(g: &mut Graph, second: NodeId, gate: bool, cx: &mut PassContext) {
         }
         Some(_) => {}
     }
+    let change = apply_merge(g, first, second, rule, &p1, &p2);
+    cx.record(change);
+}
+
+/// Replaces `first` → `second` by the merged conv.
+fn apply_merge(
+    g: &mut Graph,
+    first: NodeId,
+    second: NodeId,
+    rule: Rule,
+    p1: &ConvParams,
+    p2: &ConvParams,
+) -> Change {
+    let n1 = g.node(first).name().to_string();
+    let n2 = g.node(second).name().to_string();
     let merged = match rule {
-        Rule::KxK1x1 => kxk_then_1x1(&p1, &p2),
-        Rule::OneKxK | Rule::OneDepthwise => one_then_kxk(&p1, &p2),
+        Rule::KxK1x1 => kxk_then_1x1(p1, p2),
+        Rule::OneKxK | Rule::OneDepthwise => one_then_kxk(p1, p2),
     };
     let x = g.node(first).input(0).expect("an input");
     let out = g.node(second).output(0).expect("an output");
@@ -193,19 +228,17 @@ fn try_merge(g: &mut Graph, second: NodeId, gate: bool, cx: &mut PassContext) {
     g.remove_node(first);
     let added = g.node(id).name().to_string();
     let k = merged.geometry.kernel;
-    cx.record(
-        Change::new(
-            NAME,
-            rule.name(),
-            &[&n1, &n2],
-            format!(
-                "merged '{n1}' → '{n2}' into one {}×{} conv ({} → {} channels)",
-                k[0], k[1], merged.weight.cin, merged.weight.cout
-            ),
-        )
-        .removed(&[&n1, &n2])
-        .added(&[&added]),
-    );
+    Change::new(
+        NAME,
+        rule.name(),
+        &[&n1, &n2],
+        format!(
+            "merged '{n1}' → '{n2}' into one {}×{} conv ({} → {} channels)",
+            k[0], k[1], merged.weight.cin, merged.weight.cout
+        ),
+    )
+    .removed(&[&n1, &n2])
+    .added(&[&added])
 }
 
 /// `W'[o,i] = Σ_m W2[o,m]·W1[m,i]`, `b' = W2·b1 + b2`; the first window.

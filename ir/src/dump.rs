@@ -48,6 +48,16 @@ pub fn dump(graph: &Graph) -> crate::error::Result<String> {
     for v in graph.initializers() {
         number(v, &mut num);
     }
+    // What is left is read only by subgraphs or graph outputs (a sparse
+    // initializer, say): numbered last, so other numbers do not move.
+    for &id in &order {
+        for v in &graph.node(id).captures {
+            number(*v, &mut num);
+        }
+    }
+    for v in graph.outputs() {
+        number(v, &mut num);
+    }
 
     let mut s = String::new();
     let _ = writeln!(s, "graph {:?} opset {}", graph.name(), graph.opset());

@@ -102,7 +102,7 @@ fn infer(graph: &Graph, id: NodeId) -> Vec<Option<TensorType>> {
             let prod = |d: &[Dim]| -> Dim {
                 d.iter()
                     .map(Dim::known)
-                    .try_fold(1i64, |a, x| x.map(|x| a * x))
+                    .try_fold(1i64, |a, x| x.and_then(|x| a.checked_mul(x)))
                     .map(Dim::Known)
                     .unwrap_or(Dim::Unknown)
             };
@@ -149,7 +149,10 @@ fn infer(graph: &Graph, id: NodeId) -> Vec<Option<TensorType>> {
                     .iter()
                     .enumerate()
                     .map(|(i, d)| match d {
-                        Dim::Known(v) => Dim::Known(v + pads[i] + pads[i + r]),
+                        Dim::Known(v) => v
+                            .checked_add(pads[i])
+                            .and_then(|v| v.checked_add(pads[i + r]))
+                            .map_or(Dim::Unknown, Dim::Known),
                         _ if pads[i] == 0 && pads[i + r] == 0 => d.clone(),
                         _ => Dim::Unknown,
                     })
@@ -273,34 +276,40 @@ fn window_dim(
     auto_pad: AutoPad,
     ceil: bool,
 ) -> Dim {
-    let Dim::Known(x) = input else {
+    let Dim::Known(x) = *input else {
         return Dim::Unknown;
     };
-    let ek = (k - 1) * dilation + 1;
-    let v = match auto_pad {
-        AutoPad::SameUpper | AutoPad::SameLower => (x + stride - 1) / stride,
-        AutoPad::Valid => (x - ek) / stride + 1,
-        AutoPad::NotSet => {
-            let span = x + pad.0 + pad.1 - ek;
-            if span < 0 {
-                return Dim::Unknown;
-            }
-            if ceil {
-                let mut o = (span + stride - 1) / stride + 1;
-                // The last window must start inside the input or left pad.
-                if (o - 1) * stride >= x + pad.0 {
-                    o -= 1;
+    // A stride of 0 would divide by zero, and attributes from the file can
+    // overflow i64: both leave the dim unknown rather than panic.
+    if stride <= 0 {
+        return Dim::Unknown;
+    }
+    let v = (|| {
+        let ek = (k - 1).checked_mul(dilation)?.checked_add(1)?;
+        Some(match auto_pad {
+            AutoPad::SameUpper | AutoPad::SameLower => x.checked_add(stride - 1)? / stride,
+            AutoPad::Valid => x.checked_sub(ek)? / stride + 1,
+            AutoPad::NotSet => {
+                let span = x.checked_add(pad.0)?.checked_add(pad.1)?.checked_sub(ek)?;
+                if span < 0 {
+                    return None;
                 }
-                o
-            } else {
-                span / stride + 1
+                if ceil {
+                    let mut o = span.checked_add(stride - 1)? / stride + 1;
+                    // The last window must start inside the input or left pad.
+                    if (o - 1).checked_mul(stride)? >= x.checked_add(pad.0)? {
+                        o -= 1;
+                    }
+                    o
+                } else {
+                    span / stride + 1
+                }
             }
-        }
-    };
-    if v <= 0 {
-        Dim::Unknown
-    } else {
-        Dim::Known(v)
+        })
+    })();
+    match v {
+        Some(v) if v > 0 => Dim::Known(v),
+        _ => Dim::Unknown,
     }
 }
 
@@ -417,7 +426,7 @@ fn concat(ts: &[Option<TensorType>], axis: i64) -> Option<TensorType> {
             return None;
         }
         total = match (total, s[a].known()) {
-            (Some(acc), Some(v)) => Some(acc + v),
+            (Some(acc), Some(v)) => acc.checked_add(v),
             _ => None,
         };
     }
@@ -495,6 +504,12 @@ fn slice_out(
             out[axis as usize] = Dim::Unknown;
             continue;
         };
+        if d <= 0 {
+            // An empty dim stays empty (the clamp ranges below would be
+            // empty, and `clamp` panics); a negative declared dim is unknown.
+            out[axis as usize] = if d == 0 { Dim::Known(0) } else { Dim::Unknown };
+            continue;
+        }
         let step = steps[i];
         let norm = |v: i64| if v < 0 { v.saturating_add(d) } else { v };
         let (start, end) = if step > 0 {
@@ -505,14 +520,16 @@ fn slice_out(
                 norm(ends[i]).clamp(-1, d - 1),
             )
         };
+        // ceil(span / |step|) as (span - 1) / |step| + 1: no overflow for
+        // steps near i64::MAX or i64::MIN.
         let len = if step > 0 {
             if end > start {
-                (end - start + step - 1) / step
+                (end - start - 1) / step + 1
             } else {
                 0
             }
         } else if start > end {
-            (start - end + (-step) - 1) / (-step)
+            ((start - end - 1) as u64 / step.unsigned_abs()) as i64 + 1
         } else {
             0
         };
@@ -543,15 +560,16 @@ fn reshape_out(x: &TensorType, target: Vec<i64>, allowzero: bool) -> Option<Tens
         let total: Option<i64> = s
             .iter()
             .map(Dim::known)
-            .try_fold(1i64, |a, d| d.map(|d| a * d));
+            .try_fold(1i64, |a, d| d.and_then(|d| a.checked_mul(d)));
         let known: Option<i64> = out
             .iter()
             .enumerate()
             .filter(|(j, _)| *j != i)
             .map(|(_, d)| d.known())
-            .try_fold(1i64, |a, d| d.map(|d| a * d));
+            .try_fold(1i64, |a, d| d.and_then(|d| a.checked_mul(d)));
         if let (Some(t), Some(k)) = (total, known) {
-            if k != 0 && t % k == 0 {
+            // checked: k may be 0, and i64::MIN % -1 overflows.
+            if t.checked_rem(k) == Some(0) {
                 out[i] = Dim::Known(t / k);
             }
         }

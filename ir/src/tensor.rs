@@ -180,18 +180,24 @@ impl Tensor {
         }
         let bits = dtype.bits().unwrap_or(8);
         let (field, have, want) = match t {
-            DataType::Float => ("float_data", p.float_data.len() as u64, n),
-            DataType::Complex64 => ("float_data", p.float_data.len() as u64, 2 * n),
-            DataType::Double => ("double_data", p.double_data.len() as u64, n),
-            DataType::Complex128 => ("double_data", p.double_data.len() as u64, 2 * n),
-            DataType::Int64 => ("int64_data", p.int64_data.len() as u64, n),
-            DataType::Uint32 | DataType::Uint64 => ("uint64_data", p.uint64_data.len() as u64, n),
-            DataType::String => ("string_data", p.string_data.len() as u64, n),
+            DataType::Float => ("float_data", p.float_data.len() as u64, Some(n)),
+            DataType::Complex64 => ("float_data", p.float_data.len() as u64, n.checked_mul(2)),
+            DataType::Double => ("double_data", p.double_data.len() as u64, Some(n)),
+            DataType::Complex128 => ("double_data", p.double_data.len() as u64, n.checked_mul(2)),
+            DataType::Int64 => ("int64_data", p.int64_data.len() as u64, Some(n)),
+            DataType::Uint32 | DataType::Uint64 => {
+                ("uint64_data", p.uint64_data.len() as u64, Some(n))
+            }
+            DataType::String => ("string_data", p.string_data.len() as u64, Some(n)),
             _ => (
                 "int32_data",
                 p.int32_data.len() as u64,
-                (n * bits).div_ceil(8.max(bits)),
+                n.checked_mul(bits).map(|b| b.div_ceil(8.max(bits))),
             ),
+        };
+        // Values (complex: pairs; sub-byte types: bits) past u64 cannot exist.
+        let Some(want) = want else {
+            return Err(format!("dims {:?} of {dtype} overflow", p.dims));
         };
         if have != want {
             return Err(format!(

@@ -59,7 +59,35 @@ pub struct CostOutcome {
     pub target: String,
     pub intent: Intent,
     pub before: Estimate,
+    /// True when the input's shapes were partly unknown (exports that
+    /// compute shapes at run time), so `before` is the estimate of the
+    /// input after the shape-resolving cleanup passes (fold-constants,
+    /// eliminate-identity, eliminate-dead) — otherwise unknown layers would
+    /// count as free.
+    pub before_cleaned: bool,
     pub after: Estimate,
+}
+
+/// Passes that resolve shapes without changing any arithmetic.
+const CLEANUP: [&str; 3] = ["fold-constants", "eliminate-identity", "eliminate-dead"];
+
+/// The estimate of the input; when some of its shapes are unknown, of the
+/// input after [`CLEANUP`] if that knows more of them.
+fn baseline_estimate(model: &Model, t: &Target) -> (Estimate, bool) {
+    let raw = npuopt_targets::estimate(&model.graph, t);
+    if raw.unknown_shapes == 0 {
+        return (raw, false);
+    }
+    let mut clean = model.clone();
+    if npuopt_passes::run_pipeline(&mut clean, &CLEANUP, Default::default()).is_err() {
+        return (raw, false);
+    }
+    let cleaned = npuopt_targets::estimate(&clean.graph, t);
+    if cleaned.unknown_shapes < raw.unknown_shapes {
+        (cleaned, true)
+    } else {
+        (raw, false)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -149,10 +177,7 @@ pub fn optimize_with_passes(
         intent: opts.intent,
         force: opts.force_passes.clone(),
     };
-    let estimate_before = opts
-        .target
-        .as_ref()
-        .map(|t| npuopt_targets::estimate(&model.graph, t));
+    let estimate_before = opts.target.as_ref().map(|t| baseline_estimate(model, t));
     let reference = match &opts.verify {
         Some(_) => Some(model.to_bytes()?),
         None => None,
@@ -221,10 +246,11 @@ pub fn optimize_with_passes(
         );
     }
     let cost = match (&opts.target, estimate_before) {
-        (Some(t), Some(before)) => Some(CostOutcome {
+        (Some(t), Some((before, before_cleaned))) => Some(CostOutcome {
             target: t.name().to_string(),
             intent: opts.intent,
             before,
+            before_cleaned,
             after: npuopt_targets::estimate(&model.graph, t),
         }),
         _ => None,

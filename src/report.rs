@@ -105,6 +105,7 @@ pub fn cost_json(c: &CostOutcome) -> Value {
         "clock_mhz": c.before.clock_mhz,
         "estimate": {
             "note": "estimates of an analytic cost model, not measurements",
+            "before_is_after_cleanup": c.before_cleaned,
             "before": side(&c.before),
             "after": side(&c.after),
         },

@@ -467,10 +467,14 @@ fn branch_conv(
             Tensor::from_f64_as("", dtype, &[w.cout as i64], &ch.params.bias),
         )
     });
+    let mut inputs = vec![Some(x), Some(wv)];
+    if bias.is_some() {
+        inputs.push(bias);
+    }
     let (id, outs) = g.add_node(
         &base,
         conv_op(&ch.params.geometry, 1),
-        &[Some(x), Some(wv), bias],
+        &inputs,
         &[&format!("{base}_output")],
         Some(ch.conv),
     );

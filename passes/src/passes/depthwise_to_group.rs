@@ -145,10 +145,15 @@ fn convert(
         RULE,
         &[&name],
         format!(
-            "depthwise {}×{} conv '{name}' on {} channels → {groups} group{} of {width} channels (block-diagonal, {width}× the MACs)",
+            "depthwise {}×{} conv '{name}' on {} channels{} → {groups} group{} of {width} channels (block-diagonal, {width}× the MACs)",
             w.kh,
             w.kw,
             w.cin,
+            if w.cout > w.cin {
+                format!(" (multiplier {})", w.cout / w.cin)
+            } else {
+                String::new()
+            },
             if groups == 1 { "" } else { "s" }
         ),
     )

@@ -100,6 +100,11 @@ fn infer(graph: &Graph, id: NodeId) -> Vec<Option<TensorType>> {
                 return None;
             }
             let prod = |d: &[Dim]| -> Dim {
+                // One dim is itself, symbolic or not (Flatten of [N, C, H, W]
+                // keeps the batch N).
+                if let [only] = d {
+                    return only.clone();
+                }
                 d.iter()
                     .map(Dim::known)
                     .try_fold(1i64, |a, x| x.and_then(|x| a.checked_mul(x)))

@@ -53,13 +53,26 @@ pub struct Window {
 
 impl Window {
     fn parse(a: &Attrs) -> Result<Window, String> {
-        Ok(Window {
+        let w = Window {
             auto_pad: AutoPad::parse(a.string("auto_pad")?)?,
             kernel_shape: a.ints("kernel_shape")?,
             strides: a.ints("strides")?,
             pads: a.ints("pads")?,
             dilations: a.ints("dilations")?,
-        })
+        };
+        // The spec requires these positive (pads non-negative); a pass that
+        // divides by a stride must be able to rely on it.
+        for (name, values, min) in [
+            ("kernel_shape", &w.kernel_shape, 1),
+            ("strides", &w.strides, 1),
+            ("dilations", &w.dilations, 1),
+            ("pads", &w.pads, 0),
+        ] {
+            if let Some(bad) = values.iter().flatten().find(|&&v| v < min) {
+                return Err(format!("attribute '{name}' has {bad}, must be ≥ {min}"));
+            }
+        }
+        Ok(w)
     }
 
     fn emit(&self, out: &mut Vec<AttributeProto>) {

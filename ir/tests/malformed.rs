@@ -325,3 +325,16 @@ fn unreadable_path() {
         "{err}"
     );
 }
+
+#[test]
+fn conv_with_a_zero_stride() {
+    let mut conv = node("conv0", "Conv", &["x", "w"], &["y"]);
+    conv.attribute
+        .push(npuopt_ir::attr::ints("strides", &[0, 1]));
+    let m = model(vec![conv], vec![weight("w", &[1, 1, 1, 1], 4)]);
+    let err = import(&m).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "node 'conv0' (Conv): attribute 'strides' has 0, must be ≥ 1"
+    );
+}

@@ -31,7 +31,10 @@ pub struct PipelineOptions<'a> {
     pub gate: GateOptions,
 }
 
-/// What one pass did over the whole run.
+/// What one pass did over the whole run. `nodes_before` is the node count
+/// when the pass first ran; `nodes_after` adds only the pass's own changes
+/// (summed over every iteration), so the passes of a report read as a
+/// waterfall from the input's node count.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PassSummary {
     pub pass: &'static str,
@@ -101,7 +104,6 @@ pub fn run_passes(
             .iter()
             .map(|p| PassSummary {
                 pass: p.name(),
-                nodes_before: model.graph.node_count(),
                 ..Default::default()
             })
             .collect(),
@@ -120,6 +122,11 @@ pub fn run_passes(
             let mut cx = PassContext::with_gate(budget, opts.gate.clone());
             let name = pass.name();
             let generation = model.graph.generation();
+            let nodes_before_run = model.graph.node_count() as isize;
+            if report.iterations == 1 {
+                report.passes[i].nodes_before = nodes_before_run as usize;
+                report.passes[i].nodes_after = nodes_before_run as usize;
+            }
             pass.run(model, &mut cx)
                 .map_err(|source| PipelineError::Pass { pass: name, source })?;
             // Validation is skipped only when the pass did not touch the
@@ -169,7 +176,8 @@ pub fn run_passes(
             }
             let s = &mut report.passes[i];
             s.rewrites += n;
-            s.nodes_after = model.graph.node_count();
+            let delta = model.graph.node_count() as isize - nodes_before_run;
+            s.nodes_after = (s.nodes_after as isize + delta).max(0) as usize;
             applied_this_iteration += n;
             report.changes.extend(changes);
             if budget == Some(0) {
@@ -179,11 +187,6 @@ pub fn run_passes(
         }
         if applied_this_iteration == 0 {
             break;
-        }
-    }
-    for s in &mut report.passes {
-        if s.rewrites == 0 {
-            s.nodes_after = s.nodes_before;
         }
     }
     Ok(report)

@@ -33,7 +33,11 @@ pub struct ModelSummary {
     pub ops: BTreeMap<String, usize>,
     pub parameters: u64,
     pub parameter_bytes: u64,
+    /// Useful multiply-accumulates: products with a zero weight (padding or
+    /// block-diagonal zeros a rewrite added) are not counted.
     pub macs: u64,
+    /// Every multiply-accumulate the layers perform, zeros included.
+    pub dense_macs: u64,
     /// Nodes whose MACs could not be computed (shapes unknown).
     pub nodes_with_unknown_macs: usize,
     /// The layers with the most MACs, largest first (at most 5).
@@ -89,11 +93,12 @@ pub fn summarize(model: &Model) -> ModelSummary {
         parameters += t.numel().unwrap_or(0);
         parameter_bytes += t.byte_size();
     }
-    let (total, unknown) = macs::total_macs(g);
+    let (total, unknown) = macs::total_useful_macs(g);
+    let (dense, _) = macs::total_macs(g);
     let mut layers: Vec<LayerSummary> = g
         .node_ids()
         .filter_map(|id| {
-            let m = macs::node_macs(g, id)?;
+            let m = macs::useful_node_macs(g, id)?;
             (m > 0).then(|| LayerSummary {
                 name: g.node(id).name().to_string(),
                 op: g.node(id).op_type().to_string(),
@@ -114,6 +119,7 @@ pub fn summarize(model: &Model) -> ModelSummary {
         parameters,
         parameter_bytes,
         macs: total,
+        dense_macs: dense,
         nodes_with_unknown_macs: unknown,
         largest_layers: layers,
     }
@@ -175,6 +181,9 @@ impl std::fmt::Display for ModelSummary {
             human_bytes(self.parameter_bytes)
         )?;
         write!(f, "MACs:        {}", human_count(self.macs))?;
+        if self.dense_macs != self.macs {
+            write!(f, " useful of {} executed", human_count(self.dense_macs))?;
+        }
         if self.nodes_with_unknown_macs > 0 {
             write!(
                 f,

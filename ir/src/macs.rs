@@ -45,13 +45,50 @@ pub fn node_macs(graph: &Graph, id: NodeId) -> Option<u64> {
 /// Total MACs of the graph; nodes whose shapes are unknown count as 0 and
 /// are reported in the second field.
 pub fn total_macs(graph: &Graph) -> (u64, usize) {
+    total_with(graph, node_macs)
+}
+
+/// Total useful MACs (see [`useful_node_macs`]), and the unknown count.
+pub fn total_useful_macs(graph: &Graph) -> (u64, usize) {
+    total_with(graph, useful_node_macs)
+}
+
+fn total_with(graph: &Graph, f: fn(&Graph, NodeId) -> Option<u64>) -> (u64, usize) {
     let mut total = 0u64;
     let mut unknown = 0;
     for id in graph.node_ids() {
-        match node_macs(graph, id) {
+        match f(graph, id) {
             Some(m) => total = total.saturating_add(m),
             None => unknown += 1,
         }
     }
     (total, unknown)
+}
+
+/// Useful MACs of one node: like [`node_macs`], but multiplications by a
+/// weight that is exactly zero are not counted. Zeros a rewrite adds — the
+/// off-diagonal blocks of a depthwise conv made a group conv, the filters of
+/// padded channels — are never useful work. Without a constant weight, all
+/// MACs count.
+pub fn useful_node_macs(graph: &Graph, id: NodeId) -> Option<u64> {
+    let dense = node_macs(graph, id)?;
+    let n = graph.node(id);
+    let weight_slot = match n.op() {
+        Op::Conv(_) | Op::ConvTranspose(_) | Op::Gemm(_) | Op::MatMul => 1,
+        _ => return Some(dense),
+    };
+    let Some(w) = n.input(weight_slot).and_then(|v| graph.constant(v)) else {
+        return Some(dense);
+    };
+    let Some(total) = w.numel().filter(|&t| t > 0) else {
+        return Some(dense);
+    };
+    let Ok(values) = w.to_f32() else {
+        return Some(dense);
+    };
+    let nonzero = values.iter().filter(|v| **v != 0.0).count() as u64;
+    // Every weight element takes part in the same number of MACs, so the
+    // useful share is the non-zero share (exact: dense is a multiple of
+    // the weight count).
+    Some(dense / total * nonzero + (dense % total) * nonzero / total)
 }

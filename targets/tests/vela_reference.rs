@@ -28,7 +28,13 @@ fn conv(g: &mut Graph, x: ValueId, cin: i64, cout: i64, k: i64, s: i64, group: i
     let n = dims.iter().product::<i64>() as usize;
     let w = g.add_initializer(
         &format!("w{i}"),
-        Tensor::from_raw("", DType::FLOAT, &dims, Bytes::from(vec![0u8; n * 4])),
+        // Non-zero weights: zero weights would be no useful work at all.
+        Tensor::from_raw(
+            "",
+            DType::FLOAT,
+            &dims,
+            Bytes::from(1.0f32.to_le_bytes().repeat(n)),
+        ),
     );
     let p = k / 2;
     let op = Op::Conv(Conv {

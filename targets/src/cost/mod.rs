@@ -366,7 +366,10 @@ pub fn estimate(g: &Graph, t: &Target) -> Estimate {
             }
         };
         let cycles = cost.cycles.max(0.0).ceil() as u64;
-        let m = ctx.macs;
+        let dense = ctx.macs;
+        // Zero weights (a rewrite's block-diagonal or padding zeros) are
+        // executed but never useful.
+        let m = macs::useful_node_macs(g, id).unwrap_or(dense);
         let utilization = if m > 0 && cycles > 0 {
             m as f64 / (cycles as f64 * peak)
         } else {
@@ -386,7 +389,10 @@ pub fn estimate(g: &Graph, t: &Target) -> Estimate {
                 shape_text(g, n.outputs())
             ),
             macs: m,
-            executed_macs: cost.executed_macs.max(if cost.supported { 0 } else { m }),
+            executed_macs: cost
+                .executed_macs
+                .max(dense)
+                .max(if cost.supported { 0 } else { m }),
             cycles,
             utilization,
             bound: cost.bound,

@@ -5,7 +5,7 @@
 //! ```sh
 //! # optimize first, e.g.:
 //! npuopt optimize bench/models/mobileone_s0_ts.onnx -o /tmp/mobileone_s0_opt.onnx
-//! cargo run -p npuopt-bench --bin latency -- 30 \
+//! cargo run -p npuopt-bench --features latency --bin latency -- 30 \
 //!     bench/models/mobileone_s0_ts.onnx /tmp/mobileone_s0_opt.onnx bench/models/mobileone_s0_deploy_ts.onnx
 //! ```
 //!

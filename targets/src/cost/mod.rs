@@ -233,8 +233,20 @@ impl Ctx<'_> {
         }
     }
 
+    /// Elements of `v` as the hardware stores it: a feature map an NPU op
+    /// produced (rank ≥ 3, channels on axis 1) has its channels rounded up
+    /// to `align.cout` — the hardware pads them whether the model wants it
+    /// or not, so every per-element cost is paid on the padded count.
+    /// Weights and graph inputs (written densely by the host) are not.
     pub fn elems(&self, v: Option<ValueId>) -> Option<u64> {
-        self.shape(v)?
+        let mut shape = self.shape(v)?;
+        let v = v?;
+        let produced = self.g.value(v).producer().is_some();
+        if produced && shape.len() >= 3 && self.g.constant(v).is_none() {
+            let a = self.t.align.cout.max(1) as i64;
+            shape[1] = (shape[1] + a - 1) / a * a;
+        }
+        shape
             .iter()
             .try_fold(1u64, |a, &d| a.checked_mul(u64::try_from(d).ok()?))
     }

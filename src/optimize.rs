@@ -190,7 +190,7 @@ pub fn optimize_with_passes(
         for (name, path) in &dump_after {
             if name == pass {
                 let text = npuopt_ir::dump::dump(&m.graph).map_err(|e| e.to_string())?;
-                if let Err(e) = std::fs::write(path, text) {
+                if let Err(e) = npuopt_ir::export::write_file_atomically(path, text.as_bytes()) {
                     dump_error = Some(e);
                     return Err("cannot write the dump".into());
                 }

@@ -25,7 +25,6 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::Path;
 
 use npuopt_passes::PipelineReport;
@@ -74,33 +73,7 @@ pub fn escape(s: &str) -> String {
 /// Writes the page to `path` atomically: a temporary file in the same
 /// folder, then a rename, so a reader never sees half a report.
 pub fn write_html_report(path: impl AsRef<Path>, input: &ReportInput) -> std::io::Result<()> {
-    let path = path.as_ref();
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let file_name = path.file_name().ok_or_else(|| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!("'{}' is not a file path", path.display()),
-        )
-    })?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        file_name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(render(input).as_bytes())?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    npuopt_ir::export::write_file_atomically(path.as_ref(), render(input).as_bytes())
 }
 
 const CSS: &str = r#"

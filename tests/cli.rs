@@ -338,3 +338,30 @@ fn dump_after_and_max_rewrites() {
     assert_eq!(r["changes"].as_array().unwrap().len(), 3);
     assert_eq!(r["hit_rewrite_cap"], true);
 }
+
+#[test]
+fn report_html_is_written_with_the_estimates_and_decisions() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fixture("ghostnet_ts.onnx");
+    let out = dir.path().join("out.onnx");
+    let html = dir.path().join("report.html");
+    let o = npuopt(&[
+        "optimize",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--target",
+        "axera-m55h",
+        "--report-html",
+        html.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("ghostnet_ts.onnx") && page.contains("axera-m55h"));
+    assert!(
+        page.contains("Verified with tract"),
+        "verification banner missing"
+    );
+    assert!(page.contains("concat-to-add"), "decisions missing");
+    assert!(page.contains("<svg"), "chart missing");
+}

@@ -222,6 +222,21 @@ pub fn write_proto(mut m: ModelProto, path: &Path, opts: &WriteOptions) -> Resul
     Ok(written)
 }
 
+/// Writes `bytes` to `path` atomically — a temporary file in the same
+/// folder, synced, then renamed into place — so `path` never holds a
+/// partial file. For reports and dumps; models go through [`write_proto`].
+pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut tmp = temp_builder(path, ".tmp").tempfile_in(&dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
 /// A temporary-file builder whose file ends up with the mode the output
 /// should have: an existing file's own, else what a plain `File::create`
 /// gives (0666 less the umask) — not the 0600 temporary files get.

@@ -113,6 +113,10 @@ pub struct OptimizeArgs {
     /// Write the full report (passes, every change, figures, hashes) as JSON.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    /// Write a self-contained HTML report: estimated cycles per layer before
+    /// and after (with --target), every decision, the verification figures.
+    #[arg(long, value_name = "FILE")]
+    pub report_html: Option<PathBuf>,
     /// Optimize for this NPU: a built-in name (see `npuopt targets`) or a
     /// path to a target .toml. Adds the hardware passes, gated by its cost
     /// model.

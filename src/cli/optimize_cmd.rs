@@ -10,6 +10,7 @@ use crate::exit;
 use crate::inspect::{human_bytes, summarize};
 use crate::optimize::{optimize, OptimizeError, OptimizeOptions};
 use crate::report::{content_hash, optimize_json, FileFacts};
+use npuopt_ir::export::write_file_atomically;
 
 pub fn run(a: OptimizeArgs, quiet: bool) -> Result<i32, CliError> {
     if !a.force && same_file(&a.input, &a.output) {
@@ -76,7 +77,7 @@ pub fn run(a: OptimizeArgs, quiet: bool) -> Result<i32, CliError> {
     });
     let mut model =
         npuopt_ir::import::from_bytes(input_bytes.into(), dir).map_err(CliError::input)?;
-    let before = summarize(&model);
+    let before = summarize_resolving_shapes(&model);
     drop(step);
     let step = progress.step(if a.no_verify {
         "optimizing"
@@ -120,7 +121,7 @@ pub fn run(a: OptimizeArgs, quiet: bool) -> Result<i32, CliError> {
     };
     if let Some(path) = &a.dump {
         let text = npuopt_ir::dump::dump(&model.graph).map_err(CliError::input)?;
-        std::fs::write(path, text).map_err(CliError::input)?;
+        write_file_atomically(path, text.as_bytes()).map_err(CliError::input)?;
     }
     let written = model.write(&a.output, &opts).map_err(CliError::input)?;
     let after = summarize(&model);
@@ -132,8 +133,26 @@ pub fn run(a: OptimizeArgs, quiet: bool) -> Result<i32, CliError> {
             hash: content_hash(&out_bytes),
         };
         let json = optimize_json(&input_facts, &output_facts, &before, &after, &outcome);
-        let text = serde_json::to_string_pretty(&json).map_err(CliError::input)?;
-        std::fs::write(path, text + "\n").map_err(CliError::input)?;
+        let text = serde_json::to_string_pretty(&json).map_err(CliError::input)? + "\n";
+        write_file_atomically(path, text.as_bytes()).map_err(CliError::input)?;
+    }
+    if let Some(path) = &a.report_html {
+        let name = a
+            .input
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let input = crate::report_html::ReportInput {
+            model_name: &name,
+            target: outcome.cost.as_ref().map(|c| c.target.as_str()),
+            estimate_before: outcome.cost.as_ref().map(|c| &c.before),
+            estimate_after: outcome.cost.as_ref().map(|c| &c.after),
+            pipeline: &outcome.pipeline,
+            before: &before,
+            after: &after,
+            verification: outcome.verification.as_ref(),
+        };
+        crate::report_html::write_html_report(path, &input).map_err(CliError::input)?;
     }
     if !quiet {
         for s in &outcome.pipeline.passes {
@@ -211,4 +230,27 @@ fn same_file(a: &Path, b: &Path) -> bool {
         (Ok(x), Ok(y)) => x == y,
         _ => false,
     }
+}
+
+/// The input's summary. When some shapes are only computed at run time
+/// (TorchScript exports' Shape → Gather → Slice chains), its MACs are taken
+/// from a copy after the shape-resolving cleanup passes, which change no
+/// arithmetic — otherwise those layers would count as zero MACs.
+fn summarize_resolving_shapes(model: &npuopt_ir::Model) -> crate::inspect::ModelSummary {
+    let mut s = summarize(model);
+    if s.nodes_with_unknown_macs == 0 {
+        return s;
+    }
+    let mut probe = model.clone();
+    let cleanup = ["fold-constants", "eliminate-identity", "eliminate-dead"];
+    if npuopt_passes::run_pipeline(&mut probe, &cleanup, Default::default()).is_ok() {
+        let resolved = summarize(&probe);
+        if resolved.nodes_with_unknown_macs < s.nodes_with_unknown_macs {
+            s.macs = resolved.macs;
+            s.dense_macs = resolved.dense_macs;
+            s.nodes_with_unknown_macs = resolved.nodes_with_unknown_macs;
+            s.largest_layers = resolved.largest_layers;
+        }
+    }
+    s
 }

@@ -80,12 +80,36 @@ fn repghost_block() {
 
 #[test]
 fn dbb_block_exact() {
-    // The average branch and the 1×1 → 3×3 branch keep their leading 1×1
-    // convs (merge-sequential-convs' job): 3 convs remain, summed by one.
+    // The average branch (pool of a bias-free 1×1 conv) is one branch of
+    // x; the 1×1 → 3×3 branch keeps its leading 1×1 conv for
+    // merge-sequential-convs.
     let r = run_merge(&fixture("dbb_block_exact"));
     assert_verified(&r, "dbb_block_exact");
-    assert_eq!(count(&r.model, "AveragePool"), 1, "{}", r.snapshot);
+    assert_eq!(count(&r.model, "AveragePool"), 0, "{}", r.snapshot);
     insta::assert_snapshot!("merge_branches_dbb_block_exact", r.snapshot);
+    // The default pipeline takes the whole block to one conv, as DBB's
+    // deploy form.
+    let r = run(&fixture("dbb_block_exact"), &npuopt::default_passes());
+    assert_verified(&r, "dbb_block_exact, default pipeline");
+    assert_eq!(count(&r.model, "Conv"), 1, "{}", r.snapshot);
+    assert_eq!(r.model.graph.node_count(), 1, "{}", r.snapshot);
+}
+
+#[test]
+fn dbb_avg_branch_with_a_biased_conv_and_padding_is_refused() {
+    // dbb_block: the 1×1 before the pool carries a BN (a bias once folded)
+    // and the pool pads: the border would average the bias with zeros.
+    let r = run(&fixture("dbb_block"), &npuopt::default_passes());
+    assert_verified(&r, "dbb_block");
+    assert_eq!(count(&r.model, "AveragePool"), 1, "{}", r.snapshot);
+    assert!(
+        r.report
+            .skips
+            .iter()
+            .any(|s| s.reason.contains("would see the 1×1 conv's bias")),
+        "{:?}",
+        r.report.skips
+    );
 }
 
 #[test]

@@ -14,6 +14,11 @@
 //! * a Conv of `x` (constant float weight and bias);
 //! * an AveragePool of `x` (a depthwise conv with `1/(kh·kw)` taps), only
 //!   with `count_include_pad=1` or no padding, and `ceil_mode=0`;
+//! * an AveragePool of a 1×1 conv of `x` (DBB's avg branch; the conv's
+//!   output read only by the pool, stride 1, no pads): the conv's weight
+//!   spread over the pool's taps, `W[o,j,:,:] = W1[o,j]/(kh·kw)`. Exact when
+//!   the pool has no padding (the bias averages to itself) or the conv has
+//!   no bias — a padded border would average the bias with zeros;
 //! * `x` itself (a 1×1 identity kernel; a BN of `x` is the identity with
 //!   its affine map).
 //!
@@ -90,6 +95,8 @@ enum Leaf {
     Identity(ValueId),
     Conv(NodeId),
     Pool(NodeId),
+    /// `AveragePool(Conv1x1(x))`: (pool, conv).
+    PoolOfConv(NodeId, NodeId),
 }
 
 #[derive(Debug)]
@@ -102,7 +109,7 @@ impl Term {
     fn input(&self, g: &Graph) -> Option<ValueId> {
         match self.leaf {
             Leaf::Identity(v) => Some(v),
-            Leaf::Conv(n) | Leaf::Pool(n) => g.node(n).input(0),
+            Leaf::Conv(n) | Leaf::Pool(n) | Leaf::PoolOfConv(_, n) => g.node(n).input(0),
         }
     }
 }
@@ -207,10 +214,26 @@ impl Tree {
             }
             Op::AveragePool(_) if !root => {
                 self.absorbed.push(p);
-                self.terms.push(Term {
-                    coef,
-                    leaf: Leaf::Pool(p),
+                // A pool over a 1×1 conv read only by it is one branch of
+                // the conv's input (DBB); anything else pools its input.
+                let inner = g.node(p).input(0).and_then(|v| {
+                    let c = g.producer(v)?;
+                    let pointwise = read_conv(g, c).is_ok_and(|k| {
+                        k.weight.kh == 1
+                            && k.weight.kw == 1
+                            && k.geometry.stride == [1, 1]
+                            && k.geometry.pads == [0; 4]
+                    });
+                    (pointwise && g.has_single_use(v)).then_some(c)
                 });
+                let leaf = match inner {
+                    Some(c) => {
+                        self.absorbed.push(c);
+                        Leaf::PoolOfConv(p, c)
+                    }
+                    None => Leaf::Pool(p),
+                };
+                self.terms.push(Term { coef, leaf });
                 true
             }
             _ if root => false,
@@ -325,6 +348,34 @@ struct Merged {
 }
 
 /// Computes the merged weight and bias, or why the branches cannot merge.
+/// The window of an AveragePool branch, refusing what is not a fixed
+/// linear map (ceil_mode, count_include_pad=0 over padding).
+fn pool_geometry(g: &Graph, pool: NodeId, xty: &npuopt_ir::TensorType) -> Result<Geometry, String> {
+    let node = g.node(pool);
+    let name = node.name();
+    let Op::AveragePool(p) = node.op() else {
+        return Err(format!("'{name}' is not an AveragePool"));
+    };
+    let ks = p
+        .window
+        .kernel_shape
+        .clone()
+        .filter(|k| k.len() == 2)
+        .ok_or_else(|| format!("branch '{name}' is not a 2-D pool"))?;
+    let spatial = xty.concrete().map(|s| [s[2], s[3]]);
+    let geom = Geometry::of_window(&p.window, [ks[0] as usize, ks[1] as usize], spatial)
+        .map_err(|e| format!("branch '{name}': {e}"))?;
+    if p.ceil_mode != 0 {
+        return Err(format!("branch '{name}' has ceil_mode=1"));
+    }
+    if p.count_include_pad == 0 && geom.pads != [0; 4] {
+        return Err(format!(
+            "branch '{name}' averages with count_include_pad=0 over padding (the divisor varies at the border)"
+        ));
+    }
+    Ok(geom)
+}
+
 fn build(g: &Graph, tree: &Tree, x: ValueId) -> Result<Merged, String> {
     let c = tree.channels;
     let xty = g.ty(x).ok_or("the input's type is unknown")?;
@@ -362,31 +413,47 @@ fn build(g: &Graph, tree: &Tree, x: ValueId) -> Result<Merged, String> {
                 (0..c).for_each(|o| bias[o] += t.coef[o] * p.bias[o]);
                 kernels.push((p.weight, p.geometry));
             }
-            Leaf::Pool(n) => {
+            Leaf::PoolOfConv(pool, conv) => {
                 n_pool += 1;
-                let node = g.node(n);
-                let name = node.name();
-                let Op::AveragePool(pool) = node.op() else {
-                    unreachable!("a pool leaf")
-                };
-                let ks = pool
-                    .window
-                    .kernel_shape
-                    .clone()
-                    .filter(|k| k.len() == 2)
-                    .ok_or_else(|| format!("branch '{name}' is not a 2-D pool"))?;
-                let spatial = xty.concrete().map(|s| [s[2], s[3]]);
-                let geom =
-                    Geometry::of_window(&pool.window, [ks[0] as usize, ks[1] as usize], spatial)
-                        .map_err(|e| format!("branch '{name}': {e}"))?;
-                if pool.ceil_mode != 0 {
-                    return Err(format!("branch '{name}' has ceil_mode=1"));
+                n_conv += 1;
+                let name = g.node(pool).name();
+                let p1 = read_conv(g, conv).map_err(|e| format!("branch '{name}': {e}"))?;
+                if p1.weight.cout != c || p1.weight.cin != cin {
+                    return Err(format!("branch '{name}' has other channel counts"));
                 }
-                if pool.count_include_pad == 0 && geom.pads != [0; 4] {
+                if dtype.is_some_and(|d| d != p1.dtype) {
+                    return Err("the branches' weights differ in dtype".into());
+                }
+                dtype = Some(p1.dtype);
+                let geom = pool_geometry(g, pool, xty)?;
+                let biased = p1.bias.iter().any(|&b| b != 0.0);
+                if biased && geom.pads != [0; 4] {
                     return Err(format!(
-                        "branch '{name}' averages with count_include_pad=0 over padding (the divisor varies at the border)"
+                        "branch '{name}' pads with zeros where the merged conv would see the 1×1 conv's bias"
                     ));
                 }
+                (0..c).for_each(|o| bias[o] += t.coef[o] * p1.bias[o]);
+                let (kh, kw) = (geom.kernel[0], geom.kernel[1]);
+                let tap = 1.0 / (kh * kw) as f64;
+                let w = &p1.weight;
+                let mut k = Kernel::zeros(w.cout, w.cin, w.group, kh, kw);
+                for o in 0..w.cout {
+                    for j in 0..w.cin_g() {
+                        let v = w.data[w.idx(o, j, 0, 0)] * tap;
+                        for y in 0..kh {
+                            for x in 0..kw {
+                                let i = k.idx(o, j, y, x);
+                                k.data[i] = v;
+                            }
+                        }
+                    }
+                }
+                kernels.push((k, geom));
+            }
+            Leaf::Pool(n) => {
+                n_pool += 1;
+                let name = g.node(n).name();
+                let geom = pool_geometry(g, n, xty)?;
                 if cin != c {
                     return Err(format!("branch '{name}' changes the channel count"));
                 }

@@ -81,23 +81,7 @@ struct Affine {
 }
 
 fn bn_affine(g: &Graph, id: NodeId, bn: &BatchNorm) -> Result<Affine, String> {
-    let n = g.node(id);
-    let get = |slot: usize, what: &str| -> Result<Vec<f64>, String> {
-        n.input(slot)
-            .and_then(|v| const_f64(g, v))
-            .ok_or_else(|| format!("its {what} is not a float constant"))
-    };
-    let gamma = get(1, "scale")?;
-    let beta = get(2, "bias")?;
-    let mean = get(3, "mean")?;
-    let var = get(4, "variance")?;
-    let c = gamma.len();
-    if beta.len() != c || mean.len() != c || var.len() != c {
-        return Err("its parameters differ in length".into());
-    }
-    let eps = bn.epsilon as f64;
-    let scale: Vec<f64> = (0..c).map(|i| gamma[i] / (var[i] + eps).sqrt()).collect();
-    let shift = (0..c).map(|i| beta[i] - scale[i] * mean[i]).collect();
+    let (scale, shift) = crate::conv_algebra::bn_as_affine(g, id, bn)?;
     Ok(Affine { scale, shift })
 }
 

@@ -69,7 +69,7 @@ pub struct CostOutcome {
 }
 
 /// Passes that resolve shapes without changing any arithmetic.
-const CLEANUP: [&str; 3] = ["fold-constants", "eliminate-identity", "eliminate-dead"];
+pub(crate) const CLEANUP: [&str; 3] = ["fold-constants", "eliminate-identity", "eliminate-dead"];
 
 /// The estimate of the input; when some of its shapes are unknown, of the
 /// input after [`CLEANUP`] if that knows more of them.

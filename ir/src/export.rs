@@ -9,7 +9,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use bytes::buf::UninitSlice;
-use bytes::{Buf, BufMut, Bytes};
+use bytes::{Buf, BufMut};
 use prost::Message;
 
 use crate::error::{IrError, Result};
@@ -19,8 +19,7 @@ use crate::proto::tensor_proto::DataLocation;
 use crate::proto::tensor_shape_proto::{dimension, Dimension};
 use crate::proto::type_proto::{Tensor as TypeTensor, Value as TypeValue};
 use crate::proto::{
-    GraphProto, ModelProto, StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto,
-    ValueInfoProto,
+    GraphProto, ModelProto, StringStringEntryProto, TensorShapeProto, TypeProto, ValueInfoProto,
 };
 use crate::shape::{Dim, TensorType};
 
@@ -394,9 +393,4 @@ unsafe impl<W: Write> BufMut for StreamingBuf<W> {
             src.advance(n);
         }
     }
-}
-
-/// Bytes of a tensor's payload, for tests and tools.
-pub fn raw_bytes(t: &TensorProto) -> Option<&Bytes> {
-    t.raw_data.as_ref()
 }

@@ -101,8 +101,3 @@ pub fn bypass(g: &mut Graph, node: NodeId, replacement: ValueId) {
         g.remove_node(node);
     }
 }
-
-/// Name of a node, for change notes.
-pub fn node_name(g: &Graph, n: NodeId) -> String {
-    g.node(n).name().to_string()
-}

@@ -242,8 +242,8 @@ fn summarize_resolving_shapes(model: &npuopt_ir::Model) -> crate::inspect::Model
         return s;
     }
     let mut probe = model.clone();
-    let cleanup = ["fold-constants", "eliminate-identity", "eliminate-dead"];
-    if npuopt_passes::run_pipeline(&mut probe, &cleanup, Default::default()).is_ok() {
+    let cleanup = &crate::optimize::CLEANUP;
+    if npuopt_passes::run_pipeline(&mut probe, cleanup, Default::default()).is_ok() {
         let resolved = summarize(&probe);
         if resolved.nodes_with_unknown_macs < s.nodes_with_unknown_macs {
             s.macs = resolved.macs;

@@ -172,12 +172,8 @@ pub fn optimize_with_passes(
     opts: &OptimizeOptions,
 ) -> Result<OptimizeOutcome, OptimizeError> {
     model.graph.validate()?;
-    let gate = GateOptions {
-        target: opts.target.clone(),
-        intent: opts.intent,
-        force: opts.force_passes.clone(),
-    };
     let estimate_before = opts.target.as_ref().map(|t| baseline_estimate(model, t));
+    let gate = gate_options(opts, estimate_before.as_ref().map(|e| e.0.total_cycles));
     let reference = match &opts.verify {
         Some(_) => Some(model.to_bytes()?),
         None => None,
@@ -276,6 +272,17 @@ pub fn optimize_with_passes(
     })
 }
 
+/// The gate of a run; `input_cycles` (the input's estimate on the target)
+/// is `--intent capacity`'s budget.
+fn gate_options(opts: &OptimizeOptions, input_cycles: Option<u64>) -> GateOptions {
+    GateOptions {
+        target: opts.target.clone(),
+        intent: opts.intent,
+        force: opts.force_passes.clone(),
+        capacity_budget: input_cycles.filter(|_| opts.intent == Intent::Capacity),
+    }
+}
+
 /// Bisects on `max_rewrites`: the smallest prefix of the rewrite sequence
 /// whose result fails verification ends with the first bad rewrite.
 fn first_bad_rewrite(
@@ -285,6 +292,11 @@ fn first_bad_rewrite(
     opts: &OptimizeOptions,
 ) -> Option<Change> {
     let vopts = opts.verify.as_ref()?;
+    let budget = opts
+        .target
+        .as_ref()
+        .map(|t| baseline_estimate(&original, t).0.total_cycles);
+    let gate = gate_options(opts, budget);
     let fails = |n: usize| -> Option<(bool, Vec<Change>)> {
         let mut m = original.clone();
         let report = run_passes(
@@ -292,11 +304,7 @@ fn first_bad_rewrite(
             passes,
             &mut PipelineOptions {
                 max_rewrites: Some(n),
-                gate: GateOptions {
-                    target: opts.target.clone(),
-                    intent: opts.intent,
-                    force: opts.force_passes.clone(),
-                },
+                gate: gate.clone(),
                 ..Default::default()
             },
         )

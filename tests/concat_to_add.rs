@@ -30,6 +30,7 @@ fn run_on(m: &ModelProto, passes: &[&str], target: &str, force: &[&str]) -> Run 
             target: Some(Arc::new(Target::builtin(target).unwrap())),
             intent: Intent::Deploy,
             force: force.iter().map(|s| s.to_string()).collect(),
+            capacity_budget: None,
         },
         ..Default::default()
     };

@@ -65,6 +65,7 @@ fn gate(target: Option<&str>, intent: Intent, force: &[&str]) -> GateOptions {
         target: target.map(|t| Arc::new(Target::builtin(t).unwrap())),
         intent,
         force: force.iter().map(|s| s.to_string()).collect(),
+        capacity_budget: None,
     }
 }
 

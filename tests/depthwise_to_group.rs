@@ -27,6 +27,7 @@ fn run_on(m: &ModelProto, target: &str, intent: Intent, force: &[&str]) -> Run {
             target: Some(Arc::new(Target::builtin(target).unwrap())),
             intent,
             force: force.iter().map(|s| s.to_string()).collect(),
+            capacity_budget: None,
         },
         ..Default::default()
     };

@@ -504,6 +504,7 @@ fn gated(m: &ModelProto, target: &str, intent: npuopt_passes::Intent, force: boo
             } else {
                 Vec::new()
             },
+            capacity_budget: None,
         },
         ..Default::default()
     };
@@ -543,7 +544,8 @@ fn with_a_target_each_region_is_put_to_the_cost_model() {
     let r = gated(&m, "ethos-u55-256", Intent::Deploy, true);
     assert_eq!(r.report.changes.len(), 2, "{:?}", r.report.decisions);
     assert!(r.report.decisions.iter().all(|d| d.applied && d.forced));
-    assert_eq!(convs(&r.model)[2].1, 48, "A = align.cout = 16");
+    // A = 32, a multiple of align.cin (32) and align.cout (16): 40 → 64.
+    assert_eq!(convs(&r.model)[2].1, 64);
     assert_verified(&r, "forced");
 }
 

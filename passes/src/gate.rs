@@ -20,7 +20,10 @@
 //! with [`Intent::Deploy`] the estimate must fall (a tie keeps the model as
 //! it is: no gain is no reason to change it), and with [`Intent::Capacity`]
 //! a proposal that adds trainable capacity (`adds_capacity`) is applied when
-//! the estimate does not rise; other proposals use the deploy rule.
+//! the model's estimate stays within the capacity budget — the estimate of
+//! the input model, AXSpine's "more capacity at the same latency" (the
+//! savings of earlier rewrites are spent, first come first served in graph
+//! order); other proposals use the deploy rule.
 //!
 //! Known cost: one graph clone, one type inference and one whole-graph
 //! estimate per proposal — simple, and exact with respect to the cost
@@ -85,6 +88,11 @@ pub struct GateOptions {
     pub intent: Intent,
     /// Passes applied whatever the estimate (`--force-pass`).
     pub force: Vec<String>,
+    /// [`Intent::Capacity`]'s latency budget: the estimated cycles of the
+    /// input model. A capacity-adding rewrite is applied while the model's
+    /// estimate stays within it. `None`: the pipeline sets it from the
+    /// model it starts with.
+    pub capacity_budget: Option<u64>,
 }
 
 /// A rewrite put to the cost model.
@@ -149,7 +157,7 @@ pub(crate) struct Figures {
 
 impl Figures {
     fn of(g: &Graph, t: &Target) -> Figures {
-        let e = cost::estimate(g, t);
+        let e = cost::totals(g, t);
         Figures {
             cycles: e.total_cycles,
             latency_ms: e.latency_ms,
@@ -251,6 +259,7 @@ impl PassContext {
         npuopt_ir::infer::infer_types(&mut candidate);
         let after = Figures::of(&candidate, &target);
         let forced = self.is_forced(p.pass);
+        let capacity = p.adds_capacity && self.gate.intent == Intent::Capacity;
         let est = estimate_text(before.cycles, after.cycles);
         let tname = target.name().to_string();
         let refusal: Option<String> = if forced {
@@ -259,11 +268,20 @@ impl PassContext {
             Some(v.clone())
         } else if after.unknown > before.unknown {
             Some("shapes are unknown after the rewrite (cannot be costed)".into())
+        } else if capacity {
+            // Never above the budget, nor above where the model already
+            // is (a forced rewrite may have passed the budget).
+            let limit = self.gate.capacity_budget.unwrap_or(0).max(before.cycles);
+            (after.cycles > limit).then(|| match self.gate.capacity_budget {
+                Some(b) if b >= before.cycles => format!(
+                    "the estimate would pass the capacity budget on {tname} (the input's est. {} cycles)",
+                    cycles_text(b)
+                ),
+                _ => format!("the estimate rises on {tname}"),
+            })
         } else if after.cycles > before.cycles {
             Some(format!("the estimate rises on {tname}"))
-        } else if after.cycles == before.cycles
-            && !(p.adds_capacity && self.gate.intent == Intent::Capacity)
-        {
+        } else if after.cycles == before.cycles {
             Some(format!(
                 "no estimated gain on {tname} ({} intent keeps the model as it is on a tie)",
                 self.gate.intent
@@ -295,15 +313,17 @@ impl PassContext {
             }
             None => {
                 let mut change = change;
-                change.note = format!(
-                    "{}; {est} on {tname}{}",
-                    change.note,
-                    if forced {
-                        " (forced by --force-pass)"
-                    } else {
-                        ""
-                    }
-                );
+                let why = if forced {
+                    " (forced by --force-pass)".to_string()
+                } else if capacity && after.cycles > before.cycles {
+                    format!(
+                        " (within the capacity budget: the input's est. {} cycles)",
+                        cycles_text(self.gate.capacity_budget.unwrap_or(0))
+                    )
+                } else {
+                    String::new()
+                };
+                change.note = format!("{}; {est} on {tname}{why}", change.note);
                 decision.reason = change.note.clone();
                 *g = candidate;
                 self.cached = Some((g.generation(), after));

@@ -8,7 +8,7 @@
 use npuopt_ir::Model;
 
 use crate::change::{Change, Skip};
-use crate::gate::{Decision, GateOptions};
+use crate::gate::{Decision, GateOptions, Intent};
 use crate::pass::{Pass, PassContext, PassError};
 use crate::registry::pass_by_name;
 
@@ -109,6 +109,13 @@ pub fn run_passes(
             .collect(),
         ..Default::default()
     };
+    if opts.gate.intent == Intent::Capacity && opts.gate.capacity_budget.is_none() {
+        if let Some(t) = &opts.gate.target {
+            npuopt_ir::infer::infer_types(&mut model.graph);
+            opts.gate.capacity_budget =
+                Some(npuopt_targets::cost::totals(&model.graph, t).total_cycles);
+        }
+    }
     let max_iterations = opts.max_iterations.unwrap_or(DEFAULT_MAX_ITERATIONS);
     let mut budget = opts.max_rewrites;
     'outer: loop {

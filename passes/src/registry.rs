@@ -53,12 +53,14 @@ fn registry() -> Vec<(Box<dyn Pass>, Slot)> {
             Slot::Default,
         ),
         (Box::new(concat_to_add::ConcatToAdd), Slot::Hardware),
+        // Padding first: a depthwise conv on 8 channels padded to 16 is one
+        // depthwise-to-group can then widen to the target's group width.
         (
-            Box::new(depthwise_to_group::DepthwiseToGroup),
+            Box::new(pad_channels::PadChannels::default()),
             Slot::Hardware,
         ),
         (
-            Box::new(pad_channels::PadChannels::default()),
+            Box::new(depthwise_to_group::DepthwiseToGroup),
             Slot::Hardware,
         ),
         (Box::new(eliminate_dead::EliminateDead), Slot::Default),

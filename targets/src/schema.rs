@@ -211,6 +211,13 @@ pub struct Memory {
     pub dram_gbps: f64,
     #[serde(default)]
     pub weights_in_dram: bool,
+    /// The DMA fetches a layer's weights while the layer before it runs
+    /// (double-buffered weights, as Vela schedules them for Ethos-U): a
+    /// weight transfer costs only what the previous layer's memory slack
+    /// (its cycles minus its own transfers) cannot hide. False: every
+    /// layer waits for its own weights.
+    #[serde(default)]
+    pub weight_prefetch: bool,
 }
 
 /// `[fallback]`: the cost of an op the NPU cannot run.

@@ -44,13 +44,17 @@
 //! * weights, biases, BN parameters and per-channel operands are float
 //!   constants; BN is in inference mode with only its first output read.
 //!
-//! Gating: A is the target's `align.cout` (or [`PadChannels::align`], which
-//! overrides it). With a target, each region is a [`Proposal`] to the cost
-//! model (`adds_capacity`: under `--intent capacity` a tie applies it, under
-//! `deploy` the estimate must fall); rejected regions are skips carrying
-//! both estimates. Without a target the pass does nothing, unless it was
-//! built with an explicit alignment (tests, library callers): then every
-//! region that plans is applied, ungated.
+//! Gating: A is [`PadChannels::align`] when set; otherwise the target's
+//! alignments are tried largest first — a multiple of `align.cin` and
+//! `align.cout` (what the consuming conv reads at full rate: Axera wants
+//! Cin a multiple of 16, Cout of 8), then `align.cout` — the smaller only
+//! when the cost model turned the larger down. With a target, each region
+//! is a [`Proposal`] to the cost model (`adds_capacity`: under `--intent
+//! capacity` it is applied within the latency budget, under `deploy` the
+//! estimate must fall); rejected regions are skips carrying both
+//! estimates. Without a target the pass does nothing, unless it was built
+//! with an explicit alignment (tests, library callers): then every region
+//! that plans is applied, ungated.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -59,7 +63,7 @@ use npuopt_ir::shape::Dim;
 use npuopt_ir::{DType, Graph, NodeId, Op, TensorType, ValueId};
 
 use crate::change::Change;
-use crate::gate::Proposal;
+use crate::gate::{Outcome, Proposal};
 use crate::pass::{Pass, PassContext, PassError};
 use crate::rewrite::set_constant_input;
 
@@ -84,10 +88,8 @@ impl Pass for PadChannels {
     }
 
     fn run(&self, model: &mut npuopt_ir::Model, cx: &mut PassContext) -> Result<(), PassError> {
-        let Some(align) = self.alignment(cx) else {
-            return Ok(());
-        };
-        if align <= 1 {
+        let alignments = self.alignments(cx);
+        if alignments.is_empty() {
             return Ok(());
         }
         let g = &mut model.graph;
@@ -104,61 +106,96 @@ impl Pass for PadChannels {
             let Some(c) = dense_conv_out_channels(g, id) else {
                 continue;
             };
-            if c.is_multiple_of(align) {
-                continue;
-            }
-            let name = g.node(id).name().to_string();
-            let plan = match pad_region(g, id, align) {
-                Ok(plan) => plan,
-                Err(why) => {
-                    cx.skip(
-                        NAME,
-                        RULE,
-                        &name,
-                        format!(
-                            "'{name}': {c} → {} channels not padded: {why}",
-                            c.next_multiple_of(align)
-                        ),
-                    );
+            // The largest alignment first; a smaller one is tried only if
+            // the cost model turned the larger one down.
+            let mut tried: Option<usize> = None;
+            for &align in &alignments {
+                // 24 channels pad to 32 for A = 32 and A = 16 alike: one
+                // proposal.
+                let padded = c.next_multiple_of(align);
+                if padded == c || tried == Some(padded) {
                     continue;
                 }
-            };
-            let change = plan.change(g);
-            proposed.extend(plan.producers.iter().copied());
-            if cx.target().is_none() {
-                // An explicit alignment without a target: exact, ungated.
-                plan.apply(g);
-                cx.record(change);
-                continue;
+                tried = Some(padded);
+                let name = g.node(id).name().to_string();
+                let plan = match pad_region(g, id, align) {
+                    Ok(plan) => plan,
+                    Err(why) => {
+                        cx.skip(
+                            NAME,
+                            RULE,
+                            &name,
+                            format!(
+                                "'{name}': {c} → {} channels not padded: {why}",
+                                c.next_multiple_of(align)
+                            ),
+                        );
+                        // The region's structure, not the alignment, is
+                        // what refused: a smaller one fails the same way.
+                        break;
+                    }
+                };
+                let change = plan.change(g);
+                proposed.extend(plan.producers.iter().copied());
+                if cx.target().is_none() {
+                    // An explicit alignment without a target: exact, ungated.
+                    plan.apply(g);
+                    cx.record(change);
+                    break;
+                }
+                // Node and value ids are those of a clone too: the plan
+                // applies to the candidate graph the cost model compares.
+                let outcome = cx.propose(
+                    g,
+                    Proposal {
+                        pass: NAME,
+                        rule: RULE,
+                        node: &name,
+                        adds_capacity: true,
+                        veto: None,
+                    },
+                    |candidate| {
+                        plan.apply(candidate);
+                        Ok(change)
+                    },
+                );
+                if outcome != Outcome::Rejected {
+                    break;
+                }
             }
-            // Node and value ids are those of a clone too: the plan applies
-            // to the candidate graph the cost model compares.
-            cx.propose(
-                g,
-                Proposal {
-                    pass: NAME,
-                    rule: RULE,
-                    node: &name,
-                    adds_capacity: true,
-                    veto: None,
-                },
-                |candidate| {
-                    plan.apply(candidate);
-                    Ok(change)
-                },
-            );
         }
         Ok(())
     }
 }
 
 impl PadChannels {
-    /// The alignment to pad to: the pass's own, else the target's
-    /// `align.cout`; `None` (do nothing) without either.
-    pub fn alignment(&self, cx: &PassContext) -> Option<usize> {
-        self.align
-            .or_else(|| cx.target().map(|t| t.align.cout as usize))
+    /// The alignments to pad to, largest first: the pass's own; else the
+    /// target's — a multiple of both `align.cin` and `align.cout` (what the
+    /// consuming conv reads best and what the producer writes), then
+    /// `align.cout` alone. Empty (do nothing) without either.
+    pub fn alignments(&self, cx: &PassContext) -> Vec<usize> {
+        let mut out = match (self.align, cx.target()) {
+            (Some(a), _) => vec![a],
+            (None, Some(t)) => {
+                let (cin, cout) = (t.align.cin.max(1) as usize, t.align.cout.max(1) as usize);
+                vec![lcm(cin, cout), cout]
+            }
+            (None, None) => vec![],
+        };
+        out.dedup();
+        out.retain(|&a| a > 1);
+        out
     }
+}
+
+fn lcm(a: usize, b: usize) -> usize {
+    let gcd = |mut a: usize, mut b: usize| {
+        while b != 0 {
+            (a, b) = (b, a % b);
+        }
+        a
+    };
+    a / gcd(a, b) * b
 }
 
 /// Output channels of a G = 1 conv with a constant 2-D-or-more weight.

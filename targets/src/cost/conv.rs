@@ -244,7 +244,7 @@ fn group_conv(ctx: &Ctx, g: &Geom) -> Cost {
         GroupMode::Split => {
             let mut c = dense(ctx, g, kind);
             let concat = g.out_elems as f64 * ctx.t.concat.copy_cpe;
-            c.cycles += concat;
+            c.add_serial(concat);
             c.note = format!("split into {} convs + concat", g.group);
             c
         }

@@ -11,7 +11,11 @@
 //!   penalty; an unsupported kernel falls back to the CPU;
 //! * group conv: native / split / cpu;
 //! * add, mul, concat, activations, pools, data movement ([`simple`]);
-//! * anything the target cannot run: CPU time plus the transfers.
+//! * anything the target cannot run: CPU time plus the transfers;
+//! * with `memory.weight_prefetch`, a layer's weight transfer starts under
+//!   the previous layer (Vela's double-buffered weights): it costs only
+//!   what that layer's memory slack — its cycles minus its own transfers —
+//!   cannot hide.
 //!
 //! Absolute figures are estimates (public analytic models land within
 //! about ±10% of a vendor's estimator); use them to compare alternatives.
@@ -136,6 +140,23 @@ pub(crate) struct Cost {
     pub supported: bool,
     pub note: String,
     pub kind: LayerKind,
+    /// How the cycles split between the engine and memory, for layers
+    /// costed as `max(engine, memory)`; `None` for free and fallback ones.
+    pub overlap: Option<Overlap>,
+}
+
+/// A layer costed as `max(engine, memory) + serial`: what
+/// [`Cost::with_prefetch`] needs to re-cost it when part of its memory
+/// traffic (its weights) moved under the previous layer.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Overlap {
+    /// The slowest non-memory bound (compute or output stage).
+    pub engine: f64,
+    pub engine_bound: Bound,
+    /// Activation and weight transfer cycles.
+    pub memory: f64,
+    /// Cycles added after the overlap (a split group conv's concat).
+    pub serial: f64,
 }
 
 impl Cost {
@@ -147,16 +168,24 @@ impl Cost {
             supported: true,
             note: note.into(),
             kind: LayerKind::Other,
+            overlap: None,
         }
     }
 
     /// The slowest of the candidate bounds (ties go to the earlier one).
     pub fn max_of(parts: &[(Bound, f64)], executed_macs: u64, kind: LayerKind) -> Cost {
-        let (bound, cycles) =
-            parts.iter().copied().fold(
-                (Bound::Free, 0.0),
-                |acc, p| if p.1 > acc.1 { p } else { acc },
-            );
+        let slowest = |acc: (Bound, f64), p: (Bound, f64)| if p.1 > acc.1 { p } else { acc };
+        let (bound, cycles) = parts.iter().copied().fold((Bound::Free, 0.0), slowest);
+        let (engine_bound, engine) = parts
+            .iter()
+            .copied()
+            .filter(|p| p.0 != Bound::Memory)
+            .fold((Bound::Free, 0.0), slowest);
+        let memory = parts
+            .iter()
+            .filter(|p| p.0 == Bound::Memory)
+            .map(|p| p.1)
+            .sum();
         Cost {
             executed_macs,
             cycles,
@@ -164,6 +193,56 @@ impl Cost {
             supported: true,
             note: String::new(),
             kind,
+            overlap: Some(Overlap {
+                engine,
+                engine_bound,
+                memory,
+                serial: 0.0,
+            }),
+        }
+    }
+
+    /// Adds cycles that run after the layer's overlapped part.
+    pub fn add_serial(&mut self, cycles: f64) {
+        self.cycles += cycles;
+        if let Some(o) = &mut self.overlap {
+            o.serial += cycles;
+        }
+    }
+
+    /// Re-costs the layer with its weight transfer (`weights` cycles, part
+    /// of its memory cycles) started under the previous layer, which left
+    /// the memory idle for `slack` cycles; returns the slack this layer
+    /// leaves for the next one. The model follows Vela's double-buffered
+    /// weights: the hidden part is `min(weights, slack)`.
+    fn with_prefetch(&mut self, weights: f64, slack: f64) -> f64 {
+        let Some(o) = self.overlap else {
+            // A fallback keeps the NPU's DMA out of the picture; a free
+            // layer takes no time and passes the slack on.
+            return if self.cycles > 0.0 { 0.0 } else { slack };
+        };
+        let hidden = weights.min(slack).max(0.0);
+        let memory = o.memory - hidden;
+        let overlapped = o.engine.max(memory);
+        self.cycles = overlapped + o.serial;
+        if memory > o.engine {
+            self.bound = Bound::Memory;
+        } else if self.bound == Bound::Memory {
+            self.bound = o.engine_bound;
+        }
+        if hidden >= 1.0 {
+            let note =
+                format!("weights fetched under the previous layer ({hidden:.0} cycles hidden)");
+            self.note = if self.note.is_empty() {
+                note
+            } else {
+                format!("{}; {note}", self.note)
+            };
+        }
+        if self.cycles > 0.0 {
+            (overlapped - memory).max(0.0)
+        } else {
+            slack
         }
     }
 }
@@ -210,6 +289,18 @@ impl Ctx<'_> {
     /// Memory cycles of a node reading its non-constant inputs and
     /// constant weights and writing its outputs.
     pub fn memory_cycles(&self) -> f64 {
+        let (act, weights) = self.memory_parts();
+        act + weights
+    }
+
+    /// The weight-transfer part of [`Ctx::memory_cycles`].
+    pub fn weight_cycles(&self) -> f64 {
+        self.memory_parts().1
+    }
+
+    /// Transfer cycles of the activations (non-constant inputs and the
+    /// outputs) and of the constant inputs (weights, biases).
+    fn memory_parts(&self) -> (f64, f64) {
         let bpe = self.t.compute.bytes_per_elem as u64;
         let n = self.node();
         let (mut act, mut weights) = (0u64, 0u64);
@@ -225,12 +316,15 @@ impl Ctx<'_> {
             act += self.elems(Some(*v)).unwrap_or(0);
         }
         let m = &self.t.memory;
-        if m.weights_in_dram {
-            self.transfer_cycles(act * bpe, m.sram_gbps)
-                + self.transfer_cycles(weights * bpe, m.dram_gbps)
+        let weight_gbps = if m.weights_in_dram {
+            m.dram_gbps
         } else {
-            self.transfer_cycles((act + weights) * bpe, m.sram_gbps)
-        }
+            m.sram_gbps
+        };
+        (
+            self.transfer_cycles(act * bpe, m.sram_gbps),
+            self.transfer_cycles(weights * bpe, weight_gbps),
+        )
     }
 
     /// Elements of `v` as the hardware stores it: a feature map an NPU op
@@ -284,6 +378,7 @@ impl Ctx<'_> {
             supported: false,
             note: why.into(),
             kind,
+            overlap: None,
         }
     }
 
@@ -346,16 +441,17 @@ fn cost_node(ctx: &Ctx) -> Option<Cost> {
     }
 }
 
-/// Estimates the cost of every node of `g` on target `t`.
-pub fn estimate(g: &Graph, t: &Target) -> Estimate {
+/// Costs every node of `g` in schedule (topological) order, carrying the
+/// weight-prefetch slack from layer to layer, and hands each to `visit`
+/// with its cycles rounded up. Returns how many nodes had unknown shapes.
+fn walk(g: &Graph, t: &Target, mut visit: impl FnMut(&Ctx, Cost, u64)) -> usize {
     let order = g
         .topo_order()
         .unwrap_or_else(|_| g.node_ids().collect::<Vec<_>>());
-    let peak = t.peak_macs_per_cycle();
-    let mut layers = Vec::with_capacity(order.len());
     let mut unknown = 0;
+    // Memory cycles the previous layer left idle (weight prefetch).
+    let mut slack = 0.0;
     for id in order {
-        let n = g.node(id);
         let useful = macs::node_macs(g, id);
         let ctx = Ctx {
             g,
@@ -363,7 +459,7 @@ pub fn estimate(g: &Graph, t: &Target) -> Estimate {
             id,
             macs: useful.unwrap_or(0),
         };
-        let cost = match useful.and_then(|_| cost_node(&ctx)) {
+        let mut cost = match useful.and_then(|_| cost_node(&ctx)) {
             Some(c) => c,
             None => {
                 unknown += 1;
@@ -374,10 +470,46 @@ pub fn estimate(g: &Graph, t: &Target) -> Estimate {
                     supported: true,
                     note: "shapes unknown: not costed".into(),
                     kind: LayerKind::Other,
+                    overlap: None,
                 }
             }
         };
+        if t.memory.weight_prefetch {
+            slack = cost.with_prefetch(ctx.weight_cycles(), slack);
+        }
         let cycles = cost.cycles.max(0.0).ceil() as u64;
+        visit(&ctx, cost, cycles);
+    }
+    unknown
+}
+
+/// The whole-model figures a cost gate compares, without the per-layer
+/// report (no names, shapes or useful-MAC scan of the weights).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Totals {
+    pub total_cycles: u64,
+    /// `total_cycles` at the target's clock, in milliseconds.
+    pub latency_ms: f64,
+    pub unknown_shapes: usize,
+}
+
+/// [`estimate`]'s totals only: the same cycles, at a fraction of the work.
+pub fn totals(g: &Graph, t: &Target) -> Totals {
+    let mut total_cycles = 0u64;
+    let unknown_shapes = walk(g, t, |_, _, cycles| total_cycles += cycles);
+    Totals {
+        total_cycles,
+        latency_ms: total_cycles as f64 / (t.target.clock_mhz * 1000.0),
+        unknown_shapes,
+    }
+}
+
+/// Estimates the cost of every node of `g` on target `t`.
+pub fn estimate(g: &Graph, t: &Target) -> Estimate {
+    let peak = t.peak_macs_per_cycle();
+    let mut layers = Vec::with_capacity(g.node_count());
+    let unknown = walk(g, t, |ctx, cost, cycles| {
+        let (id, n) = (ctx.id, ctx.node());
         let dense = ctx.macs;
         // Zero weights (a rewrite's block-diagonal or padding zeros) are
         // executed but never useful.
@@ -412,7 +544,7 @@ pub fn estimate(g: &Graph, t: &Target) -> Estimate {
             note: cost.note,
             kind: cost.kind,
         });
-    }
+    });
     let total_cycles: u64 = layers.iter().map(|l| l.cycles).sum();
     let total_macs: u64 = layers.iter().map(|l| l.macs).sum();
     let executed: u64 = layers.iter().map(|l| l.executed_macs).sum();

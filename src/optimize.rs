@@ -29,8 +29,8 @@ pub struct OptimizeOptions {
     /// in `passes`: [`npuopt_passes::resolve_pass_list_for`].)
     pub target: Option<Arc<Target>>,
     /// Deploy (minimise estimated latency) or capacity (add exact,
-    /// trainable capacity where the estimate does not rise; the output is
-    /// marked in `metadata_props`).
+    /// trainable capacity while the estimate stays within the input's; the
+    /// output is marked in `metadata_props`).
     pub intent: Intent,
     /// Passes applied whatever the cost model says (`--force-pass`).
     pub force_passes: Vec<String>,

@@ -51,8 +51,9 @@ pub enum Intent {
     #[default]
     Deploy,
     /// AXSpine's move: apply exact rewrites that add trainable capacity
-    /// (depthwise→group, channel padding) wherever the estimated latency
-    /// does not rise. The result is a model to fine-tune, not to deploy.
+    /// (depthwise→group, channel padding) while the model's estimated
+    /// latency stays within the input's. The result is a model to
+    /// fine-tune, not to deploy.
     Capacity,
 }
 

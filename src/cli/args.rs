@@ -37,8 +37,9 @@ pub enum Command {
         "  npuopt optimize model.onnx -o out.onnx --target ethos-u55-256 --report report.json\n",
         "  npuopt optimize model.onnx -o ft.onnx --target axera-m55h --intent capacity\n\n",
         "With --target, the hardware passes join the pipeline and each of their rewrites is\n",
-        "applied only if the target's estimated latency falls (deploy) or does not rise\n",
-        "(capacity); cycles and latencies are estimates of an analytic cost model.\n\n",
+        "applied only if the target's estimated latency falls (deploy) or, for rewrites\n",
+        "that add capacity, stays within the input's (capacity); cycles and latencies are\n",
+        "estimates of an analytic cost model.\n\n",
         "Exit codes:\n  0 ok, 1 bad input or internal error, 2 usage error, 3 verification failed"
     ))]
     Optimize(OptimizeArgs),
@@ -124,8 +125,8 @@ pub struct OptimizeArgs {
     pub target: Option<String>,
     /// deploy: minimise the estimated latency. capacity: apply exact
     /// rewrites that add trainable capacity (depthwise→group, channel
-    /// padding) wherever the estimated latency does not rise — a model to
-    /// fine-tune, marked so in its metadata. Needs --target.
+    /// padding) while the estimated latency stays within the input's — a
+    /// model to fine-tune, marked so in its metadata. Needs --target.
     #[arg(long, value_name = "deploy|capacity", default_value = "deploy")]
     pub intent: String,
     /// Apply pass PASS's hardware rewrites whatever the cost model says

@@ -147,6 +147,17 @@ fn grouped_and_strided_pairs_are_exact() {
     assert_eq!(count(&r.model, "Conv"), 1, "{}", r.snapshot);
     assert_verified(&r, "dw_then_1x1");
 
+    // A 3-group 3×3 (4 input channels per group, multiplier 2) then 1×1:
+    // each filter lands on its group's slice of the dense kernel.
+    let mut m = ModelBuilder::new("grouped_then_1x1", 13);
+    let x = m.input("x", &[1, 12, 10, 10]);
+    let y = m.conv(&x, ConvSpec::new(24, 3).pad(1).group(3).bias(true));
+    let y = m.conv(&y, ConvSpec::new(5, 1).bias(true));
+    m.output(&y);
+    let r = run_ungated(&m.build());
+    assert_eq!(count(&r.model, "Conv"), 1, "{}", r.snapshot);
+    assert_verified(&r, "grouped_then_1x1");
+
     // 1×1 then a 2-group 3×3 without padding (bias on the 1×1 is fine).
     let mut m = ModelBuilder::new("1x1_then_grouped", 13);
     let x = m.input("x", &[1, 6, 10, 10]);

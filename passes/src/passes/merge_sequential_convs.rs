@@ -242,12 +242,18 @@ fn apply_merge(
 }
 
 /// `W'[o,i] = Σ_m W2[o,m]·W1[m,i]`, `b' = W2·b1 + b2`; the first window.
+///
+/// A grouped first conv is read as it is stored: `W1[m]` is non-zero only
+/// on the input channels of `m`'s group, so the product touches
+/// `cout·cmid·(cin/G1)·k²` weights, not `cout·cmid·cin·k²` (a depthwise
+/// 7×7 on 384 channels into a 1×1 to 1152: 21 M multiply-adds, not 8.3 G).
 fn kxk_then_1x1(p1: &ConvParams, p2: &ConvParams) -> NewConv {
-    let w1 = p1.weight.regroup(1);
+    let w1 = &p1.weight;
     let (cout, cmid, cin) = (p2.weight.cout, w1.cout, w1.cin);
     let (kh, kw) = (w1.kh, w1.kw);
     let mut w = Kernel::zeros(cout, cin, 1, kh, kw);
     let taps = cin * kh * kw;
+    let group_taps = w1.cin_g() * kh * kw;
     let mut bias = p2.bias.clone();
     for (o, b) in bias.iter_mut().enumerate() {
         for m in 0..cmid {
@@ -256,8 +262,11 @@ fn kxk_then_1x1(p1: &ConvParams, p2: &ConvParams) -> NewConv {
                 continue;
             }
             *b += a * p1.bias[m];
-            let src = &w1.data[m * taps..(m + 1) * taps];
-            let dst = &mut w.data[o * taps..(o + 1) * taps];
+            // m's filter, and where its group's inputs sit in a dense row.
+            let src = &w1.data[m * group_taps..(m + 1) * group_taps];
+            let first_in = (m / w1.cout_g()) * w1.cin_g();
+            let row = o * taps + first_in * kh * kw;
+            let dst = &mut w.data[row..row + group_taps];
             dst.iter_mut().zip(src).for_each(|(d, s)| *d += a * s);
         }
     }

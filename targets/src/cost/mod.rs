@@ -304,10 +304,22 @@ impl Ctx<'_> {
         let bpe = self.t.compute.bytes_per_elem as u64;
         let n = self.node();
         let (mut act, mut weights) = (0u64, 0u64);
-        for v in n.inputs().iter().flatten() {
+        // A conv's or Gemm's bias is not counted: a quantised layer carries a
+        // per-channel bias and scale whether the float model has a bias or
+        // not (Vela charges them per output channel either way), so folding
+        // a BatchNormalization into a bias must not look like extra traffic.
+        let bias_slot = matches!(
+            n.op(),
+            npuopt_ir::Op::Conv(_) | npuopt_ir::Op::ConvTranspose(_) | npuopt_ir::Op::Gemm(_)
+        )
+        .then_some(2);
+        for (slot, v) in n.inputs().iter().enumerate() {
+            let Some(v) = v else { continue };
             let e = self.elems(Some(*v)).unwrap_or(0);
             if self.g.constant(*v).is_some() {
-                weights += e;
+                if Some(slot) != bias_slot {
+                    weights += e;
+                }
             } else {
                 act += e;
             }

@@ -58,6 +58,23 @@ fn is_conv_like(op: &Op) -> bool {
     )
 }
 
+/// `p` is a conv, or a BatchNormalization the target's compiler folds into
+/// the conv before it: what follows fuses into that conv either way, so the
+/// estimate of an unfolded export is the estimate of its folded form (the
+/// vendor compiler folds BN itself; npuopt gets no credit for doing it).
+fn is_conv_output(g: &npuopt_ir::Graph, p: npuopt_ir::NodeId) -> bool {
+    let n = g.node(p);
+    if is_conv_like(n.op()) {
+        return true;
+    }
+    matches!(n.op(), Op::BatchNormalization(_))
+        && n.input(0).is_some_and(|v| {
+            g.has_single_use(v)
+                && !g.is_graph_output(v)
+                && g.producer(v).is_some_and(|q| is_conv_like(g.node(q).op()))
+        })
+}
+
 pub(crate) fn cost(ctx: &Ctx) -> Option<Cost> {
     let n = ctx.node();
     let op_type = n.op_type();
@@ -88,7 +105,7 @@ pub(crate) fn cost(ctx: &Ctx) -> Option<Cost> {
             if t.eltwise.fused_add {
                 let fused = (0..n.inputs().len()).find_map(|i| {
                     ctx.fusable_producer(i)
-                        .filter(|p| is_conv_like(ctx.g.node(*p).op()))
+                        .filter(|p| is_conv_output(ctx.g, *p))
                 });
                 if let Some(p) = fused {
                     return Some(Cost::free(format!("fused into {}", ctx.g.node(p).name())));

@@ -255,8 +255,10 @@ fn an_add_whose_other_operand_is_not_padded_alike_is_not_padded() {
     );
 }
 
+/// Dynamo exports declare every tensor: a declared `value_info` in the
+/// region is rewritten to the padded shape, keeping its doc string.
 #[test]
-fn a_declared_value_info_is_refused() {
+fn a_declared_value_info_is_rewritten_to_the_padded_shape() {
     let mut b = ModelBuilder::new("pad_declared", 13);
     let x = b.input("x", &[1, 8, 6, 6]);
     let h = b.conv(&x, ConvSpec::new(12, 1));
@@ -264,11 +266,22 @@ fn a_declared_value_info_is_refused() {
     b.declare(&h);
     let y = b.conv(&h, ConvSpec::new(16, 1));
     b.output(&y);
-    let m = b.build();
+    let mut m = b.build();
+    let graph = m.graph.as_mut().unwrap();
+    graph.value_info[0].doc_string = Some("relu output".into());
+    let declared = graph.value_info[0].name.clone().unwrap();
     let r = run_pad(&m, 16);
-    assert_unchanged(&m, &r);
-    let why = skip_reasons(&r);
-    assert!(why.iter().any(|w| w.contains("value_info")), "{why:?}");
+    assert_eq!(r.report.changes.len(), 1, "{:?}", skip_reasons(&r));
+    assert_verified(&r, "declared");
+    let out = r.model.to_proto().unwrap();
+    let infos = &out.graph.as_ref().unwrap().value_info;
+    let info = infos
+        .iter()
+        .find(|i| i.name.as_deref() == Some(declared.as_str()))
+        .expect("the value_info is kept");
+    assert_eq!(info.doc_string.as_deref(), Some("relu output"));
+    let ty = npuopt::ir::TensorType::from_proto(info.r#type.as_ref().unwrap()).unwrap();
+    assert_eq!(ty.concrete(), Some(vec![1, 16, 6, 6]));
 }
 
 #[test]

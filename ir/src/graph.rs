@@ -637,6 +637,19 @@ impl Graph {
         self.value_mut(v).ty = ty;
     }
 
+    /// Sets `v`'s type for a rewrite that really changes its shape (channel
+    /// padding): a `value_info` entry the model declared for `v` is
+    /// rewritten to `ty` too — its name, doc string and metadata kept — so
+    /// the written model does not declare a stale shape.
+    pub fn redeclare_type(&mut self, v: ValueId, ty: TensorType) {
+        for (id, info) in &mut self.value_info {
+            if *id == Some(v) {
+                info.r#type = crate::export::value_info_proto("", &ty).r#type;
+            }
+        }
+        self.value_mut(v).ty = Some(ty);
+    }
+
     /// Checks every invariant; a pass manager calls this after each pass.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(IrError::Invalid(m));

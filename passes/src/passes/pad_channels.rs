@@ -34,9 +34,10 @@
 //! Preconditions (all-or-nothing per region: if any fails, nothing
 //! changes and the report says why):
 //! * every tensor of the region has a known channel count C on axis 1 and a
-//!   known rank, is not a graph output (graph outputs keep their shapes; no
-//!   Slice is inserted — the padding simply does not happen) and has no
-//!   declared `value_info` (it would go stale);
+//!   known rank and is not a graph output (graph outputs keep their shapes;
+//!   no Slice is inserted — the padding simply does not happen). A declared
+//!   `value_info` of a region tensor is rewritten to the padded shape (doc
+//!   string and metadata kept), as dynamo exports declare every tensor;
 //! * every producer and consumer is one of the ops above; a grouped conv
 //!   (1 < G, or a depthwise conv with multiplier > 1) reading the region, a
 //!   Concat, a Reshape, a graph input feeding a padded binary, or any other
@@ -253,7 +254,7 @@ impl PaddingPlan {
             g.set_op(*node, op.clone());
         }
         for (v, ty) in &self.types {
-            g.set_type(*v, Some(ty.clone()));
+            g.redeclare_type(*v, ty.clone());
         }
     }
 
@@ -406,12 +407,6 @@ impl Planner<'_> {
         if g.is_graph_output(t) {
             return Err(format!(
                 "{} is a graph output (graph outputs keep their shapes)",
-                self.name(t)
-            ));
-        }
-        if g.has_value_info(t) {
-            return Err(format!(
-                "{} has a declared value_info that would go stale",
                 self.name(t)
             ));
         }
@@ -731,11 +726,8 @@ impl Planner<'_> {
             ));
         }
         let out = node.output(0).ok_or("a Flatten without output")?;
-        if g.is_graph_output(out) || g.has_value_info(out) {
-            return Err(format!(
-                "{}: its output is a graph output or has a declared value_info",
-                describe(g, n)
-            ));
+        if g.is_graph_output(out) {
+            return Err(format!("{}: its output is a graph output", describe(g, n)));
         }
         let mut readers = Vec::new();
         let mut hw = None;

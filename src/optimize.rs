@@ -173,7 +173,8 @@ pub fn optimize_with_passes(
 ) -> Result<OptimizeOutcome, OptimizeError> {
     model.graph.validate()?;
     let estimate_before = opts.target.as_ref().map(|t| baseline_estimate(model, t));
-    let gate = gate_options(opts, estimate_before.as_ref().map(|e| e.0.total_cycles));
+    let budget = capacity_budget(model, opts, estimate_before.as_ref().map(|e| &e.0));
+    let gate = gate_options(opts, budget);
     let reference = match &opts.verify {
         Some(_) => Some(model.to_bytes()?),
         None => None,
@@ -272,14 +273,31 @@ pub fn optimize_with_passes(
     })
 }
 
-/// The gate of a run; `input_cycles` (the input's estimate on the target)
-/// is `--intent capacity`'s budget.
-fn gate_options(opts: &OptimizeOptions, input_cycles: Option<u64>) -> GateOptions {
+/// `--intent capacity`'s latency budget: the estimate of the input as any
+/// deployment flow would run it — after the target-independent default
+/// passes (BN folding, branch merging, MAC-reducing conv merges) — and
+/// never above the input's own. So capacity is added only where the
+/// hardware has room for it, not paid for with the savings of merging a
+/// training graph's branches. `None` for deploy runs.
+fn capacity_budget(model: &Model, opts: &OptimizeOptions, input: Option<&Estimate>) -> Option<u64> {
+    let (Some(t), Intent::Capacity, Some(input)) = (&opts.target, opts.intent, input) else {
+        return None;
+    };
+    let mut deployed = model.clone();
+    let passes = npuopt_passes::resolve_pass_list(None, None).ok()?;
+    let folded = npuopt_passes::run_pipeline(&mut deployed, &passes, Default::default())
+        .ok()
+        .map(|_| npuopt_targets::cost::totals(&deployed.graph, t).total_cycles);
+    Some(folded.map_or(input.total_cycles, |f| f.min(input.total_cycles)))
+}
+
+/// The gate of a run.
+fn gate_options(opts: &OptimizeOptions, capacity_budget: Option<u64>) -> GateOptions {
     GateOptions {
         target: opts.target.clone(),
         intent: opts.intent,
         force: opts.force_passes.clone(),
-        capacity_budget: input_cycles.filter(|_| opts.intent == Intent::Capacity),
+        capacity_budget,
     }
 }
 
@@ -292,11 +310,11 @@ fn first_bad_rewrite(
     opts: &OptimizeOptions,
 ) -> Option<Change> {
     let vopts = opts.verify.as_ref()?;
-    let budget = opts
+    let input = opts
         .target
         .as_ref()
-        .map(|t| baseline_estimate(&original, t).0.total_cycles);
-    let gate = gate_options(opts, budget);
+        .map(|t| baseline_estimate(&original, t).0);
+    let gate = gate_options(opts, capacity_budget(&original, opts, input.as_ref()));
     let fails = |n: usize| -> Option<(bool, Vec<Change>)> {
         let mut m = original.clone();
         let report = run_passes(

@@ -20,10 +20,10 @@
 //! with [`Intent::Deploy`] the estimate must fall (a tie keeps the model as
 //! it is: no gain is no reason to change it), and with [`Intent::Capacity`]
 //! a proposal that adds trainable capacity (`adds_capacity`) is applied when
-//! the model's estimate stays within the capacity budget — the estimate of
-//! the input model, AXSpine's "more capacity at the same latency" (the
-//! savings of earlier rewrites are spent, first come first served in graph
-//! order); other proposals use the deploy rule.
+//! the model's estimate stays within the capacity budget
+//! ([`GateOptions::capacity_budget`]: the input as a deployment flow would
+//! run it) — AXSpine's "more capacity at the same latency", spent first
+//! come first served in graph order; other proposals use the deploy rule.
 //!
 //! Known cost: one graph clone, one type inference and one whole-graph
 //! estimate per proposal — simple, and exact with respect to the cost
@@ -89,9 +89,11 @@ pub struct GateOptions {
     pub intent: Intent,
     /// Passes applied whatever the estimate (`--force-pass`).
     pub force: Vec<String>,
-    /// [`Intent::Capacity`]'s latency budget: the estimated cycles of the
-    /// input model. A capacity-adding rewrite is applied while the model's
-    /// estimate stays within it. `None`: the pipeline sets it from the
+    /// [`Intent::Capacity`]'s latency budget in estimated cycles: a
+    /// capacity-adding rewrite is applied while the model's estimate stays
+    /// within it. `npuopt::optimize` sets it to the input's estimate after
+    /// the target-independent default passes (BN folding, branch merging),
+    /// capped at the input's own. `None`: the pipeline sets it from the
     /// model it starts with.
     pub capacity_budget: Option<u64>,
 }
@@ -275,7 +277,7 @@ impl PassContext {
             let limit = self.gate.capacity_budget.unwrap_or(0).max(before.cycles);
             (after.cycles > limit).then(|| match self.gate.capacity_budget {
                 Some(b) if b >= before.cycles => format!(
-                    "the estimate would pass the capacity budget on {tname} (the input's est. {} cycles)",
+                    "the estimate would pass the capacity budget on {tname} (est. {} cycles)",
                     cycles_text(b)
                 ),
                 _ => format!("the estimate rises on {tname}"),
@@ -318,7 +320,7 @@ impl PassContext {
                     " (forced by --force-pass)".to_string()
                 } else if capacity && after.cycles > before.cycles {
                     format!(
-                        " (within the capacity budget: the input's est. {} cycles)",
+                        " (within the capacity budget of est. {} cycles)",
                         cycles_text(self.gate.capacity_budget.unwrap_or(0))
                     )
                 } else {

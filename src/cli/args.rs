@@ -125,8 +125,9 @@ pub struct OptimizeArgs {
     pub target: Option<String>,
     /// deploy: minimise the estimated latency. capacity: apply exact
     /// rewrites that add trainable capacity (depthwise→group, channel
-    /// padding) while the estimated latency stays within the input's — a
-    /// model to fine-tune, marked so in its metadata. Needs --target.
+    /// padding) while the estimated latency stays within the input's (with
+    /// BN folded and branches merged) — a model to fine-tune, marked so in
+    /// its metadata. Needs --target.
     #[arg(long, value_name = "deploy|capacity", default_value = "deploy")]
     pub intent: String,
     /// Apply pass PASS's hardware rewrites whatever the cost model says

@@ -8,7 +8,9 @@
 //! cargo run --release -p npuopt-bench --bin targets -- a.onnx b.onnx
 //! ```
 //!
-//! "before" is the input's estimate; when some of its shapes are unknown
+//! The capacity budget is the one `npuopt optimize` uses: the input's
+//! estimate after the target-independent default passes, at most the
+//! input's own. "before" is the input's estimate; when some of its shapes are unknown
 //! (TorchScript exports compute them at run time) it is the estimate after
 //! the shape-resolving cleanup passes, as `npuopt optimize` reports it.
 //! Every figure is an estimate of the analytic cost model.
@@ -74,8 +76,16 @@ fn main() {
             }
         };
         let name = p.file_name().unwrap().to_string_lossy();
+        // `--intent capacity`'s budget, as `npuopt optimize` sets it: the
+        // input after the target-independent default passes.
+        let mut deployed = input.clone();
+        let defaults = npuopt_passes::resolve_pass_list(None, None).unwrap();
+        npuopt_passes::run_pipeline(&mut deployed, &defaults, Default::default()).unwrap();
         for t in &targets {
             let before = baseline(&input, t);
+            let budget = cost::totals(&deployed.graph, t)
+                .total_cycles
+                .min(before.total_cycles);
             for intent in [Intent::Deploy, Intent::Capacity] {
                 let mut model = input.clone();
                 let start = Instant::now();
@@ -87,7 +97,7 @@ fn main() {
                             target: Some(t.clone()),
                             intent,
                             force: Vec::new(),
-                            capacity_budget: Some(before.total_cycles),
+                            capacity_budget: Some(budget),
                         },
                         ..Default::default()
                     },

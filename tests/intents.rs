@@ -312,3 +312,30 @@ fn deploy_intent_does_not_mark_the_model() {
     let cost = out.cost.unwrap();
     assert!(cost.after.total_cycles <= cost.before.total_cycles);
 }
+
+/// The capacity budget is the input as a deployment flow would run it
+/// (branches merged, BN folded), not the training graph: merging RepVGG's
+/// branches saves latency that capacity must not spend.
+#[test]
+fn capacity_does_not_spend_the_savings_of_merging_a_training_graph() {
+    for target in ["ethos-u55-256", "edgetpu", "axera-m55h"] {
+        let input = real("repvgg_ts.onnx");
+        let t = Target::builtin(target).unwrap();
+        let mut deployed = input.clone();
+        let defaults = npuopt_passes::resolve_pass_list(None, None).unwrap();
+        npuopt_passes::run_pipeline(&mut deployed, &defaults, Default::default()).unwrap();
+        let budget = npuopt_targets::cost::totals(&deployed.graph, &t).total_cycles;
+        let mut m = input;
+        let out = optimize_for(&mut m, target, Intent::Capacity, &[]);
+        let cost = out.cost.unwrap();
+        eprintln!(
+            "repvgg {target} capacity: input est. {} cycles, deployed {budget}, result {}",
+            cost.before.total_cycles, cost.after.total_cycles
+        );
+        assert!(budget < cost.before.total_cycles, "merging saves latency");
+        assert!(cost.after.total_cycles <= budget);
+        for d in out.pipeline.decisions.iter().filter(|d| d.applied) {
+            assert!(d.cycles_after <= budget, "{}", d.reason);
+        }
+    }
+}

@@ -66,6 +66,9 @@ pub struct CostOutcome {
     /// count as free.
     pub before_cleaned: bool,
     pub after: Estimate,
+    /// `--intent capacity`'s budget in estimated cycles (see
+    /// `GateOptions::capacity_budget`); `None` for deploy runs.
+    pub capacity_budget: Option<u64>,
 }
 
 /// Passes that resolve shapes without changing any arithmetic.
@@ -249,6 +252,7 @@ pub fn optimize_with_passes(
             before,
             before_cleaned,
             after: npuopt_targets::estimate(&model.graph, t),
+            capacity_budget: budget,
         }),
         _ => None,
     };

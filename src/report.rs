@@ -102,6 +102,7 @@ pub fn cost_json(c: &CostOutcome) -> Value {
     json!({
         "name": c.target,
         "intent": c.intent.as_str(),
+        "capacity_budget_cycles": c.capacity_budget,
         "clock_mhz": c.before.clock_mhz,
         "estimate": {
             "note": "estimates of an analytic cost model, not measurements",

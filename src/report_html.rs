@@ -47,6 +47,8 @@ pub struct ReportInput<'a> {
     pub estimate_before: Option<&'a Estimate>,
     /// The cost model's estimate of the optimized model on the target.
     pub estimate_after: Option<&'a Estimate>,
+    /// `--intent capacity`'s budget in estimated cycles.
+    pub capacity_budget: Option<u64>,
     pub pipeline: &'a PipelineReport,
     pub before: &'a ModelSummary,
     pub after: &'a ModelSummary,
@@ -239,6 +241,14 @@ fn totals(h: &mut String, input: &ReportInput) {
                 eb.utilization * 100.0,
                 ea.utilization * 100.0
             );
+            if let Some(b) = input.capacity_budget {
+                let _ = writeln!(
+                    h,
+                    "<tr id=\"capacity-budget\"><td>Capacity budget (estimate: the input with BN \
+                     folded and branches merged)</td><td class=\"num\"></td><td class=\"num\">\
+                     {b} cycles</td><td class=\"num\"></td></tr>"
+                );
+            }
         }
         _ => h.push_str(
             "<tr><td colspan=\"4\" class=\"note\">No target given: no cycle or latency \

@@ -133,6 +133,8 @@ fn mobilenetv2_224_capacity_on_axera_groups_every_depthwise_conv_and_pads_every_
         cost.after.latency_ms
     );
     assert!(cost.after.total_cycles <= cost.before.total_cycles);
+    let budget = cost.capacity_budget.expect("a capacity run has a budget");
+    assert!(budget <= cost.before.total_cycles && cost.after.total_cycles <= budget);
     assert_eq!(
         depthwise_names(&m),
         vec![],
@@ -283,6 +285,10 @@ fn mobilenetv2_on_ethos_rejects_depthwise_to_group_and_says_why() {
     };
     let json = npuopt::report::optimize_json(&facts, &facts, &before, &before, &out);
     assert_eq!(json["target"]["name"], "ethos-u55-256");
+    assert_eq!(
+        json["target"]["capacity_budget_cycles"].as_u64(),
+        cost.capacity_budget
+    );
     let decisions = json["decisions"].as_array().unwrap();
     assert!(decisions.iter().any(|d| d["pass"] == "depthwise-to-group"
         && d["applied"] == false
@@ -302,6 +308,7 @@ fn deploy_intent_does_not_mark_the_model() {
     let mut m = real("mobilenetv2_ts.onnx");
     let out = optimize_for(&mut m, "axera-m55h", Intent::Deploy, &[]);
     assert_eq!(metadata(&m, INTENT_KEY), None);
+    assert_eq!(out.cost.as_ref().unwrap().capacity_budget, None);
     // Depthwise→group on axera ties at best: deploy keeps the depthwise convs.
     assert!(out
         .pipeline

@@ -49,6 +49,7 @@ impl Run {
             target: Some(TARGET),
             estimate_before: Some(&self.est_before),
             estimate_after: Some(&self.est_after),
+            capacity_budget: None,
             pipeline: &self.pipeline,
             before: &self.before,
             after: &self.after,
@@ -205,6 +206,20 @@ fn model_text_is_escaped() {
     assert!(html.contains("&lt;img src=x onerror=alert(1)&gt;&quot;&amp;&#39;"));
     assert!(html.contains("b&amp;q"));
     assert!(html.contains("t&lt;&quot;&amp;&#39;&gt;"));
+}
+
+#[test]
+fn a_capacity_run_shows_its_budget() {
+    let run = shared_run();
+    let mut input = run.input("m.onnx");
+    assert!(!render(&input).contains("id=\"capacity-budget\""));
+    input.capacity_budget = Some(123_456);
+    let html = render(&input);
+    let row = html
+        .lines()
+        .find(|l| l.contains("id=\"capacity-budget\""))
+        .expect("a budget row");
+    assert!(row.contains("123456 cycles"), "{row}");
 }
 
 #[test]

@@ -147,6 +147,7 @@ pub fn run(a: OptimizeArgs, quiet: bool) -> Result<i32, CliError> {
             target: outcome.cost.as_ref().map(|c| c.target.as_str()),
             estimate_before: outcome.cost.as_ref().map(|c| &c.before),
             estimate_after: outcome.cost.as_ref().map(|c| &c.after),
+            capacity_budget: outcome.cost.as_ref().and_then(|c| c.capacity_budget),
             pipeline: &outcome.pipeline,
             before: &before,
             after: &after,
@@ -179,6 +180,11 @@ pub fn run(a: OptimizeArgs, quiet: bool) -> Result<i32, CliError> {
                 applied,
                 outcome.pipeline.decisions.len()
             );
+            if let Some(b) = c.capacity_budget {
+                eprintln!(
+                    "  capacity budget: est. {b} cycles (the input with BN folded and branches merged)"
+                );
+            }
             for d in &outcome.pipeline.decisions {
                 eprintln!(
                     "    {} {}/{} '{}': {}",

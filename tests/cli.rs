@@ -365,3 +365,39 @@ fn report_html_is_written_with_the_estimates_and_decisions() {
     assert!(page.contains("concat-to-add"), "decisions missing");
     assert!(page.contains("<svg"), "chart missing");
 }
+
+/// `npuopt inspect m.onnx --dump | head -1`: the reader goes away while
+/// npuopt is still writing (170 KB, more than a pipe holds). npuopt must end
+/// quietly — killed by SIGPIPE like any Unix filter, or exit 0 — never panic.
+#[cfg(unix)]
+#[test]
+fn a_closed_stdout_pipe_ends_quietly() {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::process::ExitStatusExt;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_npuopt"))
+        .args(["inspect", "fixtures/real/mobileone_ts.onnx", "--dump"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with("graph "), "{first}");
+    // The reader is dropped here: the rest of the dump hits a closed pipe.
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        out.status.success() || out.status.signal() == Some(libc_sigpipe()),
+        "{:?}: {stderr}",
+        out.status
+    );
+}
+
+#[cfg(unix)]
+fn libc_sigpipe() -> i32 {
+    13 // SIGPIPE on Linux and the BSDs
+}

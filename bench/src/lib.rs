@@ -12,3 +12,26 @@ pub fn peak_rss_bytes() -> Option<u64> {
 pub fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
+
+/// The `.onnx` files named on the command line, or else every one in
+/// `bench/models/` (sorted); empty when neither has any.
+pub fn model_paths() -> Vec<std::path::PathBuf> {
+    let named: Vec<std::path::PathBuf> = std::env::args()
+        .skip(1)
+        .map(std::path::PathBuf::from)
+        .collect();
+    if !named.is_empty() {
+        return named;
+    }
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    let mut paths: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "onnx"))
+                .collect()
+        })
+        .unwrap_or_default();
+    paths.sort();
+    paths
+}

@@ -13,7 +13,6 @@
 //! nodes were not costed because their shapes are unknown (TorchScript
 //! exports before constant folding).
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use npuopt_targets::{builtin_names, cost, Target};
@@ -24,18 +23,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 fn main() {
-    let mut paths: Vec<PathBuf> = std::env::args().skip(1).map(PathBuf::from).collect();
-    if paths.is_empty() {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models");
-        if let Ok(rd) = std::fs::read_dir(&dir) {
-            paths = rd
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|e| e == "onnx"))
-                .collect();
-            paths.sort();
-        }
-    }
+    let paths = npuopt_bench::model_paths();
     if paths.is_empty() {
         eprintln!("no models: pass .onnx paths or put models in bench/models/");
         return;

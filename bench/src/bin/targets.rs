@@ -15,7 +15,6 @@
 //! the shape-resolving cleanup passes, as `npuopt optimize` reports it.
 //! Every figure is an estimate of the analytic cost model.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -38,18 +37,7 @@ fn baseline(model: &Model, t: &Target) -> cost::Totals {
 }
 
 fn main() {
-    let mut paths: Vec<PathBuf> = std::env::args().skip(1).map(PathBuf::from).collect();
-    if paths.is_empty() {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models");
-        if let Ok(rd) = std::fs::read_dir(&dir) {
-            paths = rd
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|e| e == "onnx"))
-                .collect();
-            paths.sort();
-        }
-    }
+    let paths = npuopt_bench::model_paths();
     if paths.is_empty() {
         eprintln!("no models: pass .onnx paths or put models in bench/models/");
         return;

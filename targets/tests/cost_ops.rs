@@ -401,3 +401,52 @@ fn estimates_are_deterministic_and_read_only() {
     assert_eq!(format!("{a:?}"), format!("{b:?}"));
     assert_eq!(npuopt_ir::dump::dump(&g).unwrap(), before);
 }
+
+/// Weight prefetch, by hand. Memory at 4 bytes/cycle (4 GB/s at 1 GHz,
+/// int8), no output-stage floor.
+/// * A: 3×3, 16 → 16 on 16×16: compute 16·16·9·256 / 64 = 9216 cycles;
+///   memory (4096 in + 4096 out + 2304 weights) / 4 = 2624 → compute
+///   bound, leaving 9216 − 2624 = 6592 cycles of memory slack.
+/// * B: 1×1, 16 → 512: compute 512·16·256 / 64 = 32 768; memory (4096 in +
+///   131 072 out + 8192 weights) / 4 = 35 840 → memory bound. Prefetched,
+///   its 2048 weight cycles move under A's slack: 35 840 − 2048 = 33 792.
+#[test]
+fn prefetched_weights_hide_under_the_previous_layers_slack() {
+    let text = UNIT
+        .replace("sram_gbps = 0.0", "sram_gbps = 4.0")
+        .replace("out_cycles_per_elem = 0.5", "out_cycles_per_elem = 0.0");
+    let off = Target::from_toml(&text, "unit.toml").unwrap();
+    let on = Target::from_toml(
+        &text.replace("dram_gbps = 0.0", "dram_gbps = 0.0\nweight_prefetch = true"),
+        "unit.toml",
+    )
+    .unwrap();
+    let mut b = ModelBuilder::new("t", 13);
+    let x = b.input("x", &[1, 16, 16, 16]);
+    let a = b.conv(&x, ConvSpec::new(16, 3).pad(1));
+    let y = b.conv(&a, ConvSpec::new(512, 1));
+    b.output(&y);
+    let g = graph(&b);
+    let cycles = |e: &Estimate| {
+        e.layers
+            .iter()
+            .map(|l| (l.cycles, l.bound))
+            .collect::<Vec<_>>()
+    };
+    let e_off = cost::estimate(&g, &off);
+    assert_eq!(
+        cycles(&e_off),
+        vec![(9216, Bound::Compute), (35_840, Bound::Memory)]
+    );
+    let e_on = cost::estimate(&g, &on);
+    assert_eq!(
+        cycles(&e_on),
+        vec![(9216, Bound::Compute), (33_792, Bound::Memory)]
+    );
+    assert!(
+        e_on.layers[1].note.contains("2048 cycles hidden"),
+        "{}",
+        e_on.layers[1].note
+    );
+    assert_eq!(cost::totals(&g, &on).total_cycles, 9216 + 33_792);
+}

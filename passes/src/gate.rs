@@ -181,7 +181,7 @@ pub fn cycles_text(c: u64) -> String {
     }
 }
 
-/// `est. 1.23 M → 1.10 M cycles (−10.6%)`.
+/// `est. 1.23 M → 1.10 M cycles (−10.6%)`; `(+37 cycles)` when the change rounds to 0.0%.
 pub fn estimate_text(before: u64, after: u64) -> String {
     let pct = if before == 0 {
         0.0
@@ -195,11 +195,17 @@ pub fn estimate_text(before: u64, after: u64) -> String {
     } else {
         "±"
     };
+    // A change too small for one decimal of a percent still says which
+    // way it went, and by how much.
+    let change = if before != after && pct.abs() < 0.05 {
+        format!("{sign}{} cycles", before.abs_diff(after))
+    } else {
+        format!("{sign}{:.1}%", pct.abs())
+    };
     format!(
-        "est. {} → {} cycles ({sign}{:.1}%)",
+        "est. {} → {} cycles ({change})",
         cycles_text(before),
         cycles_text(after),
-        pct.abs()
     )
 }
 
@@ -352,6 +358,10 @@ mod tests {
         assert_eq!(
             estimate_text(50_000, 50_000),
             "est. 50.0 k → 50.0 k cycles (±0.0%)"
+        );
+        assert_eq!(
+            estimate_text(134_300, 134_337),
+            "est. 134.3 k → 134.3 k cycles (+37 cycles)"
         );
     }
 

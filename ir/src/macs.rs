@@ -83,10 +83,9 @@ pub fn useful_node_macs(graph: &Graph, id: NodeId) -> Option<u64> {
     let Some(total) = w.numel().filter(|&t| t > 0) else {
         return Some(dense);
     };
-    let Ok(values) = w.to_f32() else {
+    let Ok(nonzero) = w.count_nonzero() else {
         return Some(dense);
     };
-    let nonzero = values.iter().filter(|v| **v != 0.0).count() as u64;
     // Every weight element takes part in the same number of MACs, so the
     // useful share is the non-zero share (exact: dense is a multiple of
     // the weight count).

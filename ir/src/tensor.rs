@@ -244,6 +244,32 @@ impl Tensor {
         })
     }
 
+    /// How many elements are not zero (−0.0 counts as zero), read in place
+    /// for raw float data — the cost model asks this of every weight on
+    /// every estimate, so no copy is made there.
+    pub fn count_nonzero(&self) -> Result<u64, String> {
+        // The magnitude bits (sign masked off) are zero exactly for ±0.
+        fn nonzero<const N: usize>(r: &[u8], magnitude: impl Fn([u8; N]) -> bool) -> u64 {
+            chunks::<N>(r).filter(|b| magnitude(*b)).count() as u64
+        }
+        if let (Some(raw), Some(t)) = (&self.proto.raw_data, self.dtype().known()) {
+            let r = raw.as_ref();
+            match t {
+                DataType::Float => {
+                    return Ok(nonzero::<4>(r, |b| u32::from_le_bytes(b) << 1 != 0));
+                }
+                DataType::Float16 | DataType::Bfloat16 => {
+                    return Ok(nonzero::<2>(r, |b| u16::from_le_bytes(b) << 1 != 0));
+                }
+                DataType::Double => {
+                    return Ok(nonzero::<8>(r, |b| u64::from_le_bytes(b) << 1 != 0));
+                }
+                _ => {}
+            }
+        }
+        Ok(self.to_f32()?.iter().filter(|v| **v != 0.0).count() as u64)
+    }
+
     /// The values as i64, from any integer or bool type.
     pub fn to_i64(&self) -> Result<Vec<i64>, String> {
         let p = &self.proto;
@@ -410,6 +436,24 @@ pub fn f32_to_bf16(v: f32) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn count_nonzero_reads_every_float_layout() {
+        let values = [0.0f32, -0.0, 1.5, -2.0, 0.0, 0.25, 3.0];
+        for dtype in [DType::FLOAT, DType::FLOAT16, DType::BFLOAT16, DType::DOUBLE] {
+            let t = Tensor::from_f32_as("w", dtype, &[7], &values);
+            assert_eq!(t.count_nonzero(), Ok(4), "{dtype:?}");
+            assert_eq!(
+                t.count_nonzero().unwrap(),
+                t.to_f32().unwrap().iter().filter(|v| **v != 0.0).count() as u64
+            );
+        }
+        let mut typed = Tensor::from_f32("w", &[3], &[0.0, 2.0, -0.0]);
+        let p = typed.proto_mut();
+        p.float_data = vec![0.0, 2.0, -0.0];
+        p.raw_data = None;
+        assert_eq!(typed.count_nonzero(), Ok(1));
+    }
 
     #[test]
     fn f16_round_trips_every_value() {

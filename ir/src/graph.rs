@@ -47,6 +47,36 @@ pub struct Graph {
     /// removed keep the input list in step.
     pub(crate) initializers_are_inputs: bool,
     pub(crate) next_order: u64,
+    /// The last topological order and the generation it is of: every pass
+    /// asks for the order, and most runs of a pass change nothing.
+    pub(crate) topo_cache: TopoCache,
+}
+
+/// A cached topological order. Cloning a graph clones it; any mutation
+/// bumps the generation, which makes it stale.
+#[derive(Debug, Default)]
+pub(crate) struct TopoCache(std::sync::Mutex<Option<(u64, std::sync::Arc<[NodeId]>)>>);
+
+impl TopoCache {
+    fn get(&self, generation: u64) -> Option<Vec<NodeId>> {
+        let cached = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        cached
+            .as_ref()
+            .filter(|(g, _)| *g == generation)
+            .map(|(_, order)| order.to_vec())
+    }
+
+    fn set(&self, generation: u64, order: &[NodeId]) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some((generation, order.into()));
+    }
+}
+
+impl Clone for TopoCache {
+    fn clone(&self) -> TopoCache {
+        TopoCache(std::sync::Mutex::new(
+            self.0.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        ))
+    }
 }
 
 impl Graph {
@@ -206,6 +236,15 @@ impl Graph {
     /// step, the one placed first. For an imported, already-sorted graph this
     /// is exactly the file's order. Fails on a cycle.
     pub fn topo_order(&self) -> Result<Vec<NodeId>> {
+        if let Some(order) = self.topo_cache.get(self.generation) {
+            return Ok(order);
+        }
+        let order = self.compute_topo_order()?;
+        self.topo_cache.set(self.generation, &order);
+        Ok(order)
+    }
+
+    fn compute_topo_order(&self) -> Result<Vec<NodeId>> {
         let mut pending: Vec<u32> = vec![0; self.nodes.len()];
         let mut heap = BinaryHeap::new();
         for id in self.node_ids() {
@@ -430,6 +469,7 @@ impl Graph {
         for (slot, &o) in outs.iter().enumerate() {
             self.value_mut(o).producer = Some((id, slot));
         }
+        self.generation += 1;
         self.nodes.push(Some(Node {
             op,
             proto,
@@ -548,6 +588,7 @@ impl Graph {
         };
         let name = self.unique_node_name(&format!("{}_identity", self.value(old).name));
         self.node_names.insert(name.clone());
+        self.generation += 1;
         self.nodes.push(Some(Node {
             op: Op::Identity,
             proto: NodeProto {

@@ -178,6 +178,7 @@ pub fn from_proto(mut proto: ModelProto, dir: Option<&Path>) -> Result<Model> {
         if let Some(n) = &np.name {
             graph.node_names.insert(n.clone());
         }
+        graph.generation += 1;
         graph.nodes.push(Some(Node {
             op,
             proto: np,

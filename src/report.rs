@@ -126,5 +126,6 @@ pub fn decision_json(d: &Decision) -> Value {
         "estimated_cycles": { "before": d.cycles_before, "after": d.cycles_after },
         "estimated_latency_ms": { "before": d.latency_ms_before, "after": d.latency_ms_after },
         "reason": d.reason,
+        "proposed": d.proposed,
     })
 }

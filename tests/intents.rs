@@ -292,7 +292,11 @@ fn mobilenetv2_on_ethos_rejects_depthwise_to_group_and_says_why() {
     let decisions = json["decisions"].as_array().unwrap();
     assert!(decisions.iter().any(|d| d["pass"] == "depthwise-to-group"
         && d["applied"] == false
-        && d["reason"].as_str().unwrap().contains("split + concat")));
+        && d["reason"].as_str().unwrap().contains("split + concat")
+        && d["proposed"]
+            .as_str()
+            .unwrap()
+            .contains("groups of 16 channels")));
     assert!(
         json["target"]["estimate"]["before"]["total_cycles"]
             .as_u64()

@@ -148,6 +148,10 @@ pub struct Decision {
     pub latency_ms_after: f64,
     /// Applied: the change's note. Rejected: why.
     pub reason: String,
+    /// What the rewrite does (or would have done): the change's note
+    /// before the estimates are added. Tells apart two proposals at one
+    /// node (pad-channels trying 40 → 64, then 40 → 48).
+    pub proposed: String,
 }
 
 /// The figures of one whole-model estimate the gate keeps.
@@ -311,6 +315,7 @@ impl PassContext {
             latency_ms_before: before.latency_ms,
             latency_ms_after: after.latency_ms,
             reason: String::new(),
+            proposed: change.note.clone(),
         };
         match refusal {
             Some(why) => {

@@ -162,7 +162,11 @@ pub fn run_passes(
             }
             for d in decisions {
                 let same = |k: &Decision| {
-                    !k.applied && k.pass == d.pass && k.rule == d.rule && k.node == d.node
+                    !k.applied
+                        && k.pass == d.pass
+                        && k.rule == d.rule
+                        && k.node == d.node
+                        && k.proposed == d.proposed
                 };
                 match report.decisions.iter().position(same) {
                     Some(i) => report.decisions[i] = d,

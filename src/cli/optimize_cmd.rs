@@ -186,8 +186,14 @@ pub fn run(a: OptimizeArgs, quiet: bool) -> Result<i32, CliError> {
                 );
             }
             for d in &outcome.pipeline.decisions {
+                // An applied decision's reason is the change's note; a
+                // rejected one says why, and this says what was proposed.
+                let proposed = match d.proposed.split([':', ';']).next() {
+                    Some(what) if !d.applied && !what.is_empty() => format!(" ({what})"),
+                    _ => String::new(),
+                };
                 eprintln!(
-                    "    {} {}/{} '{}': {}",
+                    "    {} {}/{} '{}'{proposed}: {}",
                     if d.applied { "applied " } else { "rejected" },
                     d.pass,
                     d.rule,

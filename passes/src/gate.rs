@@ -106,7 +106,8 @@ pub struct Proposal<'a> {
     /// The node the rule matched (for the skip and the report).
     pub node: &'a str,
     /// The rewrite adds trainable capacity (zeros that fine-tuning may
-    /// fill): under [`Intent::Capacity`] it is applied on a tie.
+    /// fill): under [`Intent::Capacity`] it is applied while the model's
+    /// estimate stays within [`GateOptions::capacity_budget`].
     pub adds_capacity: bool,
     /// A reason to refuse whatever the estimate (unless forced), e.g. "group
     /// conv is lowered to split + concat on ethos-u55-256". The estimates

@@ -24,8 +24,8 @@
 //!   cost model decides.
 //!
 //! Cost gate: [`PassContext::propose`] with `adds_capacity`: under
-//! `--intent deploy` the estimate must fall, under `--intent capacity` it
-//! must not rise.
+//! `--intent deploy` the estimate must fall, under `--intent capacity` the
+//! model's estimate must stay within the capacity budget.
 
 use npuopt_ir::{Graph, NodeId, Op};
 use npuopt_targets::GroupMode;

@@ -67,7 +67,7 @@ pub struct Optimized {
     pub model: Model,
 }
 
-/// Optimizes `model` and encodes the result; see [`optimize`] for the
+/// Optimizes `model` and encodes the result; see [`optimize()`](crate::optimize::optimize) for the
 /// in-place form. A verification mismatch is an [`OptimizeError::Mismatch`].
 pub fn optimize_model(
     mut model: Model,

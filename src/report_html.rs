@@ -16,7 +16,7 @@
 //! * the verification figures per output, or a prominent "NOT verified";
 //! * the decisions: every rejected proposal with its reason, then every
 //!   applied rewrite grouped by pass (a pass with more than
-//!   [`OPEN_PASS_ROWS`] rewrites starts collapsed; its rows are in the page
+//!   `OPEN_PASS_ROWS` rewrites starts collapsed; its rows are in the page
 //!   all the same).
 //!
 //! The output is a pure function of the input: no timestamps, no hash-map

@@ -5,11 +5,11 @@
 //! After:   y = Conv(x, W', b')
 //!
 //! Formula (REWRITES.md §1), per output channel o, with s = γ / √(σ² + ε):
-//!   W'[o] = s[o]·W[o]            b'[o] = s[o]·(b[o] − μ[o]) + β[o]
-//! ConvTranspose's weight is [Cin, Cout/G, k…]: output channel
-//! o = g·(Cout/G) + j scales W[i, j] for every input channel i of group g.
+//!   `W'[o] = s[o]·W[o]`            `b'[o] = s[o]·(b[o] − μ[o]) + β[o]`
+//! ConvTranspose's weight is `[Cin, Cout/G, k…]`: output channel
+//! `o = g·(Cout/G) + j` scales `W[i, j]` for every input channel i of group g.
 //! Gemm scales its output columns (rows of B when transB=1) and gets bias
-//! C' = s·(β_gemm·C − μ) + β with β_gemm set to 1. MatMul (+ Add of a [N]
+//! C' = s·(β_gemm·C − μ) + β with β_gemm set to 1. MatMul (+ Add of a `[N]`
 //! bias) on a rank-2 tensor scales the columns of its weight and gets (or
 //! updates) the Add's bias.
 //! Per-channel constant Mul/Add after a Conv (layer scale, a folded affine):
@@ -33,7 +33,7 @@
 //! A standalone BN (no foldable producer: the identity branch of
 //! RepVGG/MobileOne/RepGhost blocks) is left as a BatchNormalization node.
 //! That is the canonical form `merge-branches` consumes: a per-channel
-//! affine map, i.e. a depthwise 1×1 conv with W[c] = s[c], b = β − s·μ.
+//! affine map, i.e. a depthwise 1×1 conv with `W[c] = s[c]`, `b = β − s·μ`.
 
 use npuopt_ir::op::{BatchNorm, Gemm};
 use npuopt_ir::{DType, Graph, NodeId, Op, ValueId};

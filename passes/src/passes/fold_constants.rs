@@ -1,7 +1,7 @@
 //! `fold-constants`: turns `Constant` nodes into initializers and evaluates
 //! nodes whose inputs are all constants.
 //!
-//! Before:  c = Constant(value=T);  s = Shape(x: f32[1,3,8,8]);  y = Gather(s, 1)
+//! Before:  `c = Constant(value=T)`;  `s = Shape(x: f32[1,3,8,8])`;  `y = Gather(s, 1)`
 //! After:   initializers c = T, y = 3 (the Shape and Gather nodes are gone)
 //!
 //! The folded value keeps its name (it is detached from its producer and

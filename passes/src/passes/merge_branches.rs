@@ -24,8 +24,8 @@
 //!
 //! Formula, with per-output-channel coefficients `c_i` (the product of the
 //! Muls and BN scales above leaf `i`, negated under a `Sub`'s right side):
-//!   W'[o] = Σ_i c_i[o]·pad_K(expand_G(W_i))[o]
-//!   b'[o] = Σ_i c_i[o]·b_i[o] + (the constants and BN shifts, scaled)
+//!   `W'[o] = Σ_i c_i[o]·pad_K(expand_G(W_i))[o]`
+//!   `b'[o] = Σ_i c_i[o]·b_i[o]` + (the constants and BN shifts, scaled)
 //! `K` is the largest kernel per axis, each window placed at its offset in
 //! it (`conv_algebra::align`: centred, per axis), `G = gcd(g_i)` with the
 //! identity, BN and pool branches counting as depthwise (`g = C`), each

@@ -6,11 +6,11 @@
 //! P = MACs/cycle × cores):
 //! * dense conv: `max(⌈Cout⌉·⌈Cin⌉·k²·Ho·Wo / (P·eff), Ho·Wo·Cout·out_cpe,
 //!   bytes / bandwidth)`, eff = kernel × stride-2 × dilation efficiency
-//!   ([`conv`]);
+//!   (`conv.rs`);
 //! * depthwise: `⌈C⌉·⌈k²⌉_kstep·Ho·Wo / (P·frac_of_peak)` × stride-2
 //!   penalty; an unsupported kernel falls back to the CPU;
 //! * group conv: native / split / cpu;
-//! * add, mul, concat, activations, pools, data movement ([`simple`]);
+//! * add, mul, concat, activations, pools, data movement (`simple.rs`);
 //! * anything the target cannot run: CPU time plus the transfers;
 //! * with `memory.weight_prefetch`, a layer's weight transfer starts under
 //!   the previous layer (Vela's double-buffered weights): it costs only

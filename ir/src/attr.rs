@@ -81,7 +81,7 @@ impl<'a> Attrs<'a> {
     pub fn tensor(&self, name: &str) -> Result<Option<&'a TensorProto>, String> {
         Ok(self
             .typed(name, AttributeType::Tensor)?
-            .and_then(|a| a.t.as_ref()))
+            .and_then(|a| a.t.as_deref()))
     }
 
     /// Names not in `known`: a typed op with such attributes is left opaque.
@@ -134,7 +134,7 @@ pub fn tensor(name: &str, t: TensorProto) -> AttributeProto {
     AttributeProto {
         name: Some(name.into()),
         r#type: Some(AttributeType::Tensor as i32),
-        t: Some(t),
+        t: Some(Box::new(t)),
         ..Default::default()
     }
 }

@@ -175,7 +175,7 @@ fn attr_text(a: &AttributeProto) -> String {
         ),
         Some(AttributeType::Tensor) => {
             a.t.as_ref()
-                .map(|t| tensor_summary(&Tensor::from_proto(t.clone())))
+                .map(|t| tensor_summary(&Tensor::from_proto((**t).clone())))
                 .unwrap_or_default()
         }
         Some(AttributeType::Graph) => {

@@ -252,7 +252,7 @@ impl Constant {
         use crate::tensor::Tensor;
         let a = &self.value;
         match a.name.as_deref()? {
-            "value" => a.t.clone(),
+            "value" => a.t.as_deref().cloned(),
             "value_float" => Some(Tensor::from_f32("", &[], &[a.f?]).into_proto()),
             "value_floats" => {
                 Some(Tensor::from_f32("", &[a.floats.len() as i64], &a.floats).into_proto())

@@ -49,7 +49,7 @@ pub fn free_names(g: &GraphProto) -> BTreeSet<String> {
 pub fn attribute_free_names(attrs: &[AttributeProto]) -> BTreeSet<String> {
     let mut free = BTreeSet::new();
     for a in attrs {
-        for g in a.g.iter().chain(&a.graphs) {
+        for g in a.g.as_deref().into_iter().chain(&a.graphs) {
             free.extend(free_names(g));
         }
     }

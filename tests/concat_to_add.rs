@@ -6,46 +6,22 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::Arc;
 
 use common::*;
-use npuopt::ir::dump;
 use npuopt::ir::proto::ModelProto;
 use npuopt_fixtures::{ConvSpec, ModelBuilder};
-use npuopt_passes::change::snapshot_text;
-use npuopt_passes::{run_pipeline, GateOptions, Intent, PipelineOptions};
-use npuopt_targets::Target;
+use npuopt_passes::{Intent, PipelineOptions};
 use proptest::prelude::*;
 use prost::Message;
 
 const PASS: &str = "concat-to-add";
 
 fn run_on(m: &ModelProto, passes: &[&str], target: &str, force: &[&str]) -> Run {
-    let before = m.encode_to_vec();
-    let mut model = import_proto(m);
-    let dump_before = dump::dump(&model.graph).unwrap();
     let opts = PipelineOptions {
-        gate: GateOptions {
-            target: Some(Arc::new(Target::builtin(target).unwrap())),
-            intent: Intent::Deploy,
-            force: force.iter().map(|s| s.to_string()).collect(),
-            capacity_budget: None,
-        },
+        gate: gate(Some(target), Intent::Deploy, force),
         ..Default::default()
     };
-    let report = run_pipeline(&mut model, passes, opts).expect("pipeline runs");
-    let snapshot = snapshot_text(
-        &dump_before,
-        &dump::dump(&model.graph).unwrap(),
-        &report.changes,
-    );
-    Run {
-        before,
-        model,
-        report,
-        snapshot,
-    }
+    run_with(m, passes, opts)
 }
 
 #[test]
@@ -121,22 +97,13 @@ fn synthetic_decisions_differ_by_target() {
     }
 }
 
-/// A committed export from `fixtures/real/` (missing is a failure, not a
-/// skip).
-fn real(name: &str) -> Vec<u8> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures/real")
-        .join(name);
-    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
-
 /// GhostNet (TorchScript export) under the default pipeline plus the
 /// hardware passes: the Ghost modules' concats feeding a 1×1 conv are
 /// split on some targets and kept on others, each decision explained with
 /// both estimates, every result exact.
 #[test]
 fn ghostnet_decisions_differ_by_target() {
-    let bytes = real("ghostnet_ts.onnx");
+    let bytes = real_bytes("ghostnet_ts.onnx");
     let m = ModelProto::decode(bytes.as_slice()).unwrap();
     let passes = npuopt_passes::resolve_pass_list_for(None, None, true).unwrap();
     let by = decisions_by_target(&m, &passes);

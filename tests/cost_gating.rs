@@ -4,17 +4,14 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 
 use common::*;
 use npuopt::ir::Model;
 use npuopt_passes::manager::run_passes;
 use npuopt_passes::{
-    Change, GateOptions, Intent, Outcome, Pass, PassContext, PassError, PipelineOptions, Proposal,
+    Change, Intent, Outcome, Pass, PassContext, PassError, PipelineOptions, Proposal,
 };
-use npuopt_targets::Target;
 
 /// A pass that proposes one do-nothing-harmful rewrite per run: renames
 /// nothing, adds nothing — `apply` either refuses or returns a change.
@@ -57,15 +54,6 @@ impl Pass for Probe {
         };
         assert_eq!(outcome, expected);
         Ok(())
-    }
-}
-
-fn gate(target: Option<&str>, intent: Intent, force: &[&str]) -> GateOptions {
-    GateOptions {
-        target: target.map(|t| Arc::new(Target::builtin(t).unwrap())),
-        intent,
-        force: force.iter().map(|s| s.to_string()).collect(),
-        capacity_budget: None,
     }
 }
 
@@ -168,11 +156,7 @@ fn npuopt(args: &[&str]) -> std::process::Output {
 }
 
 fn real(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures/real")
-        .join(name)
-        .to_string_lossy()
-        .into_owned()
+    real_path(name).to_string_lossy().into_owned()
 }
 
 #[test]

@@ -4,45 +4,22 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use common::*;
 use npuopt::ir::proto::ModelProto;
-use npuopt::ir::{dump, Op};
+use npuopt::ir::Op;
 use npuopt_fixtures::{ConvSpec, ModelBuilder};
-use npuopt_passes::change::snapshot_text;
-use npuopt_passes::{run_pipeline, GateOptions, Intent, PipelineOptions};
+use npuopt_passes::{Intent, PipelineOptions};
 use npuopt_targets::Target;
 use proptest::prelude::*;
-use prost::Message;
 
 const PASS: &str = "depthwise-to-group";
 
 fn run_on(m: &ModelProto, target: &str, intent: Intent, force: &[&str]) -> Run {
-    let before = m.encode_to_vec();
-    let mut model = import_proto(m);
-    let dump_before = dump::dump(&model.graph).unwrap();
     let opts = PipelineOptions {
-        gate: GateOptions {
-            target: Some(Arc::new(Target::builtin(target).unwrap())),
-            intent,
-            force: force.iter().map(|s| s.to_string()).collect(),
-            capacity_budget: None,
-        },
+        gate: gate(Some(target), intent, force),
         ..Default::default()
     };
-    let report = run_pipeline(&mut model, &[PASS], opts).expect("pipeline runs");
-    let snapshot = snapshot_text(
-        &dump_before,
-        &dump::dump(&model.graph).unwrap(),
-        &report.changes,
-    );
-    Run {
-        before,
-        model,
-        report,
-        snapshot,
-    }
+    run_with(m, &[PASS], opts)
 }
 
 /// 32 channels at 16×16: a depthwise 3×3 (bias) → Relu → a depthwise 3×3

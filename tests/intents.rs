@@ -15,11 +15,10 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use common::count;
+use common::{count, real_path};
 use npuopt::ir::{Model, Op};
 use npuopt::optimize::{Intent, OptimizeOptions, OptimizeOutcome, INTENT_KEY};
 use npuopt::VerifyOptions;
@@ -29,9 +28,7 @@ use prost::Message;
 /// A committed export from `fixtures/real/` (the tests rely on them: a
 /// missing one is a failure, not a skip).
 fn real(name: &str) -> Model {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures/real")
-        .join(name);
+    let p = real_path(name);
     npuopt::load(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 

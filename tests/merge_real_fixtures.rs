@@ -6,19 +6,8 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use common::*;
 use npuopt::ir::Model;
-
-/// A committed export from `fixtures/real/` (missing is a failure, not a
-/// skip).
-fn real(name: &str) -> Vec<u8> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures/real")
-        .join(name);
-    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
 
 fn optimized(bytes: &[u8]) -> (Model, npuopt_passes::PipelineReport) {
     let mut m = npuopt::ir::import::from_bytes(bytes.to_vec().into(), None).expect("imports");
@@ -30,7 +19,7 @@ fn optimized(bytes: &[u8]) -> (Model, npuopt_passes::PipelineReport) {
 fn collapses_to_deploy(arch: &str, exporter: &str) {
     let train_name = format!("{arch}_{exporter}.onnx");
     let deploy_name = format!("{arch}_deploy_{exporter}.onnx");
-    let (train, deploy) = (real(&train_name), real(&deploy_name));
+    let (train, deploy) = (real_bytes(&train_name), real_bytes(&deploy_name));
     let (opt, report) = optimized(&train);
     let (dep, _) = optimized(&deploy);
     assert!(!report.hit_iteration_cap, "{train_name}: no fixed point");

@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use common::*;
 use npuopt::ir::proto::ModelProto;
 use npuopt::ir::{dump, Model, Op, TensorType};
@@ -340,18 +338,9 @@ fn the_plan_leaves_the_graph_untouched_when_it_fails() {
 
 // ---- real model ----
 
-/// A committed export from `fixtures/real/` (missing is a failure, not a
-/// skip).
-fn real(name: &str) -> Vec<u8> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures/real")
-        .join(name);
-    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
-
 #[test]
 fn mobilenetv2_after_the_default_pipeline() {
-    let bytes = real("mobilenetv2_ts.onnx");
+    let bytes = real_bytes("mobilenetv2_ts.onnx");
     let mut m = npuopt::ir::import::from_bytes(bytes.clone().into(), None).unwrap();
     let passes = npuopt_passes::resolve_pass_list(None, None).unwrap();
     npuopt_passes::run_pipeline(&mut m, &passes, Default::default()).unwrap();
@@ -501,37 +490,12 @@ proptest! {
 // ---- cost-gated ----
 
 fn gated(m: &ModelProto, target: &str, intent: npuopt_passes::Intent, force: bool) -> Run {
-    let before = prost::Message::encode_to_vec(m);
-    let mut model = import_proto(m);
-    let dump_before = dump::dump(&model.graph).unwrap();
-    let passes: Vec<Box<dyn Pass>> = vec![Box::new(PadChannels::default())];
-    let mut opts = npuopt_passes::PipelineOptions {
-        gate: npuopt_passes::GateOptions {
-            target: Some(std::sync::Arc::new(
-                npuopt_targets::Target::builtin(target).unwrap(),
-            )),
-            intent,
-            force: if force {
-                vec!["pad-channels".to_string()]
-            } else {
-                Vec::new()
-            },
-            capacity_budget: None,
-        },
+    let force: &[&str] = if force { &["pad-channels"] } else { &[] };
+    let opts = npuopt_passes::PipelineOptions {
+        gate: gate(Some(target), intent, force),
         ..Default::default()
     };
-    let report = npuopt_passes::manager::run_passes(&mut model, &passes, &mut opts).unwrap();
-    let snapshot = npuopt_passes::change::snapshot_text(
-        &dump_before,
-        &dump::dump(&model.graph).unwrap(),
-        &report.changes,
-    );
-    Run {
-        before,
-        model,
-        report,
-        snapshot,
-    }
+    run_with(m, &["pad-channels"], opts)
 }
 
 #[test]
@@ -577,7 +541,7 @@ fn with_a_target_each_region_is_put_to_the_cost_model() {
 
 #[test]
 fn mobilenetv2_gated_figures() {
-    let bytes = real("mobilenetv2_ts.onnx");
+    let bytes = real_bytes("mobilenetv2_ts.onnx");
     let mut m = npuopt::ir::import::from_bytes(bytes.into(), None).unwrap();
     let passes = npuopt_passes::resolve_pass_list(None, None).unwrap();
     npuopt_passes::run_pipeline(&mut m, &passes, Default::default()).unwrap();

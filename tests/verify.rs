@@ -1,6 +1,8 @@
 //! Integration tests of `npuopt::verify`: small ONNX models built here with
 //! the prost types, verified against each other with tract.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -564,25 +566,11 @@ fn options_are_checked() {
 }
 
 // ---------------------------------------------------------------------------
-// Real PyTorch exports, when present.
-
-fn real(name: &str) -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures/real")
-        .join(name);
-    if p.exists() {
-        Some(p)
-    } else {
-        eprintln!("skipping: {} is missing", p.display());
-        None
-    }
-}
+// Real PyTorch exports (committed: a missing one fails the test).
 
 #[test]
 fn real_resnet_verifies_against_itself() {
-    let Some(p) = real("resnet_ts.onnx") else {
-        return;
-    };
+    let p = common::real_path("resnet_ts.onnx");
     let t = Instant::now();
     let report = verify_files(&p, &p, &VerifyOptions::default()).unwrap();
     eprintln!("resnet_ts vs itself: {:?} {report:?}", t.elapsed());
@@ -595,10 +583,10 @@ fn real_resnet_verifies_against_itself() {
 fn real_deploy_form_verifies_against_train_form() {
     // The reparameterized (deploy) RepVGG computes the same function as the
     // multi-branch training form, up to float rounding.
-    let (Some(train), Some(deploy)) = (real("repvgg_ts.onnx"), real("repvgg_deploy_ts.onnx"))
-    else {
-        return;
-    };
+    let (train, deploy) = (
+        common::real_path("repvgg_ts.onnx"),
+        common::real_path("repvgg_deploy_ts.onnx"),
+    );
     let report = verify_files(&train, &deploy, &VerifyOptions::default()).unwrap();
     eprintln!("repvgg train vs deploy: {report:?}");
     assert!(report.passed, "{report:#?}");

@@ -2,16 +2,46 @@
 //! snapshot the result, check it numerically with tract.
 #![allow(dead_code)]
 
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
 use bytes::Bytes;
 use npuopt::ir::proto::ModelProto;
 use npuopt::ir::{dump, import, Model};
 use npuopt::verify::{verify_bytes, VerifyOptions, VerifyReport};
 use npuopt_passes::change::snapshot_text;
-use npuopt_passes::{run_pipeline, PipelineReport};
+use npuopt_passes::{run_pipeline, GateOptions, Intent, PipelineOptions, PipelineReport};
+use npuopt_targets::Target;
 use prost::Message;
 
 pub fn import_proto(m: &ModelProto) -> Model {
     import::from_bytes(Bytes::from(m.encode_to_vec()), None).expect("fixture imports")
+}
+
+/// The cost gate of a run on a built-in target (none: hardware passes do
+/// nothing), with the passes `--force-pass` names.
+pub fn gate(target: Option<&str>, intent: Intent, force: &[&str]) -> GateOptions {
+    GateOptions {
+        target: target.map(|t| Arc::new(Target::builtin(t).unwrap())),
+        intent,
+        force: force.iter().map(|s| s.to_string()).collect(),
+        capacity_budget: None,
+    }
+}
+
+/// The path of a committed export in `fixtures/real/`. The tests rely on
+/// them: a missing one fails the test, never skips it.
+pub fn real_path(name: &str) -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/real")
+        .join(name);
+    assert!(p.is_file(), "{} is missing", p.display());
+    p
+}
+
+/// The bytes of [`real_path`].
+pub fn real_bytes(name: &str) -> Vec<u8> {
+    std::fs::read(real_path(name)).unwrap()
 }
 
 pub fn fixture(name: &str) -> ModelProto {
@@ -28,10 +58,15 @@ pub struct Run {
 }
 
 pub fn run(m: &ModelProto, passes: &[&str]) -> Run {
+    run_with(m, passes, Default::default())
+}
+
+/// [`run`] with pipeline options: a target's cost gate, say ([`gate`]).
+pub fn run_with(m: &ModelProto, passes: &[&str], opts: PipelineOptions) -> Run {
     let before = m.encode_to_vec();
     let mut model = import_proto(m);
     let dump_before = dump::dump(&model.graph).unwrap();
-    let report = run_pipeline(&mut model, passes, Default::default()).expect("pipeline runs");
+    let report = run_pipeline(&mut model, passes, opts).expect("pipeline runs");
     let snapshot = snapshot_text(
         &dump_before,
         &dump::dump(&model.graph).unwrap(),

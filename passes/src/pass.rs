@@ -1,9 +1,28 @@
 //! What a pass is, and the context it records its rewrites in.
 
-use npuopt_ir::{IrError, Model};
+use npuopt_ir::{Graph, IrError, Model, NodeId};
 
 use crate::change::{Change, Skip};
 use crate::gate::{Decision, Figures, GateOptions};
+
+/// Calls `visit` on every node of `g`, in the topological order of the
+/// graph as the walk starts, while the rewrite budget lasts — skipping the
+/// nodes an earlier visit removed. The walk every rewriting pass makes.
+pub fn for_each_live_node(
+    g: &mut Graph,
+    cx: &mut PassContext,
+    mut visit: impl FnMut(&mut Graph, NodeId, &mut PassContext),
+) -> Result<(), PassError> {
+    for id in g.topo_order()? {
+        if !cx.may_rewrite() {
+            break;
+        }
+        if g.try_node(id).is_some() {
+            visit(g, id, cx);
+        }
+    }
+    Ok(())
+}
 
 /// A rewrite pass. `run` applies as many rewrites as it finds, asking
 /// [`PassContext::may_rewrite`] before each one and recording each with

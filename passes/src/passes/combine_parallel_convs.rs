@@ -25,7 +25,7 @@ use npuopt_ir::{Graph, NodeId, Op, ValueId};
 
 use crate::change::Change;
 use crate::conv_algebra::{add_conv, align, read_conv, Kernel, NewConv};
-use crate::pass::{Pass, PassContext, PassError};
+use crate::pass::{for_each_live_node, Pass, PassContext, PassError};
 use crate::rewrite::single_consumer;
 
 pub struct CombineParallelConvs;
@@ -44,18 +44,11 @@ impl Pass for CombineParallelConvs {
 
     fn run(&self, model: &mut npuopt_ir::Model, cx: &mut PassContext) -> Result<(), PassError> {
         let g = &mut model.graph;
-        for id in g.topo_order()? {
-            if !cx.may_rewrite() {
-                break;
-            }
-            if g.try_node(id).is_none() {
-                continue;
-            }
+        for_each_live_node(g, cx, |g, id, cx| {
             if let Op::Concat { axis } = *g.node(id).op() {
                 try_combine(g, id, axis, cx);
             }
-        }
-        Ok(())
+        })
     }
 }
 

@@ -40,7 +40,7 @@ use npuopt_ir::{DType, Graph, NodeId, Op, Tensor, ValueId};
 use crate::change::Change;
 use crate::conv_algebra::{bn_as_affine, conv_op, read_conv, ConvParams};
 use crate::gate::Proposal;
-use crate::pass::{Pass, PassContext, PassError};
+use crate::pass::{for_each_live_node, Pass, PassContext, PassError};
 use crate::rewrite::{const_f64, per_channel_constant};
 
 pub struct ConcatToAdd;
@@ -62,18 +62,11 @@ impl Pass for ConcatToAdd {
             return Ok(());
         }
         let g = &mut model.graph;
-        for id in g.topo_order()? {
-            if !cx.may_rewrite() {
-                break;
-            }
-            if g.try_node(id).is_none() {
-                continue;
-            }
+        for_each_live_node(g, cx, |g, id, cx| {
             if let Op::Concat { axis } = *g.node(id).op() {
                 try_split(g, id, axis, cx);
             }
-        }
-        Ok(())
+        })
     }
 }
 

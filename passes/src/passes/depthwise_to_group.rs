@@ -33,7 +33,7 @@ use npuopt_targets::GroupMode;
 use crate::change::Change;
 use crate::conv_algebra::read_conv;
 use crate::gate::Proposal;
-use crate::pass::{Pass, PassContext, PassError};
+use crate::pass::{for_each_live_node, Pass, PassContext, PassError};
 use crate::rewrite::set_constant_input;
 
 pub struct DepthwiseToGroup;
@@ -61,16 +61,12 @@ impl Pass for DepthwiseToGroup {
             return Ok(());
         }
         let g = &mut model.graph;
-        for id in g.topo_order()? {
-            if !cx.may_rewrite() {
-                break;
-            }
-            if g.try_node(id).is_none() || !matches!(g.node(id).op(), Op::Conv(_)) {
-                continue;
+        for_each_live_node(g, cx, |g, id, cx| {
+            if !matches!(g.node(id).op(), Op::Conv(_)) {
+                return;
             }
             try_convert(g, id, width, mode, &tname, cx);
-        }
-        Ok(())
+        })
     }
 }
 

@@ -37,7 +37,7 @@ use npuopt_ir::attr::Attrs;
 use npuopt_ir::{Graph, NodeId, Op, Use, ValueId};
 
 use crate::change::Change;
-use crate::pass::{Pass, PassContext, PassError};
+use crate::pass::{for_each_live_node, Pass, PassContext, PassError};
 
 pub struct EliminateIdentity;
 
@@ -54,25 +54,19 @@ impl Pass for EliminateIdentity {
 
     fn run(&self, model: &mut npuopt_ir::Model, cx: &mut PassContext) -> Result<(), PassError> {
         let g = &mut model.graph;
-        for id in g.topo_order()? {
-            if !cx.may_rewrite() {
-                break;
-            }
-            if g.try_node(id).is_none() {
-                continue;
-            }
+        for_each_live_node(g, cx, |g, id, cx| {
             let matched = match match_noop(g, id) {
                 Some(rule) => g.node(id).input(0).map(|i| (rule, i)),
                 None => match_neutral_operand(g, id),
             };
             let Some((rule, input)) = matched else {
-                continue;
+                return;
             };
             let n = g.node(id);
             let name = n.name().to_string();
             let op_type = n.op_type().to_string();
             let Some(out) = n.output(0) else {
-                continue;
+                return;
             };
             if let Err(why) = can_bypass(g, out, input) {
                 cx.skip(
@@ -81,7 +75,7 @@ impl Pass for EliminateIdentity {
                     &name,
                     format!("{op_type} '{name}' is kept: {why}"),
                 );
-                continue;
+                return;
             }
             let in_name = g.value(input).name().to_string();
             crate::rewrite::bypass(g, id, input);
@@ -94,8 +88,7 @@ impl Pass for EliminateIdentity {
                 )
                 .removed(&[&name]),
             );
-        }
-        Ok(())
+        })
     }
 }
 

@@ -39,7 +39,7 @@ use npuopt_ir::op::{BatchNorm, Gemm};
 use npuopt_ir::{DType, Graph, NodeId, Op, ValueId};
 
 use crate::change::Change;
-use crate::pass::{Pass, PassContext, PassError};
+use crate::pass::{for_each_live_node, Pass, PassContext, PassError};
 use crate::rewrite::{const_f64, per_channel_constant, set_constant_input, single_consumer};
 
 pub struct FoldBatchNorm;
@@ -57,20 +57,11 @@ impl Pass for FoldBatchNorm {
 
     fn run(&self, model: &mut npuopt_ir::Model, cx: &mut PassContext) -> Result<(), PassError> {
         let g = &mut model.graph;
-        for id in g.topo_order()? {
-            if !cx.may_rewrite() {
-                break;
-            }
-            if g.try_node(id).is_none() {
-                continue;
-            }
-            match g.node(id).op().clone() {
-                Op::BatchNormalization(bn) => fold_bn(g, id, &bn, cx),
-                Op::Mul(_) | Op::Add(_) => fold_affine_into_conv(g, id, cx),
-                _ => {}
-            }
-        }
-        Ok(())
+        for_each_live_node(g, cx, |g, id, cx| match g.node(id).op().clone() {
+            Op::BatchNormalization(bn) => fold_bn(g, id, &bn, cx),
+            Op::Mul(_) | Op::Add(_) => fold_affine_into_conv(g, id, cx),
+            _ => {}
+        })
     }
 }
 

@@ -40,7 +40,7 @@ use npuopt_ir::proto::tensor_proto::DataType;
 use npuopt_ir::{DType, Graph, NodeId, Op, Tensor};
 
 use crate::change::Change;
-use crate::pass::{Pass, PassContext, PassError};
+use crate::pass::{for_each_live_node, Pass, PassContext, PassError};
 
 pub struct FoldConstants;
 
@@ -62,16 +62,9 @@ impl Pass for FoldConstants {
 
     fn run(&self, model: &mut npuopt_ir::Model, cx: &mut PassContext) -> Result<(), PassError> {
         let g = &mut model.graph;
-        for id in g.topo_order()? {
-            if !cx.may_rewrite() {
-                break;
-            }
-            if g.try_node(id).is_none() {
-                continue;
-            }
+        for_each_live_node(g, cx, |g, id, cx| {
             fold_node(g, id, cx);
-        }
-        Ok(())
+        })
     }
 }
 

@@ -32,7 +32,7 @@ use npuopt_ir::{Graph, NodeId, Op};
 use crate::change::Change;
 use crate::conv_algebra::{add_conv, read_conv, ConvParams, Kernel, NewConv};
 use crate::gate::Proposal;
-use crate::pass::{Pass, PassContext, PassError};
+use crate::pass::{for_each_live_node, Pass, PassContext, PassError};
 use crate::rewrite::single_consumer;
 
 /// The pass. The default pipeline runs it with the MAC gate on; a caller
@@ -64,16 +64,12 @@ impl Pass for MergeSequentialConvs {
 
     fn run(&self, model: &mut npuopt_ir::Model, cx: &mut PassContext) -> Result<(), PassError> {
         let g = &mut model.graph;
-        for id in g.topo_order()? {
-            if !cx.may_rewrite() {
-                break;
-            }
-            if g.try_node(id).is_none() || !matches!(g.node(id).op(), Op::Conv(_)) {
-                continue;
+        for_each_live_node(g, cx, |g, id, cx| {
+            if !matches!(g.node(id).op(), Op::Conv(_)) {
+                return;
             }
             try_merge(g, id, self.require_no_more_macs, cx);
-        }
-        Ok(())
+        })
     }
 }
 

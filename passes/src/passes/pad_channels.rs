@@ -65,7 +65,7 @@ use npuopt_ir::{DType, Graph, NodeId, Op, TensorType, ValueId};
 
 use crate::change::Change;
 use crate::gate::{Outcome, Proposal};
-use crate::pass::{Pass, PassContext, PassError};
+use crate::pass::{for_each_live_node, Pass, PassContext, PassError};
 use crate::rewrite::set_constant_input;
 
 const NAME: &str = "pad-channels";
@@ -97,15 +97,12 @@ impl Pass for PadChannels {
         // Producers of regions already put to the cost model: a residual
         // stream is one region, proposed once, not once per conv.
         let mut proposed: HashSet<NodeId> = HashSet::new();
-        for id in g.topo_order()? {
-            if !cx.may_rewrite() {
-                break;
-            }
-            if g.try_node(id).is_none() || proposed.contains(&id) {
-                continue;
+        for_each_live_node(g, cx, |g, id, cx| {
+            if proposed.contains(&id) {
+                return;
             }
             let Some(c) = dense_conv_out_channels(g, id) else {
-                continue;
+                return;
             };
             // The largest alignment first; a smaller one is tried only if
             // the cost model turned the larger one down.
@@ -164,8 +161,7 @@ impl Pass for PadChannels {
                     break;
                 }
             }
-        }
-        Ok(())
+        })
     }
 }
 

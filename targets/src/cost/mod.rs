@@ -210,18 +210,24 @@ impl Cost {
         }
     }
 
-    /// Re-costs the layer with its weight transfer (`weights` cycles, part
+    /// Re-costs the layer with its weight transfer (`weights()` cycles, part
     /// of its memory cycles) started under the previous layer, which left
     /// the memory idle for `slack` cycles; returns the slack this layer
     /// leaves for the next one. The model follows Vela's double-buffered
     /// weights: the hidden part is `min(weights, slack)`.
-    fn with_prefetch(&mut self, weights: f64, slack: f64) -> f64 {
+    fn with_prefetch(&mut self, weights: impl FnOnce() -> f64, slack: f64) -> f64 {
         let Some(o) = self.overlap else {
             // A fallback keeps the NPU's DMA out of the picture; a free
             // layer takes no time and passes the slack on.
             return if self.cycles > 0.0 { 0.0 } else { slack };
         };
-        let hidden = weights.min(slack).max(0.0);
+        // The weights are only worth counting when there is slack to hide
+        // them in (most layers of a compute-bound model have none).
+        let hidden = if slack > 0.0 {
+            weights().min(slack)
+        } else {
+            0.0
+        };
         let memory = o.memory - hidden;
         let overlapped = o.engine.max(memory);
         self.cycles = overlapped + o.serial;
@@ -487,7 +493,7 @@ fn walk(g: &Graph, t: &Target, mut visit: impl FnMut(&Ctx, Cost, u64)) -> usize 
             }
         };
         if t.memory.weight_prefetch {
-            slack = cost.with_prefetch(ctx.weight_cycles(), slack);
+            slack = cost.with_prefetch(|| ctx.weight_cycles(), slack);
         }
         let cycles = cost.cycles.max(0.0).ceil() as u64;
         visit(&ctx, cost, cycles);

@@ -22,6 +22,7 @@ pub mod attr;
 pub mod dtype;
 pub mod dump;
 pub mod error;
+pub mod eval;
 pub mod export;
 pub mod external;
 pub mod graph;

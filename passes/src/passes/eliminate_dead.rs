@@ -27,7 +27,7 @@ use npuopt_ir::{Graph, Use, ValueId};
 
 use crate::change::Change;
 use crate::pass::{Pass, PassContext, PassError};
-use crate::passes::fold_constants::raw_bytes;
+use npuopt_ir::eval::raw_bytes;
 
 pub struct EliminateDead;
 

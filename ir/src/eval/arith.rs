@@ -1,0 +1,147 @@
+//! Element-wise arithmetic with numpy broadcasting.
+
+use super::movement::{gather_offsets, strides};
+use super::Val;
+use crate::dtype::DType;
+
+/// Numpy (multidirectional) broadcasting of two shapes.
+pub fn broadcast_dims(a: &[i64], b: &[i64]) -> Option<Vec<i64>> {
+    let r = a.len().max(b.len());
+    (0..r)
+        .map(|i| {
+            let x = if i + a.len() >= r {
+                a[i + a.len() - r]
+            } else {
+                1
+            };
+            let y = if i + b.len() >= r {
+                b[i + b.len() - r]
+            } else {
+                1
+            };
+            match (x, y) {
+                _ if x == y => Some(x),
+                (1, _) => Some(y),
+                (_, 1) => Some(x),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// For each element of `out`, the flat index into an input of `dims`
+/// broadcast to it.
+pub fn broadcast_index(out: &[i64], dims: &[i64]) -> Vec<usize> {
+    let r = out.len();
+    let s = strides(dims);
+    let step: Vec<usize> = (0..r)
+        .map(|i| {
+            if i + dims.len() < r {
+                0
+            } else {
+                let j = i + dims.len() - r;
+                if dims[j] == 1 {
+                    0
+                } else {
+                    s[j]
+                }
+            }
+        })
+        .collect();
+    gather_offsets(out, &step, 0)
+}
+
+pub fn binary(op: &str, x: &Val, y: &Val) -> Option<Val> {
+    if x.dtype != y.dtype {
+        return None;
+    }
+    let dims = broadcast_dims(&x.dims, &y.dims)?;
+    let xi = broadcast_index(&dims, &x.dims);
+    let yi = broadcast_index(&dims, &y.dims);
+    let pairs = xi.iter().zip(&yi);
+    let bytes: Vec<u8> = match x.dtype {
+        DType::FLOAT => {
+            let (a, b) = (x.f32s(), y.f32s());
+            let f: fn(f32, f32) -> f32 = match op {
+                "Add" => |p, q| p + q,
+                "Sub" => |p, q| p - q,
+                "Mul" => |p, q| p * q,
+                _ => |p, q| p / q,
+            };
+            pairs
+                .flat_map(|(&i, &j)| f(a[i], b[j]).to_le_bytes())
+                .collect()
+        }
+        DType::DOUBLE => {
+            let (a, b) = (x.f64s(), y.f64s());
+            let f: fn(f64, f64) -> f64 = match op {
+                "Add" => |p, q| p + q,
+                "Sub" => |p, q| p - q,
+                "Mul" => |p, q| p * q,
+                _ => |p, q| p / q,
+            };
+            pairs
+                .flat_map(|(&i, &j)| f(a[i], b[j]).to_le_bytes())
+                .collect()
+        }
+        DType::INT64 => {
+            let (a, b) = (x.ints()?, y.ints()?);
+            // Rust's checked_div truncates toward zero, as C++ does.
+            let f: fn(i64, i64) -> Option<i64> = match op {
+                "Add" => i64::checked_add,
+                "Sub" => i64::checked_sub,
+                "Mul" => i64::checked_mul,
+                _ => i64::checked_div,
+            };
+            let v: Vec<i64> = pairs.map(|(&i, &j)| f(a[i], b[j])).collect::<Option<_>>()?;
+            v.iter().flat_map(|v| v.to_le_bytes()).collect()
+        }
+        _ => return None,
+    };
+    Some(Val {
+        dtype: x.dtype,
+        dims,
+        bytes,
+    })
+}
+
+pub fn unary(op: &str, x: &Val) -> Option<Val> {
+    let bytes: Vec<u8> = match x.dtype {
+        DType::FLOAT => {
+            let f: fn(f32) -> f32 = match op {
+                "Neg" => |p| -p,
+                "Sqrt" => f32::sqrt,
+                _ => |p| 1.0 / p,
+            };
+            x.f32s()
+                .into_iter()
+                .flat_map(|v| f(v).to_le_bytes())
+                .collect()
+        }
+        DType::DOUBLE => {
+            let f: fn(f64) -> f64 = match op {
+                "Neg" => |p| -p,
+                "Sqrt" => f64::sqrt,
+                _ => |p| 1.0 / p,
+            };
+            x.f64s()
+                .into_iter()
+                .flat_map(|v| f(v).to_le_bytes())
+                .collect()
+        }
+        DType::INT64 if op == "Neg" => {
+            let v: Vec<i64> = x
+                .ints()?
+                .into_iter()
+                .map(i64::checked_neg)
+                .collect::<Option<_>>()?;
+            v.iter().flat_map(|v| v.to_le_bytes()).collect()
+        }
+        _ => return None,
+    };
+    Some(Val {
+        dtype: x.dtype,
+        dims: x.dims.clone(),
+        bytes,
+    })
+}

@@ -1,0 +1,109 @@
+//! The evaluator's edge cases.
+
+use super::*;
+use crate::dtype::DType;
+use crate::tensor::Tensor;
+
+fn f(dims: &[i64], v: &[f32]) -> Val {
+    Val::of(&Tensor::from_f32("", dims, v)).unwrap()
+}
+fn i(dims: &[i64], v: &[i64]) -> Val {
+    Val::from_i64(dims.to_vec(), v)
+}
+
+#[test]
+fn gather_wraps_negative_indices_and_rejects_out_of_range() {
+    let d = i(&[4], &[10, 20, 30, 40]);
+    let r = gather(&d, &i(&[2], &[-1, 0]), 0).unwrap();
+    assert_eq!(r.ints().unwrap(), vec![40, 10]);
+    assert!(gather(&d, &i(&[1], &[4]), 0).is_none());
+    assert!(gather(&d, &i(&[1], &[-5]), 0).is_none());
+    let s = gather(&d, &i(&[], &[2]), 0).unwrap();
+    assert_eq!(s.dims, Vec::<i64>::new());
+    let m = f(&[2, 3], &[1., 2., 3., 4., 5., 6.]);
+    let r = gather(&m, &i(&[2], &[2, 0]), 1).unwrap();
+    assert_eq!(r.dims, vec![2, 2]);
+    assert_eq!(r.f32s(), vec![3., 1., 6., 4.]);
+}
+
+#[test]
+fn slice_clamps_and_steps_backwards() {
+    let d = i(&[5], &[0, 1, 2, 3, 4]);
+    let all = |s, e, st| {
+        slice(&d, &[s], &[e], None, Some(&[st]))
+            .unwrap()
+            .ints()
+            .unwrap()
+    };
+    assert_eq!(all(1, i64::MAX, 1), vec![1, 2, 3, 4]);
+    assert_eq!(all(-2, 100, 1), vec![3, 4]);
+    assert_eq!(all(-1, i64::MIN, -1), vec![4, 3, 2, 1, 0]);
+    assert_eq!(all(10, -10, -2), vec![4, 2, 0]);
+    assert_eq!(all(0, 5, 2), vec![0, 2, 4]);
+    assert_eq!(all(3, 1, 1), Vec::<i64>::new());
+    let m = f(&[2, 3], &[1., 2., 3., 4., 5., 6.]);
+    let r = slice(&m, &[-1], &[0], Some(&[-1]), Some(&[-1])).unwrap();
+    assert_eq!(r.dims, vec![2, 2]);
+    assert_eq!(r.f32s(), vec![3., 2., 6., 5.]);
+}
+
+#[test]
+fn squeeze_unsqueeze_negative_axes() {
+    let x = f(&[3, 1], &[1., 2., 3.]);
+    assert_eq!(unsqueeze(&x, &[-1, 0]).unwrap().dims, vec![1, 3, 1, 1]);
+    assert_eq!(squeeze(&x, Some(&[-1])).unwrap().dims, vec![3]);
+    assert!(squeeze(&x, Some(&[0])).is_none());
+    assert_eq!(squeeze(&x, None).unwrap().dims, vec![3]);
+}
+
+#[test]
+fn cast_truncates_toward_zero_and_refuses_nan() {
+    let x = f(&[4], &[-1.7, 1.7, -0.5, 2.0]);
+    assert_eq!(
+        cast(&x, DType::INT64).unwrap().ints().unwrap(),
+        vec![-1, 1, 0, 2]
+    );
+    assert!(cast(&f(&[1], &[f32::NAN]), DType::INT64).is_none());
+    assert!(cast(&f(&[1], &[1e20]), DType::INT32).is_none());
+    let r = cast(&i(&[2], &[16777217, -3]), DType::FLOAT).unwrap();
+    assert_eq!(r.f32s(), vec![16777216.0, -3.0]);
+}
+
+#[test]
+fn int_div_truncates_and_refuses_zero() {
+    let r = binary("Div", &i(&[2], &[-7, 7]), &i(&[], &[2])).unwrap();
+    assert_eq!(r.ints().unwrap(), vec![-3, 3]);
+    assert!(binary("Div", &i(&[1], &[1]), &i(&[1], &[0])).is_none());
+    assert!(binary("Add", &i(&[1], &[i64::MAX]), &i(&[1], &[1])).is_none());
+}
+
+#[test]
+fn broadcasting_and_transpose() {
+    let a = f(&[2, 1], &[1., 2.]);
+    let b = f(&[3], &[10., 20., 30.]);
+    let r = binary("Add", &a, &b).unwrap();
+    assert_eq!(r.dims, vec![2, 3]);
+    assert_eq!(r.f32s(), vec![11., 21., 31., 12., 22., 32.]);
+    let m = f(&[2, 3], &[1., 2., 3., 4., 5., 6.]);
+    let t = transpose(&m, None).unwrap();
+    assert_eq!(t.dims, vec![3, 2]);
+    assert_eq!(t.f32s(), vec![1., 4., 2., 5., 3., 6.]);
+}
+
+#[test]
+fn ranges() {
+    let r = range(&i(&[], &[10]), &i(&[], &[0]), &i(&[], &[-3])).unwrap();
+    assert_eq!(r.ints().unwrap(), vec![10, 7, 4, 1]);
+    let r = range(&f(&[], &[0.]), &f(&[], &[2.5]), &f(&[], &[1.])).unwrap();
+    assert_eq!(r.f32s(), vec![0., 1., 2.]);
+    assert!(range(&f(&[], &[0.]), &f(&[], &[1.]), &f(&[], &[0.1])).is_none());
+    assert!(range(&i(&[], &[0]), &i(&[], &[1]), &i(&[], &[0])).is_none());
+}
+
+#[test]
+fn reshape_zero_and_infer() {
+    let x = f(&[2, 3], &[0.; 6]);
+    assert_eq!(reshape(&x, &[0, -1], false).unwrap().dims, vec![2, 3]);
+    assert_eq!(reshape(&x, &[-1], false).unwrap().dims, vec![6]);
+    assert!(reshape(&x, &[4, -1], false).is_none());
+}

@@ -50,7 +50,7 @@ pub fn value_info_proto(name: &str, ty: &TensorType) -> ValueInfoProto {
             .map(|d| Dimension {
                 value: match d {
                     Dim::Known(v) => Some(dimension::Value::DimValue(*v)),
-                    Dim::Sym(s) => Some(dimension::Value::DimParam(s.clone())),
+                    Dim::Sym(s) => Some(dimension::Value::DimParam(s.to_string())),
                     Dim::Unknown => None,
                 },
                 denotation: None,

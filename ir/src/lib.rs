@@ -37,6 +37,7 @@ pub mod op;
 pub mod proto;
 pub mod shape;
 pub mod subgraph;
+pub mod symbol;
 pub mod tensor;
 #[doc(hidden)]
 pub mod testing;

@@ -52,7 +52,7 @@ pub struct Window {
 }
 
 impl Window {
-    fn parse(a: &Attrs) -> Result<Window, String> {
+    pub(crate) fn parse(a: &Attrs) -> Result<Window, String> {
         let w = Window {
             auto_pad: AutoPad::parse(a.string("auto_pad")?)?,
             kernel_shape: a.ints("kernel_shape")?,

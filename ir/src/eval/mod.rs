@@ -68,6 +68,31 @@ pub fn shape(dims: &[i64], attrs: &[AttributeProto]) -> Option<Val> {
     Some(Val::from_i64(vec![s.len() as i64], s))
 }
 
+/// True when [`evaluate`] knows `op` (a cheap test before gathering inputs).
+pub fn can_evaluate(op: &str) -> bool {
+    matches!(
+        op,
+        "Identity"
+            | "Gather"
+            | "Unsqueeze"
+            | "Squeeze"
+            | "Concat"
+            | "Reshape"
+            | "Transpose"
+            | "Slice"
+            | "Cast"
+            | "ConstantOfShape"
+            | "Range"
+            | "Add"
+            | "Sub"
+            | "Mul"
+            | "Div"
+            | "Neg"
+            | "Sqrt"
+            | "Reciprocal"
+    )
+}
+
 /// Evaluates `op_type` (default domain) with `attrs` on constant inputs
 /// (`None`: an absent optional input) under default-domain `opset`.
 pub fn evaluate(

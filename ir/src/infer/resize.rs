@@ -1,7 +1,7 @@
 //! Resampling: Resize and Upsample (by scales or sizes), GridSample,
 //! RoiAlign.
 
-use super::dims::{norm_axes, norm_axis};
+use super::dims::{norm_axes, norm_axis, unify};
 use super::{Ctx, Rule};
 use crate::shape::Dim;
 
@@ -152,11 +152,16 @@ fn roi_align(cx: &mut Ctx) {
     if x.len() != 4 || rois.len() != 2 {
         return;
     }
+    // The roi count is stated twice: by the rois and the batch indices.
+    let rois_n = match cx.shape(2) {
+        Some([n]) => unify(&rois[0], n),
+        _ => rois[0].clone(),
+    };
     let h = cx.int_attr("output_height").unwrap_or(1);
     let w = cx.int_attr("output_width").unwrap_or(1);
     cx.set_shape(
         0,
         dtype,
-        vec![rois[0].clone(), x[1].clone(), Dim::Known(h), Dim::Known(w)],
+        vec![rois_n, x[1].clone(), Dim::Known(h), Dim::Known(w)],
     );
 }

@@ -40,6 +40,8 @@ pub struct ModelSummary {
     pub dense_macs: u64,
     /// Nodes whose MACs could not be computed (shapes unknown).
     pub nodes_with_unknown_macs: usize,
+    /// Symbolic dims the MAC counts evaluated at 1, sorted.
+    pub symbols_at_one: Vec<String>,
     /// The layers with the most MACs, largest first (at most 5).
     pub largest_layers: Vec<LayerSummary>,
 }
@@ -93,12 +95,16 @@ pub fn summarize(model: &Model) -> ModelSummary {
         parameters += t.numel().unwrap_or(0);
         parameter_bytes += t.byte_size();
     }
-    let (total, unknown) = macs::total_useful_macs(g);
-    let (dense, _) = macs::total_macs(g);
+    let symbols = std::cell::RefCell::new(std::collections::BTreeSet::new());
+    let at_one = |s: &str| {
+        symbols.borrow_mut().insert(s.to_string());
+        Some(1)
+    };
+    let (dense, total, unknown) = macs::totals_with(g, &at_one);
     let mut layers: Vec<LayerSummary> = g
         .node_ids()
         .filter_map(|id| {
-            let m = macs::useful_node_macs(g, id)?;
+            let m = macs::useful_node_macs_with(g, id, &at_one)?;
             (m > 0).then(|| LayerSummary {
                 name: g.node(id).name().to_string(),
                 op: g.node(id).op_type().to_string(),
@@ -121,6 +127,7 @@ pub fn summarize(model: &Model) -> ModelSummary {
         macs: total,
         dense_macs: dense,
         nodes_with_unknown_macs: unknown,
+        symbols_at_one: symbols.into_inner().into_iter().collect(),
         largest_layers: layers,
     }
 }
@@ -189,6 +196,13 @@ impl std::fmt::Display for ModelSummary {
                 f,
                 " (+{} nodes with unknown shapes)",
                 self.nodes_with_unknown_macs
+            )?;
+        }
+        if !self.symbols_at_one.is_empty() {
+            write!(
+                f,
+                " (symbolic dims evaluated at 1: {}; pin them with --input-shape)",
+                self.symbols_at_one.join(", ")
             )?;
         }
         writeln!(f)?;

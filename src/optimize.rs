@@ -34,6 +34,11 @@ pub struct OptimizeOptions {
     pub intent: Intent,
     /// Passes applied whatever the cost model says (`--force-pass`).
     pub force_passes: Vec<String>,
+    /// Concrete shapes for graph inputs (`--input-shape NAME=1,3,640,640`):
+    /// pinned for the whole run — inference, passes, cost model — and
+    /// declared by the written model. Verification compares with the model
+    /// as given, at these shapes (pass them in `verify.input_shapes` too).
+    pub input_shapes: Vec<(String, Vec<i64>)>,
 }
 
 /// Metadata key marking the intent of an optimized model.
@@ -51,6 +56,8 @@ pub struct OptimizeOutcome {
     /// The target's estimates of the model before and after (with a
     /// target). Estimates of an analytic cost model, not measurements.
     pub cost: Option<CostOutcome>,
+    /// The symbolic dims `input_shapes` bound, by name.
+    pub pinned_symbols: Vec<(String, i64)>,
 }
 
 /// A target's estimates before and after optimization.
@@ -78,7 +85,7 @@ pub(crate) const CLEANUP: [&str; 3] = ["fold-constants", "eliminate-identity", "
 /// input after [`CLEANUP`] if that knows more of them.
 fn baseline_estimate(model: &Model, t: &Target) -> (Estimate, bool) {
     let raw = npuopt_targets::estimate(&model.graph, t);
-    if raw.unknown_shapes == 0 {
+    if raw.unsized_layers == 0 {
         return (raw, false);
     }
     let mut clean = model.clone();
@@ -86,7 +93,7 @@ fn baseline_estimate(model: &Model, t: &Target) -> (Estimate, bool) {
         return (raw, false);
     }
     let cleaned = npuopt_targets::estimate(&clean.graph, t);
-    if cleaned.unknown_shapes < raw.unknown_shapes {
+    if cleaned.unsized_layers < raw.unsized_layers {
         (cleaned, true)
     } else {
         (raw, false)
@@ -175,13 +182,20 @@ pub fn optimize_with_passes(
     opts: &OptimizeOptions,
 ) -> Result<OptimizeOutcome, OptimizeError> {
     model.graph.validate()?;
-    let estimate_before = opts.target.as_ref().map(|t| baseline_estimate(model, t));
-    let budget = capacity_budget(model, opts, estimate_before.as_ref().map(|e| &e.0));
-    let gate = gate_options(opts, budget);
+    // The reference is the model as given: pinned inputs are checked
+    // against it at the pinned shapes.
     let reference = match &opts.verify {
         Some(_) => Some(model.to_bytes()?),
         None => None,
     };
+    let pinned_symbols = if opts.input_shapes.is_empty() {
+        Vec::new()
+    } else {
+        npuopt_ir::pin::pin_input_shapes(&mut model.graph, &opts.input_shapes)?
+    };
+    let estimate_before = opts.target.as_ref().map(|t| baseline_estimate(model, t));
+    let budget = capacity_budget(model, opts, estimate_before.as_ref().map(|e| &e.0));
+    let gate = gate_options(opts, budget);
     let original = (opts.verify_each && reference.is_some()).then(|| model.clone());
     let mut broken: Option<(String, VerifyReport)> = None;
     let dump_after = opts.dump_after.clone();
@@ -274,6 +288,7 @@ pub fn optimize_with_passes(
         pipeline,
         verification,
         cost,
+        pinned_symbols,
     })
 }
 

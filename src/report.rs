@@ -58,6 +58,7 @@ pub fn optimize_json(
             "macs": { "before": before.macs, "after": after.macs },
             "file_bytes": { "before": input.bytes, "after": output.bytes },
         },
+        "pinned_symbols": outcome.pinned_symbols.iter().map(|(n, v)| json!({ "name": n, "value": v })).collect::<Vec<_>>(),
         "iterations": p.iterations,
         "hit_iteration_cap": p.hit_iteration_cap,
         "hit_rewrite_cap": p.hit_rewrite_cap,
@@ -96,7 +97,11 @@ pub fn cost_json(c: &CostOutcome) -> Value {
             "macs": e.macs,
             "executed_macs": e.executed_macs,
             "utilization": e.utilization,
-            "unknown_shapes": e.unknown_shapes,
+            "unsized_layers": e.unsized_layers,
+            "unsized_mac_layers": e.unsized_mac_layers,
+            "unsized": e.layers.iter().filter_map(|l| {
+                l.missing_shape.as_ref().map(|v| json!({ "layer": l.name, "value": v }))
+            }).collect::<Vec<_>>(),
         })
     };
     json!({
@@ -106,11 +111,26 @@ pub fn cost_json(c: &CostOutcome) -> Value {
         "clock_mhz": c.before.clock_mhz,
         "estimate": {
             "note": "estimates of an analytic cost model, not measurements",
+            "symbols_at_one": symbols_at_one(c),
             "before_is_after_cleanup": c.before_cleaned,
             "before": side(&c.before),
             "after": side(&c.after),
         },
     })
+}
+
+/// The symbolic dims either estimate evaluated at 1, sorted.
+pub fn symbols_at_one(c: &CostOutcome) -> Vec<String> {
+    let mut s: Vec<String> = c
+        .before
+        .symbols_at_one
+        .iter()
+        .chain(&c.after.symbols_at_one)
+        .cloned()
+        .collect();
+    s.sort();
+    s.dedup();
+    s
 }
 
 /// One cost-gated decision: applied or rejected, with both estimates.

@@ -257,17 +257,42 @@ fn totals(h: &mut String, input: &ReportInput) {
     }
     h.push_str("</table>\n");
     if let (Some(eb), Some(ea)) = (input.estimate_before, input.estimate_after) {
-        let unknown = eb.unknown_shapes.max(ea.unknown_shapes);
-        if unknown > 0 {
+        for (which, e) in [("before", eb), ("after", ea)] {
+            if e.unsized_layers == 0 {
+                continue;
+            }
+            let names: Vec<String> = e
+                .layers
+                .iter()
+                .filter_map(|l| {
+                    let v = l.missing_shape.as_ref()?;
+                    Some(format!("{} (no shape for '{}')", l.name, v))
+                })
+                .take(10)
+                .collect();
             let _ = writeln!(
                 h,
-                "<p class=\"note\">{} node{} not costed because {} shapes are unknown \
-                 (before: {}, after: {}).</p>",
-                unknown,
-                plural(unknown),
-                if unknown == 1 { "its" } else { "their" },
-                eb.unknown_shapes,
-                ea.unknown_shapes
+                "<div class=\"banner warn\" id=\"unsized-{which}\">{} layer{} {which} could not be \
+                 sized ({} of them convs or matrix products): not costed, so the estimate is a lower \
+                 bound. {}{}</div>",
+                e.unsized_layers,
+                plural(e.unsized_layers),
+                e.unsized_mac_layers,
+                escape(&names.join(", ")),
+                if e.unsized_layers > names.len() { ", …" } else { "" }
+            );
+        }
+        let mut symbols: Vec<&String> =
+            eb.symbols_at_one.iter().chain(&ea.symbols_at_one).collect();
+        symbols.sort();
+        symbols.dedup();
+        if !symbols.is_empty() {
+            let names: Vec<&str> = symbols.iter().map(|s| s.as_str()).collect();
+            let _ = writeln!(
+                h,
+                "<p class=\"note\" id=\"symbols-at-one\">Symbolic dims evaluated at 1 in the \
+                 estimates: {} (pin them with --input-shape NAME=D,D,…).</p>",
+                escape(&names.join(", "))
             );
         }
     }

@@ -111,7 +111,16 @@ fn inspect_with_target_json_has_exactly_the_documented_keys() {
     let keys: Vec<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
     assert_eq!(
         keys,
-        ["flags", "latency_ms", "layers", "target", "total_cycles"]
+        [
+            "flags",
+            "latency_ms",
+            "layers",
+            "symbols_at_one",
+            "target",
+            "total_cycles",
+            "unsized_layers",
+            "unsized_mac_layers"
+        ]
     );
     assert_eq!(v["target"], "hexagon-htp");
     let layers = v["layers"].as_array().unwrap();
@@ -129,6 +138,7 @@ fn inspect_with_target_json_has_exactly_the_documented_keys() {
                 "name",
                 "op",
                 "supported",
+                "unsized",
                 "utilization"
             ]
         );

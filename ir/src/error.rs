@@ -43,6 +43,9 @@ pub enum IrError {
     },
     #[error("invalid graph: {0}")]
     Invalid(String),
+    /// A requested input shape does not fit the model.
+    #[error("input shape: {0}")]
+    InputShape(String),
     #[error("cannot write '{path}': {message}")]
     Write { path: PathBuf, message: String },
 }

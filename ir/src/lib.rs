@@ -34,6 +34,7 @@ pub mod macs;
 pub mod model;
 pub mod node;
 pub mod op;
+pub mod pin;
 pub mod proto;
 pub mod shape;
 pub mod subgraph;

@@ -4,11 +4,20 @@ use crate::graph::Graph;
 use crate::ids::NodeId;
 use crate::op::Op;
 
+/// Binds a symbolic dim's name to a value (`None`: unbound).
+pub type Bind<'a> = &'a dyn Fn(&str) -> Option<i64>;
+
 /// MACs of one node, when its shapes are known: Conv, ConvTranspose, Gemm
 /// and MatMul. Other ops count as 0 (their cost is memory, not MACs).
 pub fn node_macs(graph: &Graph, id: NodeId) -> Option<u64> {
+    node_macs_with(graph, id, &|_| None)
+}
+
+/// [`node_macs`] with symbolic dims bound by `bind`.
+pub fn node_macs_with(graph: &Graph, id: NodeId, bind: Bind) -> Option<u64> {
     let n = graph.node(id);
-    let shape = |v: Option<crate::ids::ValueId>| -> Option<Vec<i64>> { graph.ty(v?)?.concrete() };
+    let shape =
+        |v: Option<crate::ids::ValueId>| -> Option<Vec<i64>> { graph.ty(v?)?.concrete_with(bind) };
     let prod = |s: &[i64]| {
         s.iter()
             .try_fold(1u64, |a, &d| a.checked_mul(u64::try_from(d).ok()?))
@@ -45,19 +54,30 @@ pub fn node_macs(graph: &Graph, id: NodeId) -> Option<u64> {
 /// Total MACs of the graph; nodes whose shapes are unknown count as 0 and
 /// are reported in the second field.
 pub fn total_macs(graph: &Graph) -> (u64, usize) {
-    total_with(graph, node_macs)
+    total_with(graph, &|_| None, node_macs_with)
 }
 
 /// Total useful MACs (see [`useful_node_macs`]), and the unknown count.
 pub fn total_useful_macs(graph: &Graph) -> (u64, usize) {
-    total_with(graph, useful_node_macs)
+    total_with(graph, &|_| None, useful_node_macs_with)
 }
 
-fn total_with(graph: &Graph, f: fn(&Graph, NodeId) -> Option<u64>) -> (u64, usize) {
+/// [`total_macs`] and [`total_useful_macs`] with symbols bound by `bind`.
+pub fn totals_with(graph: &Graph, bind: Bind) -> (u64, u64, usize) {
+    let (dense, unknown) = total_with(graph, bind, node_macs_with);
+    let (useful, _) = total_with(graph, bind, useful_node_macs_with);
+    (dense, useful, unknown)
+}
+
+fn total_with(
+    graph: &Graph,
+    bind: Bind,
+    f: fn(&Graph, NodeId, Bind) -> Option<u64>,
+) -> (u64, usize) {
     let mut total = 0u64;
     let mut unknown = 0;
     for id in graph.node_ids() {
-        match f(graph, id) {
+        match f(graph, id, bind) {
             Some(m) => total = total.saturating_add(m),
             None => unknown += 1,
         }
@@ -71,7 +91,12 @@ fn total_with(graph: &Graph, f: fn(&Graph, NodeId) -> Option<u64>) -> (u64, usiz
 /// padded channels — are never useful work. Without a constant weight, all
 /// MACs count.
 pub fn useful_node_macs(graph: &Graph, id: NodeId) -> Option<u64> {
-    let dense = node_macs(graph, id)?;
+    useful_node_macs_with(graph, id, &|_| None)
+}
+
+/// [`useful_node_macs`] with symbolic dims bound by `bind`.
+pub fn useful_node_macs_with(graph: &Graph, id: NodeId, bind: Bind) -> Option<u64> {
+    let dense = node_macs_with(graph, id, bind)?;
     let n = graph.node(id);
     let weight_slot = match n.op() {
         Op::Conv(_) | Op::ConvTranspose(_) | Op::Gemm(_) | Op::MatMul => 1,

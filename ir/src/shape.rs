@@ -110,6 +110,17 @@ impl Dim {
         }
     }
 
+    /// The dim with the symbols `bind` knows replaced by their values.
+    pub fn substitute(&self, bind: &dyn Fn(&str) -> Option<i64>) -> Dim {
+        match self {
+            Dim::Sym(s) => s
+                .poly()
+                .substitute(bind)
+                .map_or(Dim::Unknown, Sym::from_poly),
+            d => d.clone(),
+        }
+    }
+
     /// True when the dim is certainly ≥ 0 (a number ≥ 0, or an expression
     /// whose coefficients are all positive).
     pub fn is_non_negative(&self) -> bool {

@@ -257,6 +257,29 @@ impl Poly {
         })
     }
 
+    /// The polynomial with the symbols `bind` knows replaced by their
+    /// values (the others kept); `None` if the result overflows.
+    pub fn substitute(&self, bind: &dyn Fn(&str) -> Option<i64>) -> Option<Poly> {
+        let mut acc = Poly::default();
+        for (m, c) in &self.0 {
+            let mut term = Poly::constant(*c);
+            for (a, p) in &m.0 {
+                let f = match a {
+                    Atom::Name(n) => match bind(n) {
+                        Some(v) => Poly::constant(v),
+                        None => Poly::atom(a.clone()),
+                    },
+                    Atom::FloorDiv(q, d) => q.substitute(bind)?.floor_div(*d)?,
+                };
+                for _ in 0..*p {
+                    term = term.mul(&f)?;
+                }
+            }
+            acc = acc.add(&term)?;
+        }
+        Some(acc)
+    }
+
     /// Every named symbol, each once, in order.
     pub fn names(&self, out: &mut Vec<Arc<str>>) {
         for (m, _) in &self.0 {
@@ -444,6 +467,18 @@ mod tests {
             }
             assert_eq!(h5.eval(&|_| Some(h)), Some(x), "H = {h}");
         }
+    }
+
+    #[test]
+    fn substitution_binds_some_symbols() {
+        let p = n("N")
+            .mul(&n("H"))
+            .unwrap()
+            .add(&n("H").add(&k(1)).unwrap().floor_div(2).unwrap())
+            .unwrap();
+        let q = p.substitute(&|s| (s == "H").then_some(7)).unwrap();
+        assert_eq!(q.to_string(), "7*N + 4");
+        assert_eq!(p.substitute(&|_| Some(2)).unwrap().as_const(), Some(5));
     }
 
     #[test]

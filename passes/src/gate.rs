@@ -16,7 +16,9 @@
 //!
 //! The rule: `--force-pass NAME` always applies; a proposal with a `veto`
 //! (e.g. "group conv is lowered to split + concat on ethos-u55-256") is
-//! rejected; a rewrite that leaves shapes unknown is rejected; otherwise
+//! rejected; a rewrite whose region (the nodes it matched, removed or
+//! added) holds a layer the cost model cannot size is rejected with that
+//! reason, as is one that leaves more layers unsized; otherwise
 //! with [`Intent::Deploy`] the estimate must fall (a tie keeps the model as
 //! it is: no gain is no reason to change it), and with [`Intent::Capacity`]
 //! a proposal that adds trainable capacity (`adds_capacity`) is applied when
@@ -156,11 +158,12 @@ pub struct Decision {
 }
 
 /// The figures of one whole-model estimate the gate keeps.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Figures {
     pub cycles: u64,
     pub latency_ms: f64,
-    pub unknown: usize,
+    /// Layers the cost model could not size.
+    pub unsized_layers: Vec<cost::Unsized>,
 }
 
 impl Figures {
@@ -169,8 +172,15 @@ impl Figures {
         Figures {
             cycles: e.total_cycles,
             latency_ms: e.latency_ms,
-            unknown: e.unknown_shapes,
+            unsized_layers: e.unsized_layers,
         }
+    }
+
+    /// The first of `nodes` the cost model could not size.
+    fn unsized_among<'a>(&'a self, nodes: &[&String]) -> Option<&'a cost::Unsized> {
+        self.unsized_layers
+            .iter()
+            .find(|u| !u.node.is_empty() && nodes.contains(&&u.node))
     }
 }
 
@@ -236,14 +246,14 @@ impl PassContext {
 
     /// The whole model's estimate, cached while the graph is unchanged.
     fn current_figures(&mut self, g: &mut Graph, t: &Target) -> Figures {
-        if let Some((generation, f)) = self.cached {
-            if generation == g.generation() {
-                return f;
+        if let Some((generation, f)) = &self.cached {
+            if *generation == g.generation() {
+                return f.clone();
             }
         }
         npuopt_ir::infer::infer_types(g);
         let f = Figures::of(g, t);
-        self.cached = Some((g.generation(), f));
+        self.cached = Some((g.generation(), f.clone()));
         f
     }
 
@@ -276,11 +286,24 @@ impl PassContext {
         let capacity = p.adds_capacity && self.gate.intent == Intent::Capacity;
         let est = estimate_text(before.cycles, after.cycles);
         let tname = target.name().to_string();
+        // The region: what the rule matched and removed (before), matched
+        // and added (after). A layer there the cost model cannot size
+        // would make the comparison one of zeros.
+        let region_before: Vec<&String> = change.matched.iter().chain(&change.removed).collect();
+        let region_after: Vec<&String> = change.matched.iter().chain(&change.added).collect();
+        let unsized_layer = before
+            .unsized_among(&region_before)
+            .or_else(|| after.unsized_among(&region_after));
         let refusal: Option<String> = if forced {
             None
         } else if let Some(v) = &p.veto {
             Some(v.clone())
-        } else if after.unknown > before.unknown {
+        } else if let Some(u) = unsized_layer {
+            Some(format!(
+                "layer '{}' cannot be sized on {tname} (the shape of '{}' is unknown)",
+                u.node, u.value
+            ))
+        } else if after.unsized_layers.len() > before.unsized_layers.len() {
             Some("shapes are unknown after the rewrite (cannot be costed)".into())
         } else if capacity {
             // Never above the budget, nor above where the model already
@@ -341,7 +364,7 @@ impl PassContext {
                 change.note = format!("{}; {est} on {tname}{why}", change.note);
                 decision.reason = change.note.clone();
                 *g = candidate;
-                self.cached = Some((g.generation(), after));
+                self.cached = Some((g.generation(), after.clone()));
                 self.record(change);
                 self.decisions.push(decision);
                 Outcome::Applied

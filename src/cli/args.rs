@@ -147,7 +147,10 @@ pub struct CheckArgs {
     /// Number of random input sets.
     #[arg(long, default_value_t = 1)]
     pub samples: usize,
-    /// Shape of an input with symbolic dims, e.g. `input=1,3,224,224` (repeatable).
+    /// Shape of a graph input, e.g. `images=1,3,640,640` (repeatable).
+    /// optimize: pinned for the whole run (shape inference, passes, cost
+    /// model, verification) and declared by the written model; verify: the
+    /// shape both models run at.
     #[arg(long, value_name = "NAME=D,D,…")]
     pub input_shape: Vec<String>,
     /// Range `LO,HI` of integer inputs (default 0,10).
@@ -187,6 +190,10 @@ pub struct InspectArgs {
     /// `npuopt targets`) or a path to a target .toml.
     #[arg(long, value_name = "NAME|FILE", conflicts_with = "dump")]
     pub target: Option<String>,
+    /// Pin a graph input's shape, e.g. `images=1,3,640,640` (repeatable):
+    /// the summary, dump and estimate see the pinned model.
+    #[arg(long, value_name = "NAME=D,D,…")]
+    pub input_shape: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -14,7 +14,13 @@ pub fn run(a: InspectArgs) -> Result<i32, CliError> {
         Some(spec) => Some(Target::resolve(spec).map_err(CliError::input)?),
         None => None,
     };
-    let model = npuopt_ir::import::load(&a.input).map_err(CliError::input)?;
+    let input_shapes =
+        super::check_args::parse_input_shapes_i64(&a.input_shape).map_err(CliError::input)?;
+    let mut model = npuopt_ir::import::load(&a.input).map_err(CliError::input)?;
+    if !input_shapes.is_empty() {
+        npuopt_ir::pin::pin_input_shapes(&mut model.graph, &input_shapes)
+            .map_err(CliError::input)?;
+    }
     if a.dump {
         let text = npuopt_ir::dump::dump(&model.graph).map_err(CliError::input)?;
         print!("{text}");
@@ -56,6 +62,7 @@ fn estimate_json(e: &Estimate) -> serde_json::Value {
                 "utilization": l.utilization,
                 "bound": l.bound,
                 "supported": l.supported,
+                "unsized": l.missing_shape,
             })
         })
         .collect();
@@ -63,6 +70,9 @@ fn estimate_json(e: &Estimate) -> serde_json::Value {
         "target": e.target,
         "total_cycles": e.total_cycles,
         "latency_ms": e.latency_ms,
+        "unsized_layers": e.unsized_layers,
+        "unsized_mac_layers": e.unsized_mac_layers,
+        "symbols_at_one": e.symbols_at_one,
         "layers": layers,
         "flags": e.flags,
     })
@@ -135,13 +145,7 @@ fn render(e: &Estimate, t: &Target) -> String {
         short(e.executed_macs),
         e.utilization * 100.0
     );
-    if e.unknown_shapes > 0 {
-        let _ = writeln!(
-            s,
-            "{} nodes with unknown shapes are not costed (the total is a lower bound)",
-            e.unknown_shapes
-        );
-    }
+    s.push_str(&super::notes::estimate_notes(e));
     if !t.target.assumptions.is_empty() {
         let _ = writeln!(
             s,

@@ -3,6 +3,7 @@
 mod args;
 mod check_args;
 mod inspect_cmd;
+mod notes;
 mod optimize_cmd;
 mod passes_cmd;
 mod progress;

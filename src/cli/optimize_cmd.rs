@@ -52,6 +52,8 @@ pub fn run(a: OptimizeArgs, quiet: bool) -> Result<i32, CliError> {
             npuopt_passes::resolve_pass_list(Some(&pair[0]), None).map_err(CliError::usage)?;
         dump_after.push((name[0].to_string(), pair[1].clone().into()));
     }
+    let input_shapes =
+        super::check_args::parse_input_shapes_i64(&a.check.input_shape).map_err(CliError::input)?;
     let verify = if a.no_verify {
         None
     } else {
@@ -77,7 +79,7 @@ pub fn run(a: OptimizeArgs, quiet: bool) -> Result<i32, CliError> {
     });
     let mut model =
         npuopt_ir::import::from_bytes(input_bytes.into(), dir).map_err(CliError::input)?;
-    let before = summarize_resolving_shapes(&model);
+    let before = summarize_resolving_shapes(&model, &input_shapes);
     drop(step);
     let step = progress.step(if a.no_verify {
         "optimizing"
@@ -95,6 +97,7 @@ pub fn run(a: OptimizeArgs, quiet: bool) -> Result<i32, CliError> {
             target,
             intent,
             force_passes: a.force_pass.clone(),
+            input_shapes,
         },
     ) {
         Ok(o) => o,
@@ -162,6 +165,14 @@ pub fn run(a: OptimizeArgs, quiet: bool) -> Result<i32, CliError> {
                 s.pass, s.rewrites, s.nodes_before, s.nodes_after
             );
         }
+        if !outcome.pinned_symbols.is_empty() {
+            let b: Vec<String> = outcome
+                .pinned_symbols
+                .iter()
+                .map(|(n, v)| format!("{n}={v}"))
+                .collect();
+            eprintln!("  pinned symbolic dims: {}", b.join(", "));
+        }
         if let Some(c) = &outcome.cost {
             let applied = outcome
                 .pipeline
@@ -180,6 +191,24 @@ pub fn run(a: OptimizeArgs, quiet: bool) -> Result<i32, CliError> {
                 applied,
                 outcome.pipeline.decisions.len()
             );
+            let symbols = crate::report::symbols_at_one(c);
+            if !symbols.is_empty() {
+                eprintln!("  note: {}", super::notes::symbols_note(&symbols));
+            }
+            for (which, e) in [("input", &c.before), ("output", &c.after)] {
+                if e.unsized_layers > 0 {
+                    let first = e.layers.iter().find(|l| l.missing_shape.is_some());
+                    eprintln!(
+                        "  warning: {} layer{} of the {which} could not be sized and {} not costed \
+                         (first: '{}', the shape of '{}' is unknown); see inspect --target",
+                        e.unsized_layers,
+                        if e.unsized_layers == 1 { "" } else { "s" },
+                        if e.unsized_layers == 1 { "is" } else { "are" },
+                        first.map(|l| l.name.as_str()).unwrap_or(""),
+                        first.and_then(|l| l.missing_shape.as_deref()).unwrap_or("")
+                    );
+                }
+            }
             if let Some(b) = c.capacity_budget {
                 eprintln!(
                     "  capacity budget: est. {b} cycles (the input with BN folded and branches merged)"
@@ -248,7 +277,21 @@ fn same_file(a: &Path, b: &Path) -> bool {
 /// (TorchScript exports' Shape → Gather → Slice chains), its MACs are taken
 /// from a copy after the shape-resolving cleanup passes, which change no
 /// arithmetic — otherwise those layers would count as zero MACs.
-fn summarize_resolving_shapes(model: &npuopt_ir::Model) -> crate::inspect::ModelSummary {
+fn summarize_resolving_shapes(
+    model: &npuopt_ir::Model,
+    input_shapes: &[(String, Vec<i64>)],
+) -> crate::inspect::ModelSummary {
+    let pinned;
+    let model = if input_shapes.is_empty() {
+        model
+    } else {
+        // The input as the run sees it (a bad pin fails in optimize, with
+        // its message).
+        let mut m = model.clone();
+        let _ = npuopt_ir::pin::pin_input_shapes(&mut m.graph, input_shapes);
+        pinned = m;
+        &pinned
+    };
     let mut s = summarize(model);
     if s.nodes_with_unknown_macs == 0 {
         return s;

@@ -34,7 +34,7 @@ fn main() {
         .collect();
     println!(
         "{:<34} {:>6} {:>9} {:<14} {:>10} {:>12} {:>10} {:>8}",
-        "model", "nodes", "import ms", "target", "cost ms", "cycles (est)", "ms (est)", "unknown"
+        "model", "nodes", "import ms", "target", "cost ms", "cycles (est)", "ms (est)", "unsized"
     );
     for p in &paths {
         let t0 = Instant::now();
@@ -65,7 +65,7 @@ fn main() {
                 median(times).as_secs_f64() * 1e3,
                 est.total_cycles,
                 est.latency_ms,
-                est.unknown_shapes
+                est.unsized_layers
             );
         }
     }

@@ -25,7 +25,7 @@ use npuopt_targets::{builtin_names, cost, Target};
 /// The input's estimate (after the cleanup passes when shapes are unknown).
 fn baseline(model: &Model, t: &Target) -> cost::Totals {
     let raw = cost::totals(&model.graph, t);
-    if raw.unknown_shapes == 0 {
+    if raw.unsized_layers.is_empty() {
         return raw;
     }
     let mut clean = model.clone();

@@ -47,8 +47,9 @@ pub enum Bound {
     Fallback,
     /// Costs nothing: fused into its producer, in place, or a reshape.
     Free,
-    /// Shapes unknown: not costed.
-    Unknown,
+    /// A value it reads or writes has no known shape: not costed (see
+    /// [`LayerCost::unsized`]).
+    Unsized,
 }
 
 impl Bound {
@@ -59,7 +60,7 @@ impl Bound {
             Bound::Memory => "memory",
             Bound::Fallback => "fallback",
             Bound::Free => "free",
-            Bound::Unknown => "unknown",
+            Bound::Unsized => "unsized",
         }
     }
 }
@@ -110,6 +111,9 @@ pub struct LayerCost {
     /// Why: fused into X, falls back because Y …
     pub note: String,
     pub kind: LayerKind,
+    /// The layer could not be sized: the value it reads or writes whose
+    /// shape is unknown ("unsized"). Its cycles (0) are not an estimate.
+    pub missing_shape: Option<String>,
 }
 
 /// The cost of a whole model on one target. Every figure is an estimate.
@@ -125,8 +129,15 @@ pub struct Estimate {
     pub executed_macs: u64,
     /// Useful MACs / (total cycles × peak).
     pub utilization: f64,
-    /// Nodes not costed because their shapes are unknown.
-    pub unknown_shapes: usize,
+    /// Layers that could not be sized (a value without a known shape):
+    /// not costed, so the total is a lower bound.
+    pub unsized_layers: usize,
+    /// Of those, convs and matrix products: their MACs are missing from
+    /// `macs`.
+    pub unsized_mac_layers: usize,
+    /// Symbolic dims the estimate evaluated at 1 (no `--input-shape` pinned
+    /// them), sorted.
+    pub symbols_at_one: Vec<String>,
     pub layers: Vec<LayerCost>,
     pub flags: Vec<Flag>,
 }
@@ -259,6 +270,27 @@ pub(crate) struct Ctx<'a> {
     pub t: &'a Target,
     pub id: NodeId,
     pub macs: u64,
+    /// Symbols the estimate evaluated at 1.
+    pub symbols: &'a SymbolsAtOne,
+}
+
+/// The symbolic dims an estimate evaluated at 1, as they are met.
+#[derive(Default)]
+pub(crate) struct SymbolsAtOne(std::cell::RefCell<std::collections::BTreeSet<String>>);
+
+impl SymbolsAtOne {
+    /// A symbol's value for the cost model: 1, noted.
+    pub fn bind(&self, s: &str) -> Option<i64> {
+        let mut set = self.0.borrow_mut();
+        if !set.contains(s) {
+            set.insert(s.to_string());
+        }
+        Some(1)
+    }
+
+    fn into_vec(self) -> Vec<String> {
+        self.0.into_inner().into_iter().collect()
+    }
 }
 
 impl Ctx<'_> {
@@ -266,8 +298,23 @@ impl Ctx<'_> {
         self.g.node(self.id)
     }
 
+    /// `v`'s shape, symbolic dims evaluated at 1.
     pub fn shape(&self, v: Option<ValueId>) -> Option<Vec<i64>> {
-        self.g.ty(v?)?.concrete()
+        self.g.ty(v?)?.concrete_with(&|s| self.symbols.bind(s))
+    }
+
+    /// The first value the layer reads (not a constant) or writes (and is
+    /// read) whose shape is unknown: inputs first, as the likelier cause.
+    fn missing_shape(&self) -> Option<ValueId> {
+        let n = self.node();
+        let read = |v: &ValueId| !self.g.value(*v).uses().is_empty() || self.g.is_graph_output(*v);
+        n.inputs()
+            .iter()
+            .flatten()
+            .filter(|v| self.g.constant(**v).is_none())
+            .chain(n.outputs().iter().flatten().filter(|v| read(v)))
+            .copied()
+            .find(|v| self.shape(Some(*v)).is_none())
     }
 
     pub fn in_shape(&self, i: usize) -> Option<Vec<i64>> {
@@ -459,66 +506,111 @@ fn cost_node(ctx: &Ctx) -> Option<Cost> {
     }
 }
 
+/// An unsized layer: its node, the value without a shape, and whether it
+/// is a conv or a matrix product (MACs missing from the total).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Unsized {
+    pub node: String,
+    pub value: String,
+    pub has_macs: bool,
+}
+
 /// Costs every node of `g` in schedule (topological) order, carrying the
 /// weight-prefetch slack from layer to layer, and hands each to `visit`
-/// with its cycles rounded up. Returns how many nodes had unknown shapes.
-fn walk(g: &Graph, t: &Target, mut visit: impl FnMut(&Ctx, Cost, u64)) -> usize {
+/// with its cycles rounded up (and the value it lacks a shape for, when it
+/// cannot be sized). Returns the unsized layers and the symbols evaluated
+/// at 1.
+fn walk(
+    g: &Graph,
+    t: &Target,
+    mut visit: impl FnMut(&Ctx, Cost, u64, Option<String>),
+) -> (Vec<Unsized>, Vec<String>) {
     let order = g
         .topo_order()
         .unwrap_or_else(|_| g.node_ids().collect::<Vec<_>>());
-    let mut unknown = 0;
+    let symbols = SymbolsAtOne::default();
+    let mut unsized_layers = Vec::new();
     // Memory cycles the previous layer left idle (weight prefetch).
     let mut slack = 0.0;
     for id in order {
-        let useful = macs::node_macs(g, id);
+        let useful = macs::node_macs_with(g, id, &|s| symbols.bind(s));
         let ctx = Ctx {
             g,
             t,
             id,
             macs: useful.unwrap_or(0),
+            symbols: &symbols,
         };
-        let mut cost = match useful.and_then(|_| cost_node(&ctx)) {
-            Some(c) => c,
-            None => {
-                unknown += 1;
-                Cost {
-                    executed_macs: 0,
-                    cycles: 0.0,
-                    bound: Bound::Unknown,
-                    supported: true,
-                    note: "shapes unknown: not costed".into(),
-                    kind: LayerKind::Other,
-                    overlap: None,
-                }
+        // A layer that is not free must see every value it moves: one
+        // costed with a missing size would be costed as 0 by accident.
+        let missing = |ctx: &Ctx| ctx.missing_shape().map(|v| g.value(v).name().to_string());
+        let sized = match useful.and_then(|_| cost_node(&ctx)) {
+            Some(c) if c.bound == Bound::Free => Ok(c),
+            Some(c) => missing(&ctx).map_or(Ok(c), Err),
+            None => Err(missing(&ctx).unwrap_or_else(|| {
+                let out = ctx.node().output(0);
+                out.map(|v| g.value(v).name().to_string())
+                    .unwrap_or_default()
+            })),
+        };
+        let (mut cost, missing) = match sized {
+            Ok(c) => (c, None),
+            Err(v) => {
+                let n = ctx.node();
+                unsized_layers.push(Unsized {
+                    node: n.name().to_string(),
+                    value: v.clone(),
+                    has_macs: matches!(
+                        n.op(),
+                        npuopt_ir::Op::Conv(_)
+                            | npuopt_ir::Op::ConvTranspose(_)
+                            | npuopt_ir::Op::Gemm(_)
+                            | npuopt_ir::Op::MatMul
+                    ),
+                });
+                let note = format!("unsized: the shape of '{v}' is unknown (not costed)");
+                (
+                    Cost {
+                        executed_macs: 0,
+                        cycles: 0.0,
+                        bound: Bound::Unsized,
+                        supported: true,
+                        note,
+                        kind: LayerKind::Other,
+                        overlap: None,
+                    },
+                    Some(v),
+                )
             }
         };
         if t.memory.weight_prefetch {
             slack = cost.with_prefetch(|| ctx.weight_cycles(), slack);
         }
         let cycles = cost.cycles.max(0.0).ceil() as u64;
-        visit(&ctx, cost, cycles);
+        visit(&ctx, cost, cycles, missing);
     }
-    unknown
+    (unsized_layers, symbols.into_vec())
 }
 
 /// The whole-model figures a cost gate compares, without the per-layer
 /// report (no names, shapes or useful-MAC scan of the weights).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Totals {
     pub total_cycles: u64,
     /// `total_cycles` at the target's clock, in milliseconds.
     pub latency_ms: f64,
-    pub unknown_shapes: usize,
+    /// The layers that could not be sized.
+    pub unsized_layers: Vec<Unsized>,
 }
 
 /// [`estimate`]'s totals only: the same cycles, at a fraction of the work.
 pub fn totals(g: &Graph, t: &Target) -> Totals {
     let mut total_cycles = 0u64;
-    let unknown_shapes = walk(g, t, |_, _, cycles| total_cycles += cycles);
+    let (unsized_layers, _) = walk(g, t, |_, _, cycles, _| total_cycles += cycles);
     Totals {
         total_cycles,
         latency_ms: total_cycles as f64 / (t.target.clock_mhz * 1000.0),
-        unknown_shapes,
+        unsized_layers,
     }
 }
 
@@ -526,12 +618,12 @@ pub fn totals(g: &Graph, t: &Target) -> Totals {
 pub fn estimate(g: &Graph, t: &Target) -> Estimate {
     let peak = t.peak_macs_per_cycle();
     let mut layers = Vec::with_capacity(g.node_count());
-    let unknown = walk(g, t, |ctx, cost, cycles| {
+    let (unsized_layers, symbols_at_one) = walk(g, t, |ctx, cost, cycles, missing| {
         let (id, n) = (ctx.id, ctx.node());
         let dense = ctx.macs;
         // Zero weights (a rewrite's block-diagonal or padding zeros) are
         // executed but never useful.
-        let m = macs::useful_node_macs(g, id).unwrap_or(dense);
+        let m = macs::useful_node_macs_with(g, id, &|s| ctx.symbols.bind(s)).unwrap_or(dense);
         let utilization = if m > 0 && cycles > 0 {
             m as f64 / (cycles as f64 * peak)
         } else {
@@ -561,6 +653,7 @@ pub fn estimate(g: &Graph, t: &Target) -> Estimate {
             supported: cost.supported,
             note: cost.note,
             kind: cost.kind,
+            missing_shape: missing,
         });
     });
     let total_cycles: u64 = layers.iter().map(|l| l.cycles).sum();
@@ -580,7 +673,9 @@ pub fn estimate(g: &Graph, t: &Target) -> Estimate {
         } else {
             0.0
         },
-        unknown_shapes: unknown,
+        unsized_mac_layers: unsized_layers.iter().filter(|u| u.has_macs).count(),
+        unsized_layers: unsized_layers.len(),
+        symbols_at_one,
         layers,
         flags,
     }

@@ -42,6 +42,9 @@ pub struct ModelSummary {
     pub nodes_with_unknown_macs: usize,
     /// Symbolic dims the MAC counts evaluated at 1, sorted.
     pub symbols_at_one: Vec<String>,
+    /// Values whose declared and inferred types disagree (no rewrite
+    /// relies on their shapes).
+    pub disputes: Vec<String>,
     /// The layers with the most MACs, largest first (at most 5).
     pub largest_layers: Vec<LayerSummary>,
 }
@@ -128,6 +131,7 @@ pub fn summarize(model: &Model) -> ModelSummary {
         dense_macs: dense,
         nodes_with_unknown_macs: unknown,
         symbols_at_one: symbols.into_inner().into_iter().collect(),
+        disputes: g.disputes().iter().map(|d| d.to_string()).collect(),
         largest_layers: layers,
     }
 }
@@ -206,6 +210,9 @@ impl std::fmt::Display for ModelSummary {
             )?;
         }
         writeln!(f)?;
+        for d in &self.disputes {
+            writeln!(f, "warning:     {d}; no rewrite relies on its shape")?;
+        }
         if !self.largest_layers.is_empty() {
             writeln!(f, "largest layers:")?;
             for l in &self.largest_layers {

@@ -58,6 +58,7 @@ pub fn optimize_json(
             "macs": { "before": before.macs, "after": after.macs },
             "file_bytes": { "before": input.bytes, "after": output.bytes },
         },
+        "disputes": before.disputes,
         "pinned_symbols": outcome.pinned_symbols.iter().map(|(n, v)| json!({ "name": n, "value": v })).collect::<Vec<_>>(),
         "iterations": p.iterations,
         "hit_iteration_cap": p.hit_iteration_cap,

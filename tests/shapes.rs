@@ -117,7 +117,7 @@ fn unsized_layers_are_named_and_counted_in_inspect() {
         String::from_utf8(npuopt(&["inspect", &p, "--target", "ethos-u55-256"]).stdout).unwrap();
     assert!(
         text.contains("3 layers could not be sized (2 of them conv or matrix products")
-            && text.contains("unsized: conv0 (Conv): the shape of 'mystery0' is unknown"),
+            && text.contains("conv0 (Conv): unsized: the shape of 'mystery0' is unknown"),
         "{text}"
     );
 }
@@ -360,4 +360,57 @@ fn a_bad_input_shape_is_bad_input_naming_what_is_wrong() {
         assert!(stderr(&o).contains(want), "{spec}: {}", stderr(&o));
         assert!(!out.exists());
     }
+}
+
+/// RepVGG's stride-2 block with `add0` (the sum of its two branches)
+/// declared in `value_info` as `declared`.
+fn repvgg_declaring(declared: &[i64]) -> ModelProto {
+    let mut m = npuopt_fixtures::synthetic::repvgg_block_stride2();
+    let info = npuopt::ir::export::value_info_proto(
+        "add0",
+        &npuopt::ir::TensorType::new(DType::FLOAT, declared),
+    );
+    m.graph.as_mut().unwrap().value_info.push(info);
+    m
+}
+
+#[test]
+fn a_disputed_shape_is_named_and_no_rewrite_relies_on_it() {
+    let passes = ["fold-batchnorm", "merge-branches"];
+    // As declared correctly, the branches merge into one conv.
+    let ok = common::run(&repvgg_declaring(&[1, 16, 8, 8]), &passes);
+    assert!(ok.model.graph.disputes().is_empty());
+    assert_eq!(common::count(&ok.model, "Conv"), 1, "{}", ok.snapshot);
+    // Declared with 12 channels where the convs make 16: neither is
+    // trusted, and the merge, which needs the sum's shape, does not fire.
+    let bad = common::run(&repvgg_declaring(&[1, 12, 8, 8]), &passes);
+    let d = bad.model.graph.disputes();
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(
+        d[0].to_string(),
+        "value 'add0': the model declares f32[1,12,8,8], inference finds f32[1,16,8,8]"
+    );
+    let add0 = bad.model.graph.value_by_name("add0").unwrap();
+    assert!(bad.model.graph.ty(add0).is_none());
+    assert_eq!(common::count(&bad.model, "Conv"), 2, "{}", bad.snapshot);
+    common::assert_verified(&bad, "disputed repvgg");
+    // The CLI says so, naming the value.
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(&dir, "bad.onnx", &repvgg_declaring(&[1, 12, 8, 8]));
+    let o = npuopt(&["inspect", &p, "--target", "ethos-u55-256"]);
+    assert!(
+        stderr(&o).contains("warning: value 'add0': the model declares f32[1,12,8,8], inference finds f32[1,16,8,8]; no rewrite relies on its shape"),
+        "{}",
+        stderr(&o)
+    );
+    let v = json(&npuopt(&[
+        "inspect",
+        &p,
+        "--target",
+        "ethos-u55-256",
+        "--json",
+    ]));
+    assert_eq!(v["disputes"].as_array().unwrap().len(), 1);
+    let s = String::from_utf8(npuopt(&["inspect", &p]).stdout).unwrap();
+    assert!(s.contains("warning:     value 'add0'"), "{s}");
 }

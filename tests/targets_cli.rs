@@ -112,6 +112,7 @@ fn inspect_with_target_json_has_exactly_the_documented_keys() {
     assert_eq!(
         keys,
         [
+            "disputes",
             "flags",
             "latency_ms",
             "layers",

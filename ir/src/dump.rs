@@ -62,12 +62,17 @@ pub fn dump(graph: &Graph) -> crate::error::Result<String> {
     let mut s = String::new();
     let _ = writeln!(s, "graph {:?} opset {}", graph.name(), graph.opset());
     let ty = |v: ValueId| {
-        graph
-            .value(v)
+        let val = graph.value(v);
+        let t = val
             .ty
             .as_ref()
             .map(|t| t.to_string())
-            .unwrap_or_else(|| "?".into())
+            .unwrap_or_else(|| "?".into());
+        if val.disputed {
+            format!("{t} (disputed)")
+        } else {
+            t
+        }
     };
     for v in graph.inputs() {
         let _ = writeln!(

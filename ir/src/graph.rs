@@ -47,9 +47,34 @@ pub struct Graph {
     /// removed keep the input list in step.
     pub(crate) initializers_are_inputs: bool,
     pub(crate) next_order: u64,
+    /// Values whose inferred type contradicts the declared one, as the
+    /// last inference found them.
+    pub(crate) disputes: Vec<Dispute>,
     /// The last topological order and the generation it is of: every pass
     /// asks for the order, and most runs of a pass change nothing.
     pub(crate) topo_cache: TopoCache,
+}
+
+/// A value whose declared type (`value_info` or a graph output) and
+/// inferred type disagree: a different element type, rank, or a dim both
+/// state as a different number. Neither is trusted: [`Graph::ty`] gives
+/// no type for it, so no rewrite that depends on its shape fires, and the
+/// cost model cannot size the layers that touch it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dispute {
+    pub value: String,
+    pub declared: TensorType,
+    pub inferred: TensorType,
+}
+
+impl std::fmt::Display for Dispute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "value '{}': the model declares {}, inference finds {}",
+            self.value, self.declared, self.inferred
+        )
+    }
 }
 
 /// A cached topological order. Cloning a graph clones it; any mutation
@@ -228,8 +253,26 @@ impl Graph {
         self.value(v).uses.len() == 1 && !self.is_graph_output(v)
     }
 
+    /// `v`'s type — the one accessor passes and the cost model ask. A
+    /// disputed value (inference contradicts its declared type) has none:
+    /// no rewrite may rely on a shape the model and inference disagree on.
     pub fn ty(&self, v: ValueId) -> Option<&TensorType> {
-        self.value(v).ty.as_ref()
+        let val = self.value(v);
+        if val.disputed {
+            return None;
+        }
+        val.ty.as_ref()
+    }
+
+    /// True when inference contradicts `v`'s declared type.
+    pub fn is_disputed(&self, v: ValueId) -> bool {
+        self.value(v).disputed
+    }
+
+    /// Every value whose declared and inferred types disagree, in
+    /// topological order (as the last inference found them).
+    pub fn disputes(&self) -> &[Dispute] {
+        &self.disputes
     }
 
     /// Nodes in a stable topological order: among the nodes ready at each
@@ -332,6 +375,7 @@ impl Graph {
             initializer: None,
             sparse: false,
             declared: false,
+            disputed: false,
             is_graph_input: false,
             ty: None,
         }));

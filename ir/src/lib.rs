@@ -46,7 +46,7 @@ pub mod value;
 
 pub use dtype::DType;
 pub use error::IrError;
-pub use graph::Graph;
+pub use graph::{Dispute, Graph};
 pub use ids::{NodeId, ValueId};
 pub use model::Model;
 pub use node::Node;

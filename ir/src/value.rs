@@ -35,6 +35,9 @@ pub struct Value {
     pub(crate) is_graph_input: bool,
     /// The model has a `value_info` entry for this value.
     pub(crate) declared: bool,
+    /// Inference and the type the model declares disagree (see
+    /// [`crate::Graph::disputes`]): [`crate::Graph::ty`] refuses it.
+    pub(crate) disputed: bool,
     /// The type the model declared or inference found.
     pub ty: Option<TensorType>,
 }

@@ -300,8 +300,8 @@ impl PassContext {
             Some(v.clone())
         } else if let Some(u) = unsized_layer {
             Some(format!(
-                "layer '{}' cannot be sized on {tname} (the shape of '{}' is unknown)",
-                u.node, u.value
+                "layer '{}' cannot be sized on {tname} (the shape of '{}' is {})",
+                u.node, u.value, u.why
             ))
         } else if after.unsized_layers.len() > before.unsized_layers.len() {
             Some("shapes are unknown after the rewrite (cannot be costed)".into())

@@ -27,10 +27,15 @@ pub fn run(a: InspectArgs) -> Result<i32, CliError> {
         return Ok(exit::OK);
     }
     if let Some(t) = target {
+        if !a.json {
+            for d in model.graph.disputes() {
+                eprintln!("warning: {d}; no rewrite relies on its shape");
+            }
+        }
         let est = cost::estimate(&model.graph, &t);
         if a.json {
-            let text =
-                serde_json::to_string_pretty(&estimate_json(&est)).map_err(CliError::input)?;
+            let text = serde_json::to_string_pretty(&estimate_json(&est, &model.graph))
+                .map_err(CliError::input)?;
             println!("{text}");
         } else {
             print!("{}", render(&est, &t));
@@ -48,7 +53,8 @@ pub fn run(a: InspectArgs) -> Result<i32, CliError> {
 }
 
 /// The `--target --json` document: exactly these keys.
-fn estimate_json(e: &Estimate) -> serde_json::Value {
+fn estimate_json(e: &Estimate, g: &npuopt_ir::Graph) -> serde_json::Value {
+    let disputes: Vec<String> = g.disputes().iter().map(|d| d.to_string()).collect();
     let layers: Vec<serde_json::Value> = e
         .layers
         .iter()
@@ -70,6 +76,7 @@ fn estimate_json(e: &Estimate) -> serde_json::Value {
         "target": e.target,
         "total_cycles": e.total_cycles,
         "latency_ms": e.latency_ms,
+        "disputes": disputes,
         "unsized_layers": e.unsized_layers,
         "unsized_mac_layers": e.unsized_mac_layers,
         "symbols_at_one": e.symbols_at_one,

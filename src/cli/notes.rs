@@ -26,13 +26,7 @@ pub(crate) fn estimate_notes(e: &Estimate) -> String {
             .filter(|l| l.missing_shape.is_some())
             .take(LISTED)
         {
-            let _ = writeln!(
-                s,
-                "  unsized: {} ({}): the shape of '{}' is unknown",
-                l.name,
-                l.op,
-                l.missing_shape.as_deref().unwrap_or("")
-            );
+            let _ = writeln!(s, "  {} ({}): {}", l.name, l.op, l.note);
         }
         if e.unsized_layers > LISTED {
             let _ = writeln!(s, "  … {} more (see --json)", e.unsized_layers - LISTED);

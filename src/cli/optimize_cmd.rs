@@ -80,6 +80,9 @@ pub fn run(a: OptimizeArgs, quiet: bool) -> Result<i32, CliError> {
     let mut model =
         npuopt_ir::import::from_bytes(input_bytes.into(), dir).map_err(CliError::input)?;
     let before = summarize_resolving_shapes(&model, &input_shapes);
+    for d in &before.disputes {
+        eprintln!("warning: {d}; no rewrite relies on its shape");
+    }
     drop(step);
     let step = progress.step(if a.no_verify {
         "optimizing"
@@ -200,12 +203,14 @@ pub fn run(a: OptimizeArgs, quiet: bool) -> Result<i32, CliError> {
                     let first = e.layers.iter().find(|l| l.missing_shape.is_some());
                     eprintln!(
                         "  warning: {} layer{} of the {which} could not be sized and {} not costed \
-                         (first: '{}', the shape of '{}' is unknown); see inspect --target",
+                         (first: '{}', {}); see inspect --target",
                         e.unsized_layers,
                         if e.unsized_layers == 1 { "" } else { "s" },
                         if e.unsized_layers == 1 { "is" } else { "are" },
                         first.map(|l| l.name.as_str()).unwrap_or(""),
-                        first.and_then(|l| l.missing_shape.as_deref()).unwrap_or("")
+                        first
+                            .map(|l| l.note.trim_start_matches("unsized: ").trim_end_matches(" (not costed)"))
+                            .unwrap_or("")
                     );
                 }
             }

@@ -38,7 +38,7 @@ use crate::attr::Attrs;
 use crate::dtype::DType;
 use crate::eval::Val;
 use crate::graph::Graph;
-use crate::ids::NodeId;
+use crate::ids::{NodeId, ValueId};
 use crate::node::Node;
 use crate::shape::{Dim, TensorType};
 
@@ -80,11 +80,20 @@ pub fn has_rule(op_type: &str) -> bool {
 }
 
 /// Infers the type of every node output, in topological order. Declared
-/// types are merged in: known dims win over symbols and unknowns.
+/// types are merged in: known dims win over symbols and unknowns. Where a
+/// declared type contradicts the inferred one, the value is disputed (see
+/// [`crate::graph::Dispute`]): it keeps the inferred type, so inference
+/// goes on from what the ops compute, but [`Graph::ty`] refuses it.
 pub fn infer_types(graph: &mut Graph) {
     let Ok(order) = graph.topo_order() else {
         return;
     };
+    let declared = declared_types(graph);
+    for d in std::mem::take(&mut graph.disputes) {
+        if let Some(v) = graph.value_by_name(&d.value) {
+            graph.value_mut(v).disputed = false;
+        }
+    }
     let mut state = State {
         data: vec![None; graph.values.len()],
     };
@@ -99,12 +108,65 @@ pub fn infer_types(graph: &mut Graph) {
             let Some(Some(t)) = types.get(slot) else {
                 continue;
             };
+            if let Some(d) = declared.get(&out) {
+                if contradicts(t, d) {
+                    let name = graph.value(out).name.clone();
+                    graph.disputes.push(crate::graph::Dispute {
+                        value: name,
+                        declared: d.clone(),
+                        inferred: t.clone(),
+                    });
+                    let v = graph.value_mut(out);
+                    v.ty = Some(t.clone());
+                    v.disputed = true;
+                    continue;
+                }
+            }
             let v = graph.value_mut(out);
             v.ty = Some(match &v.ty {
-                Some(declared) => t.merge(declared),
+                Some(current) => t.merge(current),
                 None => t.clone(),
             });
         }
+    }
+}
+
+/// The types the model declares for node outputs: `value_info` entries and
+/// graph outputs.
+fn declared_types(graph: &Graph) -> HashMap<ValueId, TensorType> {
+    let mut out = HashMap::new();
+    let infos = graph
+        .value_info
+        .iter()
+        .filter_map(|(v, info)| Some(((*v)?, info)))
+        .chain(graph.outputs.iter().map(|(v, info)| (*v, info)));
+    for (v, info) in infos {
+        let live = graph.try_value(v).is_some_and(|val| val.producer.is_some());
+        if !live {
+            continue;
+        }
+        if let Some(t) = info.r#type.as_ref().and_then(TensorType::from_proto) {
+            out.insert(v, t);
+        }
+    }
+    out
+}
+
+/// True when two statements of a type cannot both hold: different element
+/// types, ranks, or a dim both give as different numbers.
+fn contradicts(a: &TensorType, b: &TensorType) -> bool {
+    if a.dtype.0 != 0 && b.dtype.0 != 0 && a.dtype != b.dtype {
+        return true;
+    }
+    match (&a.shape, &b.shape) {
+        (Some(x), Some(y)) => {
+            x.len() != y.len()
+                || x.iter().zip(y).any(|p| match p {
+                    (Dim::Known(i), Dim::Known(j)) => i != j,
+                    _ => false,
+                })
+        }
+        _ => false,
     }
 }
 

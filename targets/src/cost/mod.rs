@@ -513,6 +513,8 @@ pub struct Unsized {
     pub node: String,
     pub value: String,
     pub has_macs: bool,
+    /// `unknown`, or `disputed` (declared and inferred shapes differ).
+    pub why: &'static str,
 }
 
 /// Costs every node of `g` in schedule (topological) order, carrying the
@@ -557,9 +559,14 @@ fn walk(
             Ok(c) => (c, None),
             Err(v) => {
                 let n = ctx.node();
+                let why = match g.value_by_name(&v) {
+                    Some(id) if g.is_disputed(id) => "disputed",
+                    _ => "unknown",
+                };
                 unsized_layers.push(Unsized {
                     node: n.name().to_string(),
                     value: v.clone(),
+                    why,
                     has_macs: matches!(
                         n.op(),
                         npuopt_ir::Op::Conv(_)
@@ -568,7 +575,7 @@ fn walk(
                             | npuopt_ir::Op::MatMul
                     ),
                 });
-                let note = format!("unsized: the shape of '{v}' is unknown (not costed)");
+                let note = format!("unsized: the shape of '{v}' is {why} (not costed)");
                 (
                     Cost {
                         executed_macs: 0,

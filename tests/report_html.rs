@@ -7,7 +7,7 @@
 //! after, verified with tract.
 //!
 //! Browser gating. The browser test needs Debian's `chromium` package at
-//! `/usr/bin/chromium` (`.ci/run` installs it when absent). When it is
+//! `/usr/bin/chromium` (`./test.sh` installs it when absent). When it is
 //! missing the test FAILS with a message saying how to install it; it never
 //! passes silently. Setting `NPUOPT_SKIP_BROWSER_TESTS=1` turns that failure
 //! into a skip: libtest on stable Rust cannot mark a test ignored at run
@@ -267,7 +267,7 @@ fn chromium_or_skip() -> Option<&'static str> {
     }
     panic!(
         "{CHROMIUM} is missing: the HTML report's browser test needs Debian's chromium \
-         package. Install it with `apt-get update && apt-get install -y chromium` (.ci/run does), \
+         package. Install it with `apt-get update && apt-get install -y chromium` (./test.sh does), \
          or set NPUOPT_SKIP_BROWSER_TESTS=1 to skip this test visibly."
     );
 }

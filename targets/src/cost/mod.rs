@@ -22,6 +22,7 @@
 //! The model only reads the graph. One pass over the nodes in topological
 //! order: linear in the graph's size, and deterministic.
 
+mod constants;
 mod conv;
 mod flags;
 mod simple;
@@ -272,6 +273,8 @@ pub(crate) struct Ctx<'a> {
     pub macs: u64,
     /// Symbols the estimate evaluated at 1.
     pub symbols: &'a SymbolsAtOne,
+    /// Values known before run time (see `constants.rs`), by value index.
+    pub constants: &'a [bool],
 }
 
 /// The symbolic dims an estimate evaluated at 1, as they are met.
@@ -298,6 +301,12 @@ impl Ctx<'_> {
         self.g.node(self.id)
     }
 
+    /// True when `v` is known before run time: an initializer, or computed
+    /// from constants alone (the compiler folds it; it is a weight).
+    pub fn is_constant(&self, v: ValueId) -> bool {
+        self.constants.get(v.index()).copied().unwrap_or(false)
+    }
+
     /// `v`'s shape, symbolic dims evaluated at 1.
     pub fn shape(&self, v: Option<ValueId>) -> Option<Vec<i64>> {
         self.g.ty(v?)?.concrete_with(&|s| self.symbols.bind(s))
@@ -311,7 +320,7 @@ impl Ctx<'_> {
         n.inputs()
             .iter()
             .flatten()
-            .filter(|v| self.g.constant(**v).is_none())
+            .filter(|v| !self.is_constant(**v))
             .chain(n.outputs().iter().flatten().filter(|v| read(v)))
             .copied()
             .find(|v| self.shape(Some(*v)).is_none())
@@ -369,7 +378,7 @@ impl Ctx<'_> {
         for (slot, v) in n.inputs().iter().enumerate() {
             let Some(v) = v else { continue };
             let e = self.elems(Some(*v)).unwrap_or(0);
-            if self.g.constant(*v).is_some() {
+            if self.is_constant(*v) {
                 if Some(slot) != bias_slot {
                     weights += e;
                 }
@@ -401,7 +410,7 @@ impl Ctx<'_> {
         let mut shape = self.shape(v)?;
         let v = v?;
         let produced = self.g.value(v).producer().is_some();
-        if produced && shape.len() >= 3 && self.g.constant(v).is_none() {
+        if produced && shape.len() >= 3 && !self.is_constant(v) {
             let a = self.t.align.cout.max(1) as i64;
             shape[1] = (shape[1] + a - 1) / a * a;
         }
@@ -417,7 +426,7 @@ impl Ctx<'_> {
             .inputs()
             .iter()
             .flatten()
-            .filter(|v| self.g.constant(**v).is_none())
+            .filter(|v| !self.is_constant(**v))
             .map(|v| self.elems(Some(*v)).unwrap_or(0))
             .sum();
         let outs: u64 = n
@@ -462,10 +471,10 @@ pub(crate) fn round_up(x: i64, a: u32) -> i64 {
     (x + a - 1) / a * a
 }
 
-fn shape_text(g: &Graph, vs: &[Option<ValueId>]) -> String {
+fn shape_text(g: &Graph, constants: &[bool], vs: &[Option<ValueId>]) -> String {
     vs.iter()
         .flatten()
-        .filter(|v| g.constant(**v).is_none())
+        .filter(|v| !constants.get(v.index()).copied().unwrap_or(false))
         .map(|v| match g.ty(*v).and_then(|t| t.shape.as_ref()) {
             Some(s) => s
                 .iter()
@@ -495,6 +504,9 @@ fn is_shape_arithmetic(g: &Graph, id: NodeId) -> bool {
 fn cost_node(ctx: &Ctx) -> Option<Cost> {
     use npuopt_ir::Op;
     let n = ctx.node();
+    if !n.outputs().is_empty() && n.outputs().iter().flatten().all(|v| ctx.is_constant(*v)) {
+        return Some(Cost::free("computes a constant (folded by the compiler)"));
+    }
     if is_shape_arithmetic(ctx.g, ctx.id) {
         return Some(Cost::free("shape arithmetic (folded by the compiler)"));
     }
@@ -531,6 +543,7 @@ fn walk(
         .topo_order()
         .unwrap_or_else(|_| g.node_ids().collect::<Vec<_>>());
     let symbols = SymbolsAtOne::default();
+    let constants = constants::constant_values(g, &order);
     let mut unsized_layers = Vec::new();
     // Memory cycles the previous layer left idle (weight prefetch).
     let mut slack = 0.0;
@@ -542,6 +555,7 @@ fn walk(
             id,
             macs: useful.unwrap_or(0),
             symbols: &symbols,
+            constants: &constants,
         };
         // A layer that is not free must see every value it moves: one
         // costed with a missing size would be costed as 0 by accident.
@@ -646,8 +660,8 @@ pub fn estimate(g: &Graph, t: &Target) -> Estimate {
             op,
             shapes: format!(
                 "{} -> {}",
-                shape_text(g, n.inputs()),
-                shape_text(g, n.outputs())
+                shape_text(g, ctx.constants, n.inputs()),
+                shape_text(g, ctx.constants, n.outputs())
             ),
             macs: m,
             executed_macs: cost

@@ -111,6 +111,9 @@ pub fn unary(op: &str, x: &Val) -> Option<Val> {
             let f: fn(f32) -> f32 = match op {
                 "Neg" => |p| -p,
                 "Sqrt" => f32::sqrt,
+                "Floor" => f32::floor,
+                "Ceil" => f32::ceil,
+                "Abs" => f32::abs,
                 _ => |p| 1.0 / p,
             };
             x.f32s()
@@ -122,6 +125,9 @@ pub fn unary(op: &str, x: &Val) -> Option<Val> {
             let f: fn(f64) -> f64 = match op {
                 "Neg" => |p| -p,
                 "Sqrt" => f64::sqrt,
+                "Floor" => f64::floor,
+                "Ceil" => f64::ceil,
+                "Abs" => f64::abs,
                 _ => |p| 1.0 / p,
             };
             x.f64s()
@@ -129,12 +135,13 @@ pub fn unary(op: &str, x: &Val) -> Option<Val> {
                 .flat_map(|v| f(v).to_le_bytes())
                 .collect()
         }
-        DType::INT64 if op == "Neg" => {
-            let v: Vec<i64> = x
-                .ints()?
-                .into_iter()
-                .map(i64::checked_neg)
-                .collect::<Option<_>>()?;
+        DType::INT64 if matches!(op, "Neg" | "Abs" | "Floor" | "Ceil") => {
+            let f: fn(i64) -> Option<i64> = match op {
+                "Neg" => i64::checked_neg,
+                "Abs" => i64::checked_abs,
+                _ => Some,
+            };
+            let v: Vec<i64> = x.ints()?.into_iter().map(f).collect::<Option<_>>()?;
             v.iter().flat_map(|v| v.to_le_bytes()).collect()
         }
         _ => return None,

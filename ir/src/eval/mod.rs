@@ -20,6 +20,9 @@
 //! * `Range` on integers, and on floats only when start and delta are
 //!   integer-valued and every element is exactly representable (so the
 //!   runtimes' `start + i·delta` and accumulating loops agree);
+//! * `Max`/`Min` of two inputs, `Equal`/`Less`/`Greater`, `Not`, `Where`,
+//!   `ReduceMax`/`ReduceMin`, `Floor`/`Ceil`/`Abs` (exact on every numeric
+//!   dtype; a NaN in a max or min declines);
 //! * element-wise `Add`/`Sub`/`Mul`/`Div` (numpy broadcasting) and
 //!   `Neg`/`Sqrt`/`Reciprocal` on f32 and f64 (computed in that type, IEEE,
 //!   bit-identical to a runtime) and `Add`/`Sub`/`Mul`/`Div`/`Neg` on i64
@@ -30,6 +33,7 @@
 
 mod arith;
 mod cast;
+mod compare;
 mod generate;
 mod movement;
 mod value;
@@ -39,6 +43,7 @@ mod tests;
 
 pub use arith::{binary, broadcast_dims, unary};
 pub use cast::cast;
+pub use compare::{compare, not, reduce, where_};
 pub use generate::{constant_of_shape, range};
 pub use movement::{concat, gather, reshape, slice, squeeze, transpose, unsqueeze};
 pub use value::{encode_ints, is_int, raw_bytes, Val};
@@ -90,6 +95,18 @@ pub fn can_evaluate(op: &str) -> bool {
             | "Neg"
             | "Sqrt"
             | "Reciprocal"
+            | "Floor"
+            | "Ceil"
+            | "Abs"
+            | "Max"
+            | "Min"
+            | "Equal"
+            | "Less"
+            | "Greater"
+            | "Not"
+            | "Where"
+            | "ReduceMax"
+            | "ReduceMin"
     )
 }
 
@@ -192,7 +209,33 @@ pub fn evaluate(
             }
             binary(op, x, y)
         }
-        "Neg" | "Sqrt" | "Reciprocal" if known(&[]) => unary(op, input(0)?),
+        "Neg" | "Sqrt" | "Reciprocal" | "Floor" | "Ceil" | "Abs" if known(&[]) => {
+            unary(op, input(0)?)
+        }
+        "Max" | "Min" if known(&[]) && ins.len() == 2 => compare(op, input(0)?, input(1)?),
+        "Equal" | "Less" | "Greater" if known(&[]) => compare(op, input(0)?, input(1)?),
+        "Not" if known(&[]) => not(input(0)?),
+        "Where" if known(&[]) => where_(input(0)?, input(1)?, input(2)?),
+        "ReduceMax" | "ReduceMin" if known(&["axes", "keepdims", "noop_with_empty_axes"]) => {
+            let x = input(0)?;
+            let axes = match a.ints("axes").ok()? {
+                Some(v) => v,
+                None if opset >= 18 && input(1).is_some() => input(1)?.index_ints()?,
+                None => Vec::new(),
+            };
+            if axes.is_empty() && a.int("noop_with_empty_axes").ok()?.unwrap_or(0) != 0 {
+                return Some(x.clone());
+            }
+            let r = x.dims.len() as i64;
+            let axes = axes
+                .iter()
+                .map(|&v| {
+                    let v = if v < 0 { v + r } else { v };
+                    (0..r).contains(&v).then_some(v as usize)
+                })
+                .collect::<Option<Vec<_>>>()?;
+            reduce(op, x, &axes, a.int("keepdims").ok()?.unwrap_or(1) != 0)
+        }
         _ => None,
     }
 }

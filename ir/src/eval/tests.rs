@@ -107,3 +107,28 @@ fn reshape_zero_and_infer() {
     assert_eq!(reshape(&x, &[-1], false).unwrap().dims, vec![6]);
     assert!(reshape(&x, &[4, -1], false).is_none());
 }
+
+#[test]
+fn comparisons_selections_and_reductions() {
+    let a = f(&[2, 2], &[1., 5., -2., 3.]);
+    let b = f(&[2], &[2., 2.]);
+    assert_eq!(compare("Max", &a, &b).unwrap().f32s(), vec![2., 5., 2., 3.]);
+    assert_eq!(
+        compare("Min", &a, &b).unwrap().f32s(),
+        vec![1., 2., -2., 2.]
+    );
+    let lt = compare("Less", &a, &b).unwrap();
+    assert_eq!(lt.ints().unwrap(), vec![1, 0, 1, 0]);
+    let w = where_(&lt, &a, &b).unwrap();
+    assert_eq!(w.f32s(), vec![1., 2., -2., 2.]);
+    assert_eq!(not(&lt).unwrap().ints().unwrap(), vec![0, 1, 0, 1]);
+    let m = reduce("ReduceMax", &a, &[1], false).unwrap();
+    assert_eq!((m.dims.clone(), m.f32s()), (vec![2], vec![5., 3.]));
+    let m = reduce("ReduceMin", &a, &[], true).unwrap();
+    assert_eq!((m.dims.clone(), m.f32s()), (vec![1, 1], vec![-2.]));
+    assert!(compare("Max", &f(&[1], &[f32::NAN]), &b).is_none());
+    let c = unary("Ceil", &f(&[2], &[1.2, -1.2])).unwrap();
+    assert_eq!(c.f32s(), vec![2., -1.]);
+    let e = compare("Equal", &i(&[2], &[3, 4]), &i(&[], &[4])).unwrap();
+    assert_eq!(e.ints().unwrap(), vec![0, 1]);
+}

@@ -2,13 +2,13 @@
 //! propagation for shape tensors.
 //!
 //! One walk over the nodes in topological order. Each default-domain op
-//! type has a rule (a function of [`Ctx`]) in the file of its family —
+//! type has a rule (a function of `Ctx`) in the file of its family —
 //! `conv`, `elementwise`, `matmul`, `quant`, `reduce`, `resize`,
 //! `shape_ops`, `index_ops` — found through one table, so adding an op is
 //! one function in the right file and one line in its family's `RULES`.
 //!
 //! Besides types, the walk carries the *values* of small tensors
-//! ([`data`]): constants (initializers, `Constant` nodes, and whatever the
+//! (`data.rs`): constants (initializers, `Constant` nodes, and whatever the
 //! shared evaluator [`crate::eval`] computes from them) and the elements of
 //! shape tensors as dims (`Shape → Gather → Concat → Reshape` resolves to
 //! `[N, 144, 8400]` without folding anything first, as ONNX's own

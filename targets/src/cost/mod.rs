@@ -49,7 +49,7 @@ pub enum Bound {
     /// Costs nothing: fused into its producer, in place, or a reshape.
     Free,
     /// A value it reads or writes has no known shape: not costed (see
-    /// [`LayerCost::unsized`]).
+    /// [`LayerCost::missing_shape`]).
     Unsized,
 }
 

@@ -33,6 +33,7 @@ impl CheckArgs {
             input_range,
             rtol: self.rtol,
             atol: self.atol,
+            ..VerifyOptions::default()
         })
     }
 }

@@ -1,7 +1,6 @@
 //! `npuopt inspect`.
 
 use npuopt_targets::{cost, Estimate, Target};
-use serde_json::json;
 
 use super::args::InspectArgs;
 use super::CliError;
@@ -23,8 +22,8 @@ pub fn run(a: InspectArgs) -> Result<i32, CliError> {
     if let Some(t) = target {
         let est = cost::estimate(&model.graph, &t);
         if a.json {
-            let text =
-                serde_json::to_string_pretty(&estimate_json(&est)).map_err(CliError::input)?;
+            let text = serde_json::to_string_pretty(&crate::report::estimate_json(&est))
+                .map_err(CliError::input)?;
             println!("{text}");
         } else {
             print!("{}", render(&est, &t));
@@ -39,33 +38,6 @@ pub fn run(a: InspectArgs) -> Result<i32, CliError> {
         print!("{summary}");
     }
     Ok(exit::OK)
-}
-
-/// The `--target --json` document: exactly these keys.
-fn estimate_json(e: &Estimate) -> serde_json::Value {
-    let layers: Vec<serde_json::Value> = e
-        .layers
-        .iter()
-        .map(|l| {
-            json!({
-                "name": l.name,
-                "op": l.op,
-                "macs": l.macs,
-                "executed_macs": l.executed_macs,
-                "cycles": l.cycles,
-                "utilization": l.utilization,
-                "bound": l.bound,
-                "supported": l.supported,
-            })
-        })
-        .collect();
-    json!({
-        "target": e.target,
-        "total_cycles": e.total_cycles,
-        "latency_ms": e.latency_ms,
-        "layers": layers,
-        "flags": e.flags,
-    })
 }
 
 /// `123`, `45.6 k`, `7.89 M`, `1.23 G`.

@@ -9,7 +9,13 @@
 #     this runs as root (or with password-less sudo). Otherwise it stops
 #     and says what to install; NPUOPT_SKIP_BROWSER_TESTS=1 skips that one
 #     test instead, visibly.
-# Then it runs the Rust tests: `cargo test --workspace`.
+#   * a virtualenv for the Python package's tests (target/python-test-venv,
+#     made with the machine's python3, or $PYTHON), with pytest, numpy and
+#     the package itself — `pip install ./python`, built by maturin in the
+#     dev profile into this target/ folder, so it reuses what `cargo test`
+#     compiled — from the package registry.
+# Then it runs the Rust tests (`cargo test --workspace`, which needs no
+# Python) and the Python tests (pytest python/tests).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -45,5 +51,19 @@ ensure_chromium() {
     /usr/bin/chromium --version
 }
 
+python_tests() {
+    local venv=target/python-test-venv
+    if [ ! -x "$venv/bin/python" ]; then
+        say "creating the Python test environment in $venv"
+        "${PYTHON:-python3}" -m venv "$venv"
+    fi
+    # pip builds a local folder afresh on every install: the package is
+    # always the code under test.
+    MATURIN_PEP517_ARGS="--profile dev" "$venv/bin/pip" install -q \
+        --disable-pip-version-check pytest numpy ./python
+    "$venv/bin/python" -m pytest python/tests -q
+}
+
 ensure_chromium
 cargo test --workspace
+python_tests

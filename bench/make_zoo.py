@@ -5,6 +5,7 @@ tens to hundreds of MB per model family).
     python bench/make_zoo.py [OUT_DIR]            # default bench/models/ (git-ignored)
     python bench/make_zoo.py /work/zoo --only yolov8n,resnet18_qdq
     python bench/make_zoo.py /work/zoo --skip-seed  # do not (re)run make_real_models.py --full
+    python bench/make_zoo.py /work/zoo --only seed --seed-only mobilenetv2,resnet
     python bench/make_zoo.py --list                 # the group names
 
 What it writes into OUT_DIR (random, deterministic weights; BatchNorm
@@ -51,6 +52,7 @@ import argparse
 import copy
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -137,6 +139,9 @@ def ultralytics_jobs(name: str, yaml_name: str) -> Callable[[], list[mdm.Job]]:
         x = calibrated(model, (1, 3, YOLO_HW, YOLO_HW), name + "/full")
         mdm.set_export_mode(model, dynamic=False, hw=YOLO_HW)
         desc = f"Ultralytics {yaml_name}, 80 classes, random weights, export-mode head, 1x3x640x640"
+        if name.startswith("rtdetr"):
+            desc += (" (output rows are chosen by TopK over near-tied random scores: onnxruntime and"
+                     " torch may order them differently, so the elementwise difference can be large)")
         names = (["images"], ["output0"])
         jobs = plain_jobs(name, name, "train", desc + ", not fused", model, x, *names)
         fused = copy.deepcopy(model).fuse(verbose=False)
@@ -350,6 +355,8 @@ def main() -> int:
     ap.add_argument("--only", default="", help="comma-separated groups (see --list); 'seed' = the seed families")
     ap.add_argument("--skip-seed", action="store_true", help="do not run make_real_models.py --full")
     ap.add_argument("--force", action="store_true", help="redo files already in the manifest")
+    ap.add_argument("--seed-only", default="", help="comma-separated make_real_models.py families "
+                    "(mobileone,repvgg,repghostnet,ghostnet,mobilenetv2,regnetx,fastvit,resnet); default all")
     ap.add_argument("--list", action="store_true")
     args = ap.parse_args()
 
@@ -396,14 +403,32 @@ def main() -> int:
         os.replace(tmp, manifest_path)
 
     def run_seed():
-        print("== seed families: make_real_models.py --full", flush=True)
+        """make_real_models.py --full into a scratch folder inside OUT (it writes its own
+        MANIFEST.json), then the files moved into OUT and its manifest merged into
+        MANIFEST_seed.json."""
+        fams = [f for f in args.seed_only.split(",") if f]
+        print(f"== seed families: make_real_models.py --full {' '.join(fams) or '(all)'}", flush=True)
         t = time.time()
-        r = subprocess.run([sys.executable, str(ROOT / "fixtures/scripts/make_real_models.py"),
-                            "--full", "--out", str(out)])
-        # make_real_models.py writes OUT/MANIFEST.json: keep it as MANIFEST_seed.json
-        # (and restore this script's manifest, which it overwrote)
-        if (out / "MANIFEST.json").exists():
-            os.replace(out / "MANIFEST.json", out / "MANIFEST_seed.json")
+        tmp = out / ".seed_tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        cmd = [sys.executable, str(ROOT / "fixtures/scripts/make_real_models.py"), "--full", "--out", str(tmp)]
+        if fams:
+            cmd += ["--only", ",".join(fams)]
+        r = subprocess.run(cmd)
+        seed_path = out / "MANIFEST_seed.json"
+        seed = json.loads(seed_path.read_text()) if seed_path.exists() else {"files": {}, "failures": []}
+        if (tmp / "MANIFEST.json").exists():
+            new = json.loads((tmp / "MANIFEST.json").read_text())
+            made = set(new.get("files", {})) | {f["file"] for f in new.get("failures", [])}
+            new["files"] = dict(sorted({**{k: v for k, v in seed.get("files", {}).items() if k not in made},
+                                        **new.get("files", {})}.items()))
+            new["failures"] = sorted([f for f in seed.get("failures", []) if f["file"] not in made]
+                                     + new.get("failures", []), key=lambda f: f["file"])
+            seed = new
+        for f in tmp.glob("*.onnx"):
+            os.replace(f, out / f.name)
+        seed_path.write_text(json.dumps(seed, indent=2, sort_keys=True) + "\n")
+        shutil.rmtree(tmp, ignore_errors=True)
         print(f"   seed families done in {time.time() - t:.0f} s (exit {r.returncode})", flush=True)
         write_manifest()
 

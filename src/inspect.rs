@@ -136,6 +136,42 @@ pub fn summarize(model: &Model) -> ModelSummary {
     }
 }
 
+/// One node of a model, as a row of a per-layer table.
+#[derive(Clone, Debug, Serialize)]
+pub struct NodeRow {
+    pub name: String,
+    pub op: String,
+    /// The op's domain; empty for the default ONNX domain.
+    pub domain: String,
+    /// Useful multiply-accumulates (see [`ModelSummary::macs`]); `None`
+    /// where the shapes are unknown.
+    pub macs: Option<u64>,
+    /// Every multiply-accumulate, zeros included; `None` where unknown.
+    pub dense_macs: Option<u64>,
+}
+
+/// One row per node, in topological order (the order an exported model
+/// lists them): the per-layer view of a model without a target.
+pub fn node_rows(model: &Model) -> Vec<NodeRow> {
+    let g = &model.graph;
+    let order = g
+        .topo_order()
+        .unwrap_or_else(|_| g.node_ids().collect::<Vec<_>>());
+    order
+        .into_iter()
+        .map(|id| {
+            let n = g.node(id);
+            NodeRow {
+                name: n.name().to_string(),
+                op: n.op_type().to_string(),
+                domain: n.domain().to_string(),
+                macs: macs::useful_node_macs(g, id),
+                dense_macs: macs::node_macs(g, id),
+            }
+        })
+        .collect()
+}
+
 /// `12.3 M`-style figures for people.
 pub fn human_count(n: u64) -> String {
     match n {

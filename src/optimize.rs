@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use npuopt_ir::Model;
 use npuopt_passes::manager::run_passes;
+pub use npuopt_passes::{Cancel, Decision, Intent};
 use npuopt_passes::{Change, GateOptions, Pass, PipelineError, PipelineOptions, PipelineReport};
-pub use npuopt_passes::{Decision, Intent};
 use npuopt_targets::{Estimate, Target};
 
 use crate::verify::{verify_bytes, VerifyError, VerifyOptions, VerifyReport};
@@ -39,6 +39,12 @@ pub struct OptimizeOptions {
     /// declared by the written model. Verification compares with the model
     /// as given, at these shapes (pass them in `verify.input_shapes` too).
     pub input_shapes: Vec<(String, Vec<i64>)>,
+    /// Stops the run at its next check — before every pass and rewrite,
+    /// between verification steps — with [`OptimizeError::Cancelled`]: how
+    /// a caller honours Ctrl-C or a deadline (the Python package turns a
+    /// `KeyboardInterrupt` into it). It also stops verification, whatever
+    /// `verify.cancel` says.
+    pub cancel: Cancel,
 }
 
 /// Metadata key marking the intent of an optimized model.
@@ -124,6 +130,9 @@ pub enum OptimizeError {
     },
     #[error("cannot write dump: {0}")]
     Dump(std::io::Error),
+    /// [`OptimizeOptions::cancel`] fired; the model must be discarded.
+    #[error("cancelled")]
+    Cancelled,
 }
 
 impl OptimizeError {
@@ -182,6 +191,10 @@ pub fn optimize_with_passes(
     opts: &OptimizeOptions,
 ) -> Result<OptimizeOutcome, OptimizeError> {
     model.graph.validate()?;
+    let vopts = opts.verify.as_ref().map(|v| VerifyOptions {
+        cancel: opts.cancel.clone(),
+        ..v.clone()
+    });
     // The reference is the model as given: pinned inputs are checked
     // against it at the pinned shapes.
     let reference = match &opts.verify {
@@ -210,7 +223,7 @@ pub fn optimize_with_passes(
                 }
             }
         }
-        if let (true, Some(vopts), Some(reference)) = (opts.verify_each, &opts.verify, &reference) {
+        if let (true, Some(vopts), Some(reference)) = (opts.verify_each, &vopts, &reference) {
             let candidate = m.to_bytes().map_err(|e| e.to_string())?;
             let report = verify_bytes(reference, &candidate, vopts).map_err(|e| e.to_string())?;
             if !report.passed {
@@ -228,8 +241,12 @@ pub fn optimize_with_passes(
             max_iterations: None,
             after_pass: Some(Box::new(after_pass)),
             gate: gate.clone(),
+            cancel: opts.cancel.clone(),
         },
     );
+    if opts.cancel.is_cancelled() {
+        return Err(OptimizeError::Cancelled);
+    }
     if let Some(e) = dump_error {
         return Err(OptimizeError::Dump(e));
     }
@@ -237,6 +254,9 @@ pub fn optimize_with_passes(
         let first_bad_rewrite = original
             .zip(reference.as_ref())
             .and_then(|(orig, reference)| first_bad_rewrite(orig, reference, passes, opts));
+        if opts.cancel.is_cancelled() {
+            return Err(OptimizeError::Cancelled);
+        }
         return Err(OptimizeError::BrokenBy {
             pass,
             first_bad_rewrite: first_bad_rewrite.map(Box::new),
@@ -270,10 +290,13 @@ pub fn optimize_with_passes(
         }),
         _ => None,
     };
-    let verification = match (&opts.verify, &reference) {
+    let verification = match (&vopts, &reference) {
         (Some(vopts), Some(reference)) => {
             let candidate = model.to_bytes()?;
-            let report = verify_bytes(reference, &candidate, vopts)?;
+            let report = verify_bytes(reference, &candidate, vopts).map_err(|e| match e {
+                VerifyError::Cancelled => OptimizeError::Cancelled,
+                e => e.into(),
+            })?;
             if !report.passed {
                 return Err(OptimizeError::Mismatch {
                     summary: mismatch_summary(&report),
@@ -304,7 +327,11 @@ fn capacity_budget(model: &Model, opts: &OptimizeOptions, input: Option<&Estimat
     };
     let mut deployed = model.clone();
     let passes = npuopt_passes::resolve_pass_list(None, None).ok()?;
-    let folded = npuopt_passes::run_pipeline(&mut deployed, &passes, Default::default())
+    let run = PipelineOptions {
+        cancel: opts.cancel.clone(),
+        ..Default::default()
+    };
+    let folded = npuopt_passes::run_pipeline(&mut deployed, &passes, run)
         .ok()
         .map(|_| npuopt_targets::cost::totals(&deployed.graph, t).total_cycles);
     Some(folded.map_or(input.total_cycles, |f| f.min(input.total_cycles)))
@@ -328,7 +355,10 @@ fn first_bad_rewrite(
     passes: &[Box<dyn Pass>],
     opts: &OptimizeOptions,
 ) -> Option<Change> {
-    let vopts = opts.verify.as_ref()?;
+    let vopts = VerifyOptions {
+        cancel: opts.cancel.clone(),
+        ..opts.verify.clone()?
+    };
     let input = opts
         .target
         .as_ref()
@@ -342,12 +372,13 @@ fn first_bad_rewrite(
             &mut PipelineOptions {
                 max_rewrites: Some(n),
                 gate: gate.clone(),
+                cancel: opts.cancel.clone(),
                 ..Default::default()
             },
         )
         .ok()?;
         let bytes = m.to_bytes().ok()?;
-        let v = verify_bytes(reference, &bytes, vopts).ok()?;
+        let v = verify_bytes(reference, &bytes, &vopts).ok()?;
         Some((!v.passed, report.changes))
     };
     let (full_fails, changes) = fails(usize::MAX)?;

@@ -32,8 +32,10 @@ pub fn content_hash(bytes: &[u8]) -> String {
     format!("fnv1a64:{:016x}", h.finish())
 }
 
+/// What a report says of a model file: its path (`None` for a model in
+/// memory), size and content hash.
 pub struct FileFacts {
-    pub path: String,
+    pub path: Option<String>,
     pub bytes: u64,
     pub hash: String,
 }
@@ -69,14 +71,7 @@ pub fn optimize_json(
             "nodes_before": s.nodes_before,
             "nodes_after": s.nodes_after,
         })).collect::<Vec<_>>(),
-        "changes": p.changes.iter().map(|c| json!({
-            "pass": c.pass,
-            "rule": c.rule,
-            "matched": c.matched,
-            "added": c.added,
-            "removed": c.removed,
-            "note": c.note,
-        })).collect::<Vec<_>>(),
+        "changes": p.changes.iter().map(change_json).collect::<Vec<_>>(),
         "skipped": p.skips.iter().map(|s| json!({
             "pass": s.pass,
             "rule": s.rule,
@@ -86,6 +81,18 @@ pub fn optimize_json(
         "verification": outcome.verification.as_ref().map(verification_json),
         "target": outcome.cost.as_ref().map(cost_json),
         "decisions": p.decisions.iter().map(decision_json).collect::<Vec<_>>(),
+    })
+}
+
+/// One applied rewrite.
+pub fn change_json(c: &npuopt_passes::Change) -> Value {
+    json!({
+        "pass": c.pass,
+        "rule": c.rule,
+        "matched": c.matched,
+        "added": c.added,
+        "removed": c.removed,
+        "note": c.note,
     })
 }
 
@@ -148,5 +155,36 @@ pub fn decision_json(d: &Decision) -> Value {
         "estimated_latency_ms": { "before": d.latency_ms_before, "after": d.latency_ms_after },
         "reason": d.reason,
         "proposed": d.proposed,
+    })
+}
+
+/// The `--target --json` document: exactly these keys.
+pub fn estimate_json(e: &npuopt_targets::Estimate) -> Value {
+    let layers: Vec<Value> = e
+        .layers
+        .iter()
+        .map(|l| {
+            json!({
+                "name": l.name,
+                "op": l.op,
+                "macs": l.macs,
+                "executed_macs": l.executed_macs,
+                "cycles": l.cycles,
+                "utilization": l.utilization,
+                "bound": l.bound,
+                "supported": l.supported,
+                "unsized": l.missing_shape,
+            })
+        })
+        .collect();
+    json!({
+        "target": e.target,
+        "total_cycles": e.total_cycles,
+        "latency_ms": e.latency_ms,
+        "unsized_layers": e.unsized_layers,
+        "unsized_mac_layers": e.unsized_mac_layers,
+        "symbols_at_one": e.symbols_at_one,
+        "layers": layers,
+        "flags": e.flags,
     })
 }

@@ -276,7 +276,7 @@ fn mobilenetv2_on_ethos_rejects_depthwise_to_group_and_says_why() {
     // The report carries the same decisions.
     let before = npuopt::summarize(&m);
     let facts = npuopt::report::FileFacts {
-        path: "in".into(),
+        path: Some("in".into()),
         bytes: 0,
         hash: String::new(),
     };

@@ -3,6 +3,7 @@
 //! A pass has a stable kebab-case name and a one-line description, rewrites
 //! the graph, and records one [`Change`] per rewrite for the report.
 
+pub mod cancel;
 pub mod change;
 pub mod conv_algebra;
 pub mod gate;
@@ -12,6 +13,7 @@ pub mod passes;
 pub mod registry;
 pub mod rewrite;
 
+pub use cancel::Cancel;
 pub use change::Change;
 pub use gate::{Decision, GateOptions, Intent, Outcome, Proposal};
 pub use manager::{run_pipeline, PassSummary, PipelineError, PipelineOptions, PipelineReport};

@@ -7,6 +7,7 @@
 
 use npuopt_ir::Model;
 
+use crate::cancel::Cancel;
 use crate::change::{Change, Skip};
 use crate::gate::{Decision, GateOptions, Intent};
 use crate::pass::{Pass, PassContext, PassError};
@@ -29,6 +30,9 @@ pub struct PipelineOptions<'a> {
     /// Target, intent and `--force-pass` for cost-gated rewrites (no
     /// target: the hardware passes do nothing).
     pub gate: GateOptions,
+    /// Checked before every pass and every rewrite: once it fires the run
+    /// ends with [`PipelineError::Cancelled`].
+    pub cancel: Cancel,
 }
 
 /// What one pass did over the whole run. `nodes_before` is the node count
@@ -79,6 +83,10 @@ pub enum PipelineError {
     Check { pass: &'static str, message: String },
     #[error("unknown pass '{0}'")]
     Unknown(String),
+    /// The run's [`Cancel`] flag fired; the model may be partly rewritten
+    /// (every rewrite is whole) and must be discarded.
+    #[error("cancelled")]
+    Cancelled,
 }
 
 /// Runs `names` in order, repeatedly, until an iteration applies no rewrite.
@@ -126,7 +134,11 @@ pub fn run_passes(
         report.iterations += 1;
         let mut applied_this_iteration = 0;
         for (i, pass) in passes.iter().enumerate() {
+            if opts.cancel.is_cancelled() {
+                return Err(PipelineError::Cancelled);
+            }
             let mut cx = PassContext::with_gate(budget, opts.gate.clone());
+            cx.cancel = opts.cancel.clone();
             let name = pass.name();
             let generation = model.graph.generation();
             let nodes_before_run = model.graph.node_count() as isize;
@@ -136,6 +148,9 @@ pub fn run_passes(
             }
             pass.run(model, &mut cx)
                 .map_err(|source| PipelineError::Pass { pass: name, source })?;
+            if opts.cancel.is_cancelled() {
+                return Err(PipelineError::Cancelled);
+            }
             // Validation is skipped only when the pass did not touch the
             // graph at all (the generation counter is unchanged).
             let touched = model.graph.generation() != generation;

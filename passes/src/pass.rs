@@ -2,6 +2,7 @@
 
 use npuopt_ir::{Graph, IrError, Model, NodeId};
 
+use crate::cancel::Cancel;
 use crate::change::{Change, Skip};
 use crate::gate::{Decision, Figures, GateOptions};
 
@@ -61,6 +62,8 @@ pub struct PassContext {
     pub(crate) decisions: Vec<Decision>,
     /// The whole-model estimate and the graph generation it is of.
     pub(crate) cached: Option<(u64, Figures)>,
+    /// The run's cancellation flag: once it fires, no more rewrites.
+    pub(crate) cancel: Cancel,
 }
 
 impl PassContext {
@@ -81,9 +84,10 @@ impl PassContext {
         }
     }
 
-    /// False once the rewrite budget is spent: the pass must stop rewriting.
+    /// False once the rewrite budget is spent or the run was cancelled:
+    /// the pass must stop rewriting.
     pub fn may_rewrite(&self) -> bool {
-        self.budget != Some(0)
+        self.budget != Some(0) && !self.cancel.is_cancelled()
     }
 
     /// Records one applied rewrite.

@@ -1,7 +1,6 @@
 //! `npuopt inspect`.
 
 use npuopt_targets::{cost, Estimate, Target};
-use serde_json::json;
 
 use super::args::InspectArgs;
 use super::CliError;
@@ -34,8 +33,15 @@ pub fn run(a: InspectArgs) -> Result<i32, CliError> {
         }
         let est = cost::estimate(&model.graph, &t);
         if a.json {
-            let text = serde_json::to_string_pretty(&estimate_json(&est, &model.graph))
-                .map_err(CliError::input)?;
+            let mut v = crate::report::estimate_json(&est);
+            let disputes: Vec<String> = model
+                .graph
+                .disputes()
+                .iter()
+                .map(|d| d.to_string())
+                .collect();
+            v["disputes"] = serde_json::json!(disputes);
+            let text = serde_json::to_string_pretty(&v).map_err(CliError::input)?;
             println!("{text}");
         } else {
             print!("{}", render(&est, &t));
@@ -50,39 +56,6 @@ pub fn run(a: InspectArgs) -> Result<i32, CliError> {
         print!("{summary}");
     }
     Ok(exit::OK)
-}
-
-/// The `--target --json` document: exactly these keys.
-fn estimate_json(e: &Estimate, g: &npuopt_ir::Graph) -> serde_json::Value {
-    let disputes: Vec<String> = g.disputes().iter().map(|d| d.to_string()).collect();
-    let layers: Vec<serde_json::Value> = e
-        .layers
-        .iter()
-        .map(|l| {
-            json!({
-                "name": l.name,
-                "op": l.op,
-                "macs": l.macs,
-                "executed_macs": l.executed_macs,
-                "cycles": l.cycles,
-                "utilization": l.utilization,
-                "bound": l.bound,
-                "supported": l.supported,
-                "unsized": l.missing_shape,
-            })
-        })
-        .collect();
-    json!({
-        "target": e.target,
-        "total_cycles": e.total_cycles,
-        "latency_ms": e.latency_ms,
-        "disputes": disputes,
-        "unsized_layers": e.unsized_layers,
-        "unsized_mac_layers": e.unsized_mac_layers,
-        "symbols_at_one": e.symbols_at_one,
-        "layers": layers,
-        "flags": e.flags,
-    })
 }
 
 /// `123`, `45.6 k`, `7.89 M`, `1.23 G`.

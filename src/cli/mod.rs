@@ -5,6 +5,7 @@ mod check_args;
 mod inspect_cmd;
 mod notes;
 mod optimize_cmd;
+pub mod optimize_job;
 mod passes_cmd;
 mod progress;
 mod targets_cmd;
@@ -12,7 +13,9 @@ mod verify_cmd;
 
 use clap::Parser;
 
-pub use args::{Cli, Command};
+pub use args::{CheckArgs, Cli, Command, InspectArgs, OptimizeArgs, VerifyArgs};
+pub use passes_cmd::passes_json;
+pub use targets_cmd::targets_json;
 
 use crate::exit;
 
@@ -40,7 +43,19 @@ impl CliError {
 
 /// Parses the process arguments, runs the command, returns the exit code.
 pub fn main() -> i32 {
-    let cli = match Cli::try_parse() {
+    run_argv(std::env::args_os())
+}
+
+/// The whole command line on `argv` (`argv[0]` is the program's name):
+/// parses it, runs the command, prints what the command prints, and
+/// returns the exit code. `npuopt` and the Python package's
+/// `python -m npuopt` both end here.
+pub fn run_argv<I, T>(argv: I) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(argv) {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() {

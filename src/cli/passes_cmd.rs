@@ -4,23 +4,28 @@ use super::args::PassesArgs;
 use super::CliError;
 use crate::exit;
 
-pub fn run(a: PassesArgs) -> Result<i32, CliError> {
-    let passes = npuopt_passes::registry::all_passes();
-    if a.json {
-        let list: Vec<serde_json::Value> = passes
-            .iter()
-            .map(|p| {
-                serde_json::json!({
-                    "name": p.name,
-                    "description": p.description,
-                    "default": p.in_default_pipeline,
-                    "needs_target": p.needs_target,
-                })
+/// The `passes --json` document.
+pub fn passes_json() -> serde_json::Value {
+    let list: Vec<serde_json::Value> = npuopt_passes::registry::all_passes()
+        .iter()
+        .map(|p| {
+            serde_json::json!({
+                "name": p.name,
+                "description": p.description,
+                "default": p.in_default_pipeline,
+                "needs_target": p.needs_target,
             })
-            .collect();
-        println!("{}", serde_json::json!({ "passes": list }));
+        })
+        .collect();
+    serde_json::json!({ "passes": list })
+}
+
+pub fn run(a: PassesArgs) -> Result<i32, CliError> {
+    if a.json {
+        println!("{}", passes_json());
         return Ok(exit::OK);
     }
+    let passes = npuopt_passes::registry::all_passes();
     if passes.is_empty() {
         println!("no passes yet (`--passes none` runs none)");
     }

@@ -24,8 +24,13 @@ pub fn run(a: TargetsArgs) -> Result<i32, CliError> {
     }
 }
 
-fn list(json: bool) -> Result<i32, CliError> {
-    let rows: Vec<Row> = builtin_names()
+/// The `targets --json` document: one row per built-in target.
+pub fn targets_json() -> Result<serde_json::Value, CliError> {
+    serde_json::to_value(rows()?).map_err(CliError::input)
+}
+
+fn rows() -> Result<Vec<Row>, CliError> {
+    builtin_names()
         .into_iter()
         .map(|n| {
             let t = Target::builtin(n).map_err(CliError::input)?;
@@ -38,7 +43,11 @@ fn list(json: bool) -> Result<i32, CliError> {
                 source: t.target.source.clone(),
             })
         })
-        .collect::<Result<_, CliError>>()?;
+        .collect()
+}
+
+fn list(json: bool) -> Result<i32, CliError> {
+    let rows = rows()?;
     if json {
         let text = serde_json::to_string_pretty(&rows).map_err(CliError::input)?;
         println!("{text}");

@@ -75,6 +75,10 @@ pub struct VerifyOptions {
     pub rtol: f32,
     /// Absolute tolerance. Default `1e-6`.
     pub atol: f32,
+    /// Checked between loading, preparing and running each model on each
+    /// sample: once it fires, verification ends with
+    /// [`VerifyError::Cancelled`].
+    pub cancel: npuopt_passes::Cancel,
 }
 
 impl Default for VerifyOptions {
@@ -86,6 +90,7 @@ impl Default for VerifyOptions {
             input_range: None,
             rtol: 1e-4,
             atol: 1e-6,
+            cancel: npuopt_passes::Cancel::never(),
         }
     }
 }
@@ -163,6 +168,9 @@ pub enum VerifyError {
     /// The options are unusable (e.g. `samples == 0`, a negative tolerance).
     #[error("invalid options: {0}")]
     Options(String),
+    /// [`VerifyOptions::cancel`] fired before verification finished.
+    #[error("verification cancelled")]
+    Cancelled,
 }
 
 /// Verifies `candidate` against `reference`, both ONNX models in memory.
@@ -239,22 +247,31 @@ fn verify_sources(
     opts: &VerifyOptions,
 ) -> Result<VerifyReport, VerifyError> {
     check_options(opts)?;
+    let go_on = || match opts.cancel.is_cancelled() {
+        true => Err(VerifyError::Cancelled),
+        false => Ok(()),
+    };
     let mut notes = Vec::new();
 
     let ref_parsed = load::parse(&reference)?;
+    go_on()?;
     let cand_parsed = load::parse(&candidate)?;
+    go_on()?;
 
     let plan = inputs::plan(&ref_parsed, &cand_parsed, &opts.input_shapes, &mut notes)?;
     compare::check_output_names(&ref_parsed, &cand_parsed)?;
 
     let ref_model = LoadedModel::build(ref_parsed, &plan, &plan.reference_symbols, &mut notes)?;
+    go_on()?;
     let cand_model = LoadedModel::build(cand_parsed, &plan, &plan.candidate_symbols, &mut notes)?;
 
     let mut gen = inputs::Generator::new(opts.seed, opts.input_range.unwrap_or((0.0, 10.0)));
     let mut accs: Vec<Accumulator> = Vec::new();
     for _ in 0..opts.samples {
+        go_on()?;
         let tensors = gen.draw(&plan)?;
         let ref_out = ref_model.run(&tensors)?;
+        go_on()?;
         let cand_out = cand_model.run(&tensors)?;
         drop(tensors);
         compare::accumulate(&mut accs, &ref_model.outputs, &ref_out, &cand_out)?;

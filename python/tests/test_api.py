@@ -108,7 +108,7 @@ def test_inspect_rows_with_and_without_a_target(mobilenetv2: Path) -> None:
     costed = npuopt.inspect(mobilenetv2.read_bytes(), target="ethos-u55-256")
     assert costed.estimate["target"] == "ethos-u55-256"
     rows = costed.layers
-    assert rows and {"name", "op", "macs", "executed_macs", "cycles", "utilization", "bound", "supported"} == rows[0].keys()
+    assert rows and {"name", "op", "macs", "executed_macs", "cycles", "utilization", "bound", "supported", "unsized"} == rows[0].keys()
     assert sum(r["cycles"] for r in rows) <= costed.estimate["total_cycles"]
     assert costed.summary == plain.summary
 

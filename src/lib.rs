@@ -30,6 +30,7 @@ pub mod cli;
 pub mod exit;
 pub mod inspect;
 pub mod optimize;
+pub mod quant_view;
 pub mod report;
 pub mod report_html;
 pub mod verify;

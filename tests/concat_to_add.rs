@@ -87,7 +87,7 @@ fn decisions_by_target(m: &ModelProto, passes: &[&str]) -> BTreeMap<String, Vec<
 /// does not.
 #[test]
 fn synthetic_decisions_differ_by_target() {
-    let pipeline = npuopt_passes::resolve_pass_list_for(None, None, true).unwrap();
+    let pipeline = npuopt_passes::registry::hardware_pipeline();
     for (name, passes) in [("concat_conv", vec![PASS]), ("ghost_module", pipeline)] {
         eprintln!("{name}:");
         let by = decisions_by_target(&fixture(name), &passes);
@@ -105,7 +105,7 @@ fn synthetic_decisions_differ_by_target() {
 fn ghostnet_decisions_differ_by_target() {
     let bytes = real_bytes("ghostnet_ts.onnx");
     let m = ModelProto::decode(bytes.as_slice()).unwrap();
-    let passes = npuopt_passes::resolve_pass_list_for(None, None, true).unwrap();
+    let passes = npuopt_passes::registry::hardware_pipeline();
     let by = decisions_by_target(&m, &passes);
     let first = "/blocks/blocks.0/blocks.0.0/ghost1/Concat";
     let last = "/blocks/blocks.8/blocks.8.2/ghost1/Concat";

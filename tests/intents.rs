@@ -41,7 +41,7 @@ fn mobilenetv2_224() -> Model {
 fn optimize_for(m: &mut Model, target: &str, intent: Intent, force: &[&str]) -> OptimizeOutcome {
     let opts = OptimizeOptions {
         force_passes: force.iter().map(|s| s.to_string()).collect(),
-        passes: npuopt_passes::resolve_pass_list_for(None, None, true).unwrap(),
+        passes: npuopt_passes::registry::hardware_pipeline(),
         verify: Some(VerifyOptions::default()),
         target: Some(Arc::new(Target::builtin(target).unwrap())),
         intent,

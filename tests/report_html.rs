@@ -40,6 +40,7 @@ struct Run {
     est_before: Estimate,
     est_after: Estimate,
     verification: VerifyReport,
+    quantization: npuopt::quant_view::QuantReport,
 }
 
 impl Run {
@@ -54,6 +55,7 @@ impl Run {
             before: &self.before,
             after: &self.after,
             verification: Some(&self.verification),
+            quantization: Some(&self.quantization),
         }
     }
 }
@@ -67,6 +69,7 @@ fn real_run() -> Run {
     let mut model = npuopt::load_bytes(bytes.clone()).expect("imports");
     let target = Target::builtin(TARGET).expect("built-in target");
     let before = npuopt::summarize(&model);
+    let quant_before = npuopt::quant_view::input_summary(&model);
     let est_before = estimate(&model.graph, &target);
     let passes = npuopt::default_passes();
     let pipeline =
@@ -77,6 +80,7 @@ fn real_run() -> Run {
     let verification =
         npuopt::verify::verify_bytes(&bytes, &candidate, &Default::default()).expect("tract runs");
     assert!(verification.passed, "{:?}", verification.outputs);
+    let quantization = npuopt::quant_view::report(quant_before, &model);
     Run {
         pipeline,
         before,
@@ -84,6 +88,7 @@ fn real_run() -> Run {
         est_before,
         est_after,
         verification,
+        quantization,
     }
 }
 
@@ -135,8 +140,20 @@ fn page_has_every_section_and_real_figures() {
         "id=\"applied\"",
         "id=\"verification-table\"",
         "id=\"all-layers\"",
+        "id=\"quantization-summary\"",
+        "id=\"quantization-layers\"",
     ] {
         assert!(html.contains(id), "missing {id}");
+    }
+    // The int8 section carries the figures of both models.
+    let q = &run.quantization;
+    assert!(html.matches("<tr><td class=\"name\">").count() >= q.layers.len());
+    for v in [
+        q.input.worst_sqnr_per_tensor_db,
+        q.output.worst_sqnr_per_tensor_db,
+    ] {
+        let text = npuopt::quant_view::db_text(v);
+        assert!(html.contains(&format!(">{text}<")), "missing {text}");
     }
     assert!(html.contains("mobilenetv2_ts.onnx"));
     assert!(html.contains("on ethos-u55-256"));

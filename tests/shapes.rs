@@ -177,7 +177,12 @@ fn a_gated_rewrite_over_an_unsized_layer_is_rejected_with_that_reason() {
     // depthwise-to-group would be proposed at conv1, pad-channels at conv0.
     let run = common::run_with(
         &behind_an_opaque_op(),
-        &npuopt_passes::resolve_pass_list_for(None, None, true).unwrap(),
+        &npuopt_passes::resolve_pass_list_for(
+            None,
+            None,
+            Some(&npuopt_targets::Target::builtin("axera-m55h").unwrap()),
+        )
+        .unwrap(),
         npuopt_passes::PipelineOptions {
             gate: common::gate(Some("axera-m55h"), Intent::Capacity, &[]),
             ..Default::default()

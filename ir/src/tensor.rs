@@ -208,6 +208,38 @@ impl Tensor {
         Ok(())
     }
 
+    /// Calls `f` with every value of a float tensor, widened to f64, in
+    /// order, without materialising them: the quantization view reads
+    /// every weight of a model, and a copy of a 100 MB weight as `Vec<f64>`
+    /// would double the run's peak memory. Returns `Err` for a non-float
+    /// tensor or an unreadable payload.
+    pub fn for_each_float(&self, mut f: impl FnMut(f64)) -> Result<(), String> {
+        let p = &self.proto;
+        let t = self
+            .dtype()
+            .known()
+            .filter(|_| self.dtype().is_float())
+            .ok_or_else(|| format!("{} is not a float type", self.dtype()))?;
+        match (&p.raw_data, t) {
+            (Some(raw), DataType::Float) => {
+                chunks::<4>(raw).for_each(|b| f(f32::from_le_bytes(b) as f64))
+            }
+            (Some(raw), DataType::Float16) => {
+                chunks::<2>(raw).for_each(|b| f(f16_to_f32(u16::from_le_bytes(b)) as f64))
+            }
+            (Some(raw), DataType::Bfloat16) => {
+                chunks::<2>(raw).for_each(|b| f(bf16_to_f32(u16::from_le_bytes(b)) as f64))
+            }
+            (Some(raw), DataType::Double) => {
+                chunks::<8>(raw).for_each(|b| f(f64::from_le_bytes(b)))
+            }
+            (None, DataType::Float) => p.float_data.iter().for_each(|&v| f(v as f64)),
+            (None, DataType::Double) => p.double_data.iter().for_each(|&v| f(v)),
+            _ => self.to_f32()?.into_iter().for_each(|v| f(v as f64)),
+        }
+        Ok(())
+    }
+
     /// The values as f32, from any float or integer type.
     pub fn to_f32(&self) -> Result<Vec<f32>, String> {
         let p = &self.proto;

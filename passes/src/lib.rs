@@ -7,9 +7,11 @@ pub mod cancel;
 pub mod change;
 pub mod conv_algebra;
 pub mod gate;
+pub mod linear_layer;
 pub mod manager;
 pub mod pass;
 pub mod passes;
+pub mod quant_stats;
 pub mod registry;
 pub mod rewrite;
 

@@ -9,6 +9,9 @@ pub struct PassInfo {
     /// A hardware pass: does nothing without `--target`, and joins the
     /// pipeline when a target is given.
     pub needs_target: bool,
+    /// A pass for int8 deployment: joins a target's pipeline when the
+    /// target's `[quantization]` scheme says it helps; by name anywhere.
+    pub for_quantization: bool,
 }
 
 /// Where a pass runs.
@@ -19,6 +22,10 @@ enum Slot {
     /// A hardware pass: added to the default pipeline when a target is
     /// given, before the final dead-code sweep.
     Hardware,
+    /// For int8 deployment: added to a target's pipeline when the target's
+    /// `[quantization]` scheme says it helps; by name (`--passes
+    /// +NAME`) anywhere.
+    Quantization,
 }
 
 use crate::pass::Pass;
@@ -63,6 +70,12 @@ fn registry() -> Vec<(Box<dyn Pass>, Slot)> {
             Box::new(depthwise_to_group::DepthwiseToGroup),
             Slot::Hardware,
         ),
+        // Last before the sweep: it rescales what the passes above left
+        // (merged branches, folded BNs), and changes no shape or MAC.
+        (
+            Box::new(equalize_ranges::EqualizeRanges),
+            Slot::Quantization,
+        ),
         (Box::new(eliminate_dead::EliminateDead), Slot::Default),
     ]
 }
@@ -76,6 +89,7 @@ pub fn all_passes() -> Vec<PassInfo> {
             description: p.description(),
             in_default_pipeline: slot == Slot::Default,
             needs_target: slot == Slot::Hardware,
+            for_quantization: slot == Slot::Quantization,
         })
         .collect()
 }
@@ -92,6 +106,17 @@ pub fn hardware_pass_names() -> Vec<&'static str> {
     all_passes()
         .iter()
         .filter(|p| p.needs_target)
+        .map(|p| p.name)
+        .collect()
+}
+
+/// The default pipeline with the hardware passes, without the
+/// quantization passes: what every target's latency pipeline runs (for
+/// benchmarks and tests that compare targets on one pass list).
+pub fn hardware_pipeline() -> Vec<&'static str> {
+    all_passes()
+        .iter()
+        .filter(|p| p.in_default_pipeline || p.needs_target)
         .map(|p| p.name)
         .collect()
 }
@@ -114,15 +139,22 @@ pub fn resolve_pass_list(
     passes: Option<&str>,
     skip: Option<&str>,
 ) -> Result<Vec<&'static str>, UnknownPass> {
-    resolve_pass_list_for(passes, skip, false)
+    resolve_pass_list_for(passes, skip, None)
 }
 
-/// [`resolve_pass_list`] for a run with or without a target: with one, the
-/// default pipeline includes the hardware passes (in registry order).
+/// [`resolve_pass_list`] for a run with or without a target. With one, the
+/// default pipeline includes the hardware passes, and the quantization
+/// passes when the target's `[quantization]` scheme says they help
+/// ([`npuopt_targets::schema::Quantization::equalization_helps`]), in
+/// registry order.
+///
+/// `passes` is `none`, a list of names run in that order, or a list of
+/// `+NAME` entries: the default pipeline plus those passes, each at its
+/// place in registry order (`--passes +equalize-ranges`).
 pub fn resolve_pass_list_for(
     passes: Option<&str>,
     skip: Option<&str>,
-    with_target: bool,
+    target: Option<&npuopt_targets::Target>,
 ) -> Result<Vec<&'static str>, UnknownPass> {
     let known = all_passes();
     let lookup = |name: &str| -> Result<&'static str, UnknownPass> {
@@ -142,17 +174,44 @@ pub fn resolve_pass_list_for(
             .map(str::to_string)
             .collect()
     };
+    let quantization = target
+        .and_then(|t| t.quantization.as_ref())
+        .is_some_and(|q| q.equalization_helps());
+    let in_default = |p: &PassInfo| {
+        p.in_default_pipeline
+            || (target.is_some() && p.needs_target)
+            || (quantization && p.for_quantization)
+    };
     let mut list: Vec<&'static str> = match passes {
         None => known
             .iter()
-            .filter(|p| p.in_default_pipeline || (with_target && p.needs_target))
+            .filter(|p| in_default(p))
             .map(|p| p.name)
             .collect(),
         Some(s) if s.trim() == "none" => Vec::new(),
-        Some(s) => split(s)
-            .iter()
-            .map(|n| lookup(n))
-            .collect::<Result<_, _>>()?,
+        Some(s) => {
+            let names = split(s);
+            let added: Vec<&str> = names.iter().filter_map(|n| n.strip_prefix('+')).collect();
+            if added.is_empty() {
+                names.iter().map(|n| lookup(n)).collect::<Result<_, _>>()?
+            } else {
+                if let Some(plain) = names.iter().find(|n| !n.starts_with('+')) {
+                    return Err(UnknownPass {
+                        name: format!("{plain} (mixed with +NAME entries: use either a list or +NAME additions)"),
+                        known: known_pass_names(),
+                    });
+                }
+                let added = added
+                    .into_iter()
+                    .map(lookup)
+                    .collect::<Result<Vec<_>, _>>()?;
+                known
+                    .iter()
+                    .filter(|p| in_default(p) || added.contains(&p.name))
+                    .map(|p| p.name)
+                    .collect()
+            }
+        }
     };
     if let Some(skip) = skip {
         for name in split(skip) {
@@ -175,12 +234,45 @@ mod tests {
     #[test]
     fn hardware_passes_join_the_default_pipeline_with_a_target() {
         let plain = resolve_pass_list(None, None).unwrap();
-        let with = resolve_pass_list_for(None, None, true).unwrap();
+        let t = npuopt_targets::Target::builtin("ethos-u55-256").unwrap();
+        let with = resolve_pass_list_for(None, None, Some(&t)).unwrap();
         for hw in hardware_pass_names() {
             assert!(!plain.contains(&hw), "{hw}");
             assert!(with.contains(&hw), "{hw}");
         }
         assert_eq!(with.last(), Some(&"eliminate-dead"));
+    }
+
+    #[test]
+    fn equalization_joins_targets_with_per_tensor_conv_weights_only() {
+        let with = |name: &str| {
+            let t = npuopt_targets::Target::builtin(name).unwrap();
+            resolve_pass_list_for(None, None, Some(&t))
+                .unwrap()
+                .contains(&"equalize-ranges")
+        };
+        assert!(with("hexagon-htp"));
+        assert!(with("cpu-generic"));
+        assert!(!with("ethos-u55-256"));
+        assert!(!with("edgetpu"));
+        assert!(!with("axera-m55h"));
+        // A target file that does not state its int8 scheme: nothing joins.
+        let mut t = npuopt_targets::Target::builtin("cpu-generic").unwrap();
+        t.quantization = None;
+        let list = resolve_pass_list_for(None, None, Some(&t)).unwrap();
+        assert!(!list.contains(&"equalize-ranges"));
+    }
+
+    #[test]
+    fn plus_adds_to_the_default_pipeline_in_registry_order() {
+        let plain = resolve_pass_list(None, None).unwrap();
+        let plus = resolve_pass_list(Some("+equalize-ranges"), None).unwrap();
+        assert!(!plain.contains(&"equalize-ranges"));
+        assert_eq!(plus.len(), plain.len() + 1);
+        assert_eq!(plus[plus.len() - 2], "equalize-ranges");
+        assert_eq!(plus.last(), Some(&"eliminate-dead"));
+        assert!(resolve_pass_list(Some("+equalize-ranges,fold-batchnorm"), None).is_err());
+        assert!(resolve_pass_list(Some("+no-such-pass"), None).is_err());
     }
 
     #[test]

@@ -92,6 +92,7 @@ fn optimize<'py>(
             source.input(base_dir.as_deref()),
             Output::Memory,
             true,
+            true,
             cancel,
         )?;
         let proto = done
@@ -146,6 +147,7 @@ fn optimize_file<'py>(
             &a,
             source.input(base_dir.as_deref()),
             Output::File(&a.output),
+            true,
             true,
             cancel,
         )?;

@@ -58,7 +58,8 @@ pub enum Command {
         "  npuopt inspect model.onnx\n",
         "  npuopt inspect model.onnx --json\n",
         "  npuopt inspect model.onnx --target ethos-u55-256\n",
-        "  npuopt inspect model.onnx --target my-npu.toml --json\n\n",
+        "  npuopt inspect model.onnx --target my-npu.toml --json\n",
+        "  npuopt inspect model.onnx --quant --target hexagon-htp\n\n",
         "Cycles and latencies from --target are estimates of an analytic cost model."
     ))]
     Inspect(InspectArgs),
@@ -194,6 +195,11 @@ pub struct InspectArgs {
     /// the summary, dump and estimate see the pinned model.
     #[arg(long, value_name = "NAME=D,D,…")]
     pub input_shape: Vec<String>,
+    /// The int8 view instead: per layer, the weights' range spread across
+    /// output channels and their int8 SQNR, as they are and after
+    /// equalize-ranges (with --target, the target's int8 scheme heads it).
+    #[arg(long, conflicts_with = "dump")]
+    pub quant: bool,
 }
 
 #[derive(Debug, Args)]

@@ -25,6 +25,18 @@ pub fn run(a: InspectArgs) -> Result<i32, CliError> {
         print!("{text}");
         return Ok(exit::OK);
     }
+    if a.quant {
+        let v = crate::quant_view::view(&model);
+        if a.json {
+            let text = serde_json::to_string_pretty(&crate::quant_view::view_json(&v))
+                .map_err(CliError::input)?;
+            println!("{text}");
+        } else {
+            let scheme = target.as_ref().map(|t| (t.name(), t.quantization.as_ref()));
+            print!("{}", crate::quant_view::render(&v, scheme));
+        }
+        return Ok(exit::OK);
+    }
     if let Some(t) = target {
         if !a.json {
             for d in model.graph.disputes() {

@@ -16,6 +16,7 @@ pub fn run(a: OptimizeArgs, quiet: bool) -> Result<i32, CliError> {
         Input::File(&a.input),
         Output::File(&a.output),
         quiet,
+        false,
         Cancel::never(),
     ) {
         Ok(done) => done,

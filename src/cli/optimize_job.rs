@@ -49,18 +49,26 @@ pub struct Done {
     pub input: FileFacts,
     /// Bytes written to the output file (0 for [`Output::Memory`]).
     pub written: u64,
+    /// The int8 weight figures of the input and the output, when a report
+    /// carries them (`--report`, `--report-html`, or an in-memory run,
+    /// whose caller always gets the report): they read every weight.
+    pub quantization: Option<crate::quant_view::QuantReport>,
 }
 
 impl Done {
     /// The JSON report (`--report`), given the output's facts.
     pub fn report(&self, output: &FileFacts) -> Value {
-        optimize_json(
+        let mut json = optimize_json(
             &self.input,
             output,
             &self.before,
             &self.after,
             &self.outcome,
-        )
+        );
+        if let Some(q) = &self.quantization {
+            json["quantization"] = crate::quant_view::report_json(q);
+        }
+        json
     }
 }
 
@@ -108,7 +116,7 @@ pub fn options(a: &OptimizeArgs) -> Result<OptimizeOptions, CliError> {
     let passes = npuopt_passes::resolve_pass_list_for(
         a.passes.as_deref(),
         a.skip.as_deref(),
-        target.is_some(),
+        target.as_deref(),
     )
     .map_err(CliError::usage)?;
     let mut dump_after = Vec::new();
@@ -142,11 +150,14 @@ pub fn options(a: &OptimizeArgs) -> Result<OptimizeOptions, CliError> {
 /// `output` and to the files the flags name (`--dump`, `--report`,
 /// `--report-html`); `a.input` and `a.output` are only names here.
 /// Progress goes to stderr unless `quiet`; nothing else is printed.
+/// `report` asks for everything a report carries even when no report file
+/// is named (the Python package returns the report with every result).
 pub fn execute(
     a: &OptimizeArgs,
     input: Input,
     output: Output,
     quiet: bool,
+    report: bool,
     cancel: Cancel,
 ) -> Result<Done, JobError> {
     if let (Input::File(i), Output::File(o)) = (&input, &output) {
@@ -180,6 +191,11 @@ pub fn execute(
     };
     let mut model = npuopt_ir::import::from_bytes(input_bytes, dir).map_err(CliError::input)?;
     let before = summarize_resolving_shapes(&model, &opts.input_shapes);
+    // The input's quantization figures read every weight: taken only when
+    // a report will carry them.
+    let wants_report =
+        report || a.report.is_some() || a.report_html.is_some() || matches!(output, Output::Memory);
+    let input_quant = wants_report.then(|| crate::quant_view::input_summary(&model));
     let step = progress.step(if a.no_verify {
         "optimizing"
     } else {
@@ -208,6 +224,7 @@ pub fn execute(
         Output::Memory => 0,
     };
     let after = summarize(&model);
+    let quantization = input_quant.map(|q| crate::quant_view::report(q, &model));
     let done = Done {
         model,
         outcome,
@@ -215,6 +232,7 @@ pub fn execute(
         after,
         input: input_facts,
         written,
+        quantization,
     };
     if let (Some(report), Output::File(out)) = (&a.report, output) {
         let json = done.report(&written_facts(out, written)?);
@@ -234,6 +252,7 @@ pub fn execute(
             before: &done.before,
             after: &done.after,
             verification: done.outcome.verification.as_ref(),
+            quantization: done.quantization.as_ref(),
         };
         crate::report_html::write_html_report(path, &page).map_err(CliError::input)?;
     }

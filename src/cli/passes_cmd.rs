@@ -14,6 +14,7 @@ pub fn passes_json() -> serde_json::Value {
                 "description": p.description,
                 "default": p.in_default_pipeline,
                 "needs_target": p.needs_target,
+                "for_quantization": p.for_quantization,
             })
         })
         .collect();
@@ -34,6 +35,8 @@ pub fn run(a: PassesArgs) -> Result<i32, CliError> {
             "default"
         } else if p.needs_target {
             "target"
+        } else if p.for_quantization {
+            "int8"
         } else {
             ""
         };

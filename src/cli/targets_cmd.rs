@@ -77,6 +77,9 @@ fn show(spec: &str, json: bool) -> Result<i32, CliError> {
         print!("{text}");
     } else {
         print!("{}", t.to_toml_string());
+        if t.quantization.is_none() {
+            println!("\n# [quantization] not stated: no quantization pass joins this target's pipeline (run one by name: --passes +equalize-ranges)");
+        }
     }
     Ok(exit::OK)
 }

@@ -29,6 +29,11 @@ pub struct Target {
     pub movement: MovementRules,
     pub memory: Memory,
     pub fallback: Fallback,
+    /// How the vendor's toolchain quantizes to int8; `None` when the file
+    /// does not say (then nothing is assumed: no quantization pass joins
+    /// the pipeline).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantization: Option<Quantization>,
 }
 
 /// `[target]`: identity and provenance.
@@ -218,6 +223,59 @@ pub struct Memory {
     /// layer waits for its own weights.
     #[serde(default)]
     pub weight_prefetch: bool,
+}
+
+/// `[quantization]`: the int8 scheme of the vendor's toolchain, with its
+/// sources — what decides whether range equalization can help.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quantization {
+    /// Conv (and depthwise conv) weights: one scale per tensor, or one per
+    /// output channel.
+    pub conv_weights: Granularity,
+    /// Fully-connected (Gemm / MatMul) weights.
+    pub fc_weights: Granularity,
+    /// Activations (almost always one scale per tensor).
+    pub activations: Granularity,
+    /// Whether the toolchain equalizes channel ranges by itself.
+    pub equalization: VendorEqualization,
+    /// Where these facts come from.
+    pub source: String,
+}
+
+/// One scale for a whole tensor, or one per channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Granularity {
+    PerTensor,
+    PerChannel,
+}
+
+/// Does the vendor's quantizer apply cross-layer equalization itself?
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VendorEqualization {
+    /// No such step.
+    None,
+    /// Available, off unless the user asks (e.g. QNN's `--algorithms cle`).
+    Option,
+    /// Always applied.
+    Default,
+}
+
+impl Quantization {
+    /// Equalizing ranges helps where conv weights share one scale across
+    /// output channels, and the vendor does not already equalize by
+    /// default. Measured (bench/quantize_equalized.py, ONNX Runtime QDQ
+    /// int8, per-tensor activations): with per-tensor weights it raised the
+    /// output SQNR of RepVGG-A0 by 6.5 dB and MobileOne-S0 by 1.8 dB; with
+    /// per-channel weights it *lowered* RepVGG-A0's by 2.7 dB (scaling the
+    /// second layer's input channels widens its per-channel ranges), so
+    /// per-tensor activations alone are not a reason to run it.
+    pub fn equalization_helps(&self) -> bool {
+        self.conv_weights == Granularity::PerTensor
+            && self.equalization != VendorEqualization::Default
+    }
 }
 
 /// `[fallback]`: the cost of an op the NPU cannot run.

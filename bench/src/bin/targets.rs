@@ -46,7 +46,7 @@ fn main() {
         .into_iter()
         .map(|n| Arc::new(Target::builtin(n).unwrap()))
         .collect();
-    let names = npuopt_passes::resolve_pass_list_for(None, None, true).unwrap();
+    let names = npuopt_passes::registry::hardware_pipeline();
     let passes: Vec<_> = names
         .iter()
         .map(|n| npuopt_passes::registry::pass_by_name(n).unwrap())

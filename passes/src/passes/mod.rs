@@ -6,6 +6,7 @@ pub mod concat_to_add;
 pub mod depthwise_to_group;
 pub mod eliminate_dead;
 pub mod eliminate_identity;
+pub mod equalize_ranges;
 pub mod fold_batchnorm;
 pub mod fold_constants;
 pub mod merge_branches;

@@ -288,6 +288,7 @@ fn write_options(a: &OptimizeArgs, path: &Path) -> npuopt_ir::export::WriteOptio
             location: format!("{}.data", path_name(path)),
             min_bytes: 1024,
         }),
+        ..Default::default()
     }
 }
 

@@ -88,7 +88,11 @@ impl Tensor {
     /// it — the same bytes as `from_f64_as(name, dtype, dims, &mapped)` —
     /// computed straight into the new tensor's buffer: a weight is read
     /// once and written once, with no f64 copy of it in between.
-    pub fn map_f64(&self, name: &str, mut f: impl FnMut(usize, f64) -> f64) -> Result<Tensor, String> {
+    pub fn map_f64(
+        &self,
+        name: &str,
+        mut f: impl FnMut(usize, f64) -> f64,
+    ) -> Result<Tensor, String> {
         let dtype = self.dtype();
         let n = self.numel().ok_or("dims overflow")? as usize;
         let raw = match (&self.proto.raw_data, dtype.known()) {
@@ -118,7 +122,12 @@ impl Tensor {
                 return Ok(Self::from_f64_as(name, dtype, self.dims(), &mapped));
             }
         };
-        Ok(Self::from_raw(name, float_or_f32(dtype), self.dims(), Bytes::from(raw)))
+        Ok(Self::from_raw(
+            name,
+            float_or_f32(dtype),
+            self.dims(),
+            Bytes::from(raw),
+        ))
     }
 
     /// The values as f64: exact for f64 tensors, widened for the others.
@@ -451,9 +460,7 @@ fn float_or_f32(dtype: DType) -> DType {
 fn raw_from_f32s(dtype: DType, len: usize, values: impl Iterator<Item = f32>) -> Vec<u8> {
     match dtype.known() {
         Some(DataType::Float16) => put_all::<2>(len, values.map(|v| f32_to_f16(v).to_le_bytes())),
-        Some(DataType::Bfloat16) => {
-            put_all::<2>(len, values.map(|v| f32_to_bf16(v).to_le_bytes()))
-        }
+        Some(DataType::Bfloat16) => put_all::<2>(len, values.map(|v| f32_to_bf16(v).to_le_bytes())),
         Some(DataType::Double) => put_all::<8>(len, values.map(|v| (v as f64).to_le_bytes())),
         _ => put_all::<4>(len, values.map(f32::to_le_bytes)),
     }

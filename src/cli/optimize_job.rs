@@ -233,9 +233,7 @@ pub fn execute(
     let input_facts = FileFacts {
         path: path.map(|p| p.display().to_string()),
         bytes: input_len,
-        hash: input_hash
-            .and_then(|h| h.join().ok())
-            .unwrap_or_default(),
+        hash: input_hash.and_then(|h| h.join().ok()).unwrap_or_default(),
     };
     let done = Done {
         model,

@@ -281,7 +281,7 @@ fn fold_into_plain_conv(g: &mut Graph, node: NodeId, a: &Affine) -> Result<(), S
         ));
     }
     let numel = t.numel().ok_or("its weight's dims overflow")? as usize;
-    let per_out = if cout == 0 { 0 } else { numel / cout };
+    let per_out = numel.checked_div(cout).unwrap_or(0);
     let b = bias(g, node, 2, cout)?;
     let base = g.node(node).name().to_string();
     let name = format!("{base}.weight_folded");

@@ -15,6 +15,11 @@ use crate::shape::TensorType;
 use crate::tensor::Tensor;
 use crate::value::{Use, Value};
 
+/// A table keyed by value name. foldhash, not SipHash: name lookups are
+/// most of import and of every rewrite's bookkeeping, and nothing iterates
+/// these tables in an order that reaches the output.
+pub(crate) type NameMap<V> = HashMap<String, V, foldhash::fast::RandomState>;
+
 /// Gap between the order keys of imported nodes, so a pass can place new
 /// nodes between two old ones without renumbering.
 pub(crate) const ORDER_GAP: u64 = 1 << 16;
@@ -27,7 +32,7 @@ pub struct Graph {
     pub(crate) header: GraphProto,
     pub(crate) nodes: Vec<Option<Node>>,
     pub(crate) values: Vec<Option<Value>>,
-    pub(crate) names: HashMap<String, ValueId>,
+    pub(crate) names: NameMap<ValueId>,
     /// Graph inputs and outputs with their declared `ValueInfoProto`s.
     pub(crate) inputs: Vec<(ValueId, ValueInfoProto)>,
     pub(crate) outputs: Vec<(ValueId, ValueInfoProto)>,
@@ -38,7 +43,7 @@ pub struct Graph {
     /// graph a pass did not touch.
     pub(crate) generation: u64,
     /// Names of live nodes, so new names are unique in O(1).
-    pub(crate) node_names: std::collections::HashSet<String>,
+    pub(crate) node_names: std::collections::HashSet<String, foldhash::fast::RandomState>,
     /// Version of the default ONNX domain (`ai.onnx`) the model imports.
     pub(crate) opset: i64,
     /// IR version < 4: every initializer must also be listed as a graph
@@ -751,14 +756,10 @@ impl Graph {
     /// Checks every invariant; a pass manager calls this after each pass.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(IrError::Invalid(m));
-        for (name, &v) in &self.names {
-            match self.try_value(v) {
-                Some(val) if &val.name == name => {}
-                _ => return bad(format!("name table entry '{name}' is stale")),
-            }
-        }
         let mut registered_uses = 0usize;
+        let mut live_values = 0usize;
         for v in self.value_ids() {
+            live_values += 1;
             let val = self.value(v);
             if self.names.get(&val.name) != Some(&v) {
                 return bad(format!(
@@ -800,6 +801,19 @@ impl Graph {
                 }
             }
             registered_uses += val.uses.len();
+        }
+        // Every live value's name maps to it (checked above), so the table
+        // holds at least one entry per value; as many entries as values
+        // then means no entry is stale.
+        if self.names.len() != live_values {
+            let stale = self
+                .names
+                .iter()
+                .filter(|(name, &v)| self.try_value(v).is_none_or(|val| &val.name != *name))
+                .map(|(name, _)| name.as_str())
+                .min()
+                .unwrap_or("");
+            return bad(format!("name table entry '{stale}' is stale"));
         }
         // Every use points back to a distinct node input or capture (checked
         // above); equal counts then mean every node input is registered.

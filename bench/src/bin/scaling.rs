@@ -13,6 +13,10 @@
 
 use std::time::Instant;
 
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use bytes::Bytes;
 use npuopt_bench::mib;
 use npuopt_ir::proto::attribute_proto::AttributeType;
@@ -66,7 +70,14 @@ fn main() {
             let report =
                 npuopt_passes::run_pipeline(&mut model, &passes, Default::default()).unwrap();
             if std::env::var_os("NPUOPT_BENCH_TRACE").is_some() && runs.is_empty() {
-                eprintln!("iterations {}: {:?}", report.iterations, report.passes);
+                eprintln!(
+                    "iterations {}, {} changes, {} skips, {} decisions: {:?}",
+                    report.iterations,
+                    report.changes.len(),
+                    report.skips.len(),
+                    report.decisions.len(),
+                    report.passes
+                );
             }
             let t2 = Instant::now();
             let out = model.to_bytes().unwrap();

@@ -9,7 +9,8 @@
 //! the default pipeline (no verification) and export, separately: each the
 //! median of at least 5 runs (`NPUOPT_BENCH_RUNS`), and of as many as fit
 //! in two seconds. Goal (issue #12): 10k → 100k and 100k → 1M each within
-//! 12×, and 1M nodes in under 10 s.
+//! 12×, and 1M nodes in under 10 s. The CPU-time column (the process's,
+//! median of the same runs) is the steadier figure on a shared machine.
 
 use std::time::Instant;
 
@@ -40,10 +41,10 @@ fn main() {
     let passes = npuopt_passes::resolve_pass_list(None, None).unwrap();
     println!("default pipeline: {}", passes.join(", "));
     println!(
-        "{:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>5}",
-        "nodes", "MiB", "import s", "passes s", "export s", "total s", "after", "µs/node", "runs"
+        "{:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>5}",
+        "nodes", "MiB", "import s", "passes s", "export s", "total s", "cpu s", "after", "µs/node", "runs"
     );
-    let mut prev: Option<(usize, f64)> = None;
+    let mut prev: Option<(usize, f64, f64)> = None;
     // A warm-up run of the smallest size, not reported: the first run in a
     // process also pays for the allocator's first page faults.
     let warm = Bytes::from(chain(sizes[0]).encode_to_vec());
@@ -60,10 +61,11 @@ fn main() {
         // Each phase's median over at least `min_runs` runs, and over as
         // many as fit in two seconds: a 10k-node run is too short to time
         // once on a shared machine.
-        let mut runs: Vec<[f64; 3]> = Vec::new();
+        let mut runs: Vec<[f64; 4]> = Vec::new();
         let mut after = 0;
         let started = Instant::now();
         while runs.len() < min_runs || started.elapsed().as_secs_f64() < 2.0 {
+            let c0 = cpu_seconds();
             let t0 = Instant::now();
             let mut model = npuopt_ir::import::from_bytes(bytes.clone(), None).unwrap();
             let t1 = Instant::now();
@@ -82,41 +84,63 @@ fn main() {
             let t2 = Instant::now();
             let out = model.to_bytes().unwrap();
             let t3 = Instant::now();
+            let c3 = cpu_seconds();
             after = model.graph.node_count();
             runs.push([
                 (t1 - t0).as_secs_f64(),
                 (t2 - t1).as_secs_f64(),
                 (t3 - t2).as_secs_f64(),
+                c3 - c0,
             ]);
             drop((out, report, model));
         }
-        let median = |f: &dyn Fn(&[f64; 3]) -> f64| {
+        let median = |f: &dyn Fn(&[f64; 4]) -> f64| {
             let mut v: Vec<f64> = runs.iter().map(f).collect();
             v.sort_by(f64::total_cmp);
             v[v.len() / 2]
         };
         let total = median(&|r| r[0] + r[1] + r[2]);
+        let cpu = median(&|r| r[3]);
         println!(
-            "{:>9} {:>9.1} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9} {:>10.2} {:>5}",
+            "{:>9} {:>9.1} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9} {:>10.2} {:>5}",
             n,
             mib(size),
             median(&|r| r[0]),
             median(&|r| r[1]),
             median(&|r| r[2]),
             total,
+            cpu,
             after,
             total * 1e6 / n as f64,
             runs.len()
         );
-        if let Some((n0, t0)) = prev {
+        if let Some((n0, t0, c0)) = prev {
             println!(
-                "          {}× the nodes of the previous size took {:.1}× its time",
+                "          {}× the nodes of the previous size took {:.1}× its time ({:.1}× its CPU time)",
                 n / n0,
-                total / t0
+                total / t0,
+                cpu / c0
             );
         }
-        prev = Some((n, total));
+        prev = Some((n, total, cpu));
     }
+}
+
+/// Seconds of CPU time this process has used (all threads); 0 where the
+/// clock is not available.
+fn cpu_seconds() -> f64 {
+    #[cfg(unix)]
+    {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid timespec for the call to fill in.
+        if unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) } == 0 {
+            return ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9;
+        }
+    }
+    0.0
 }
 
 fn ints(name: &str, v: &[i64]) -> AttributeProto {

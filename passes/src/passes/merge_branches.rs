@@ -480,9 +480,29 @@ fn build(g: &Graph, tree: &Tree, x: ValueId) -> Result<Merged, String> {
         return Err("the merged group count does not divide the input channels".into());
     }
     let [kh, kw] = aligned.merged.kernel;
-    let mut weight = Kernel::zeros(c, cin, group, kh, kw);
-    for (t, ((k, _), off)) in tree.terms.iter().zip(kernels.iter().zip(&aligned.offsets)) {
-        weight.accumulate(k, &t.coef, off[0], off[1]);
+    // The sum starts from the first branch's own buffer when it already
+    // has the merged shape (RepVGG's 3×3 conv): one kernel-sized f64
+    // buffer less at the peak, and the same bits (see `into_scaled`).
+    let mut terms = tree
+        .terms
+        .iter()
+        .zip(kernels.into_iter().zip(&aligned.offsets));
+    let mut weight = match terms.next() {
+        Some((t, ((k, _), off)))
+            if (k.cout, k.cin, k.group, k.kh, k.kw) == (c, cin, group, kh, kw)
+                && *off == [0, 0] =>
+        {
+            k.into_scaled(&t.coef)
+        }
+        Some((t, ((k, _), off))) => {
+            let mut w = Kernel::zeros(c, cin, group, kh, kw);
+            w.accumulate(&k, &t.coef, off[0], off[1]);
+            w
+        }
+        None => Kernel::zeros(c, cin, group, kh, kw),
+    };
+    for (t, ((k, _), off)) in terms {
+        weight.accumulate(&k, &t.coef, off[0], off[1]);
     }
     let mut parts = Vec::new();
     if n_conv > 0 {

@@ -553,6 +553,40 @@ mod tests {
     }
 
     #[test]
+    fn into_scaled_is_bit_for_bit_the_sum_into_zeros() {
+        // Zeros (both signs), a NaN, negative coefficients that make -0.0
+        // products, and fewer coefficients than outputs.
+        let k = Kernel {
+            cout: 3,
+            cin: 2,
+            group: 1,
+            kh: 1,
+            kw: 2,
+            data: vec![
+                0.0,
+                -0.0,
+                1.5,
+                -2.25,
+                f64::NAN,
+                1e-300,
+                3.0,
+                0.1,
+                7.0,
+                -7.0,
+                0.0,
+                1.0,
+            ],
+        };
+        for coef in [vec![-1.0, 0.0, 1e300], vec![2.0, -0.0]] {
+            let mut want = Kernel::zeros(3, 2, 1, 1, 2);
+            want.accumulate(&k, &coef, 0, 0);
+            let got = k.clone().into_scaled(&coef);
+            let bits = |k: &Kernel| k.data.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "coef {coef:?}");
+        }
+    }
+
+    #[test]
     fn regroup_is_block_diagonal() {
         // Depthwise 2 channels, 1×1, weights 2 and 3 → dense 2×2 diag.
         let k = Kernel {

@@ -4,13 +4,16 @@ use serde_json::{json, Value};
 
 use crate::inspect::ModelSummary;
 use crate::optimize::{CostOutcome, Decision, OptimizeOutcome};
-use crate::verify::VerifyReport;
+use crate::verify::{Reference, VerifyReport};
 
 pub fn verification_json(r: &VerifyReport) -> Value {
     json!({
         "passed": r.passed,
         "seed": r.seed,
         "samples": r.samples,
+        "reference": reference_key(&r.reference),
+        "reference_note": r.reference.describe(),
+        "noise_factor": r.noise_factor,
         "notes": r.notes,
         "outputs": r.outputs.iter().map(|o| json!({
             "name": o.name,
@@ -19,9 +22,66 @@ pub fn verification_json(r: &VerifyReport) -> Value {
             "max_rel_err": o.max_rel_err,
             "cosine": o.cosine,
             "max_abs_ref": o.max_abs_ref,
+            "noise_floor": o.noise_floor,
+            "ratio": o.ratio,
+            "tolerance": o.tolerance,
+            "verdict": o.verdict,
+            "compared_as": o.compared_as,
             "passed": o.passed,
         })).collect::<Vec<_>>(),
     })
+}
+
+/// The short name of what a verification measured against.
+pub fn reference_key(r: &Reference) -> &'static str {
+    match r {
+        Reference::F64 => "f64",
+        Reference::F64LowPrecision(_) => "f64-low-precision",
+        Reference::Perturbed(_) => "perturbed",
+        Reference::Fixed => "fixed-tolerance",
+    }
+}
+
+/// The per-output table `verify` prints: error, the input's own noise
+/// floor, their ratio and the verdict; then one line on the whole.
+pub fn verification_text(r: &VerifyReport) -> String {
+    let mut s = String::new();
+    let fmt = |v: Option<f64>, prec: usize| match v {
+        Some(v) => format!("{v:.prec$e}"),
+        None => "-".into(),
+    };
+    for o in &r.outputs {
+        s.push_str(&format!(
+            "{} {:<24} err {:.3e}  noise floor {:>9}  ratio {:>9}  (tolerance {:.3e}, max |ref| {:.3e}, cosine {:.8}) {}{}\n",
+            if o.passed { "ok      " } else { "MISMATCH" },
+            o.name,
+            o.max_abs_err,
+            fmt(o.noise_floor, 3),
+            o.ratio.map(|r| format!("{r:.2}")).unwrap_or_else(|| "-".into()),
+            o.tolerance,
+            o.max_abs_ref,
+            o.cosine,
+            o.verdict,
+            if o.compared_as == "elementwise" || o.compared_as == "exact" {
+                String::new()
+            } else {
+                format!(" ({})", o.compared_as)
+            }
+        ));
+    }
+    s.push_str(&format!(
+        "{} ({} sample{}, seed {}; reference: {}; {})\n",
+        if r.passed { "outputs match" } else { "outputs differ" },
+        r.samples,
+        if r.samples == 1 { "" } else { "s" },
+        r.seed,
+        r.reference.describe(),
+        match r.reference {
+            Reference::Fixed => "fixed tolerance".to_string(),
+            _ => format!("pass when err ≤ {} × noise floor", r.noise_factor),
+        }
+    ));
+    s
 }
 
 /// SHA-256-free content identity: FNV-1a 64 of the bytes, hex. Enough to

@@ -35,13 +35,25 @@ pub(crate) fn check_output_names(
 }
 
 /// The type an output is compared as: tract may produce `TDim` where ONNX
-/// says int64.
+/// says int64; every float type is compared as a float.
 fn normalized(dt: DatumType) -> DatumType {
     if dt == DatumType::TDim {
         DatumType::I64
+    } else if dt.is_float() {
+        DatumType::F64
     } else {
         dt
     }
+}
+
+/// How an output's error is judged.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Criterion {
+    /// `max|a − b| ≤ atol + rtol · max|ref|` (explicit `--rtol`/`--atol`).
+    Fixed { rtol: f64, atol: f64 },
+    /// `max|a − b| ≤ k · floor`, where `floor` is the input model's own
+    /// error against the reference, and at least `eps · max|ref|`.
+    Noise { k: f64, eps: f64 },
 }
 
 /// Running statistics of one output over the samples seen so far.
@@ -52,6 +64,8 @@ pub(crate) struct Accumulator {
     dt: DatumType,
     max_abs_err: f64,
     max_abs_ref: f64,
+    /// `max |noise − reference|`, when a noise run was given.
+    noise_err: Option<f64>,
     dot: f64,
     norm_ref: f64,
     norm_cand: f64,
@@ -63,7 +77,7 @@ pub(crate) struct Accumulator {
     exact_mismatches: usize,
 }
 
-fn as_f64(t: &Tensor) -> TractResult<Vec<f64>> {
+pub(crate) fn as_f64(t: &Tensor) -> TractResult<Vec<f64>> {
     let c = t.cast_to_dt(DatumType::F64)?;
     Ok(c.try_as_plain_ram()?.as_slice::<f64>()?.to_vec())
 }
@@ -74,12 +88,15 @@ fn as_i64(t: &Tensor) -> TractResult<Vec<i64>> {
 }
 
 /// Folds one sample's outputs into the accumulators (created on the first
-/// sample). Count, type or shape differences are errors.
+/// sample). `noise` is the input model's own run (native precision, or on
+/// perturbed inputs) to be measured against `reference`. Count, type or
+/// shape differences are errors.
 pub(crate) fn accumulate(
     accs: &mut Vec<Accumulator>,
     names: &[String],
     reference: &[Tensor],
     candidate: &[Tensor],
+    noise: Option<&[Tensor]>,
 ) -> Result<(), VerifyError> {
     if reference.len() != names.len() || candidate.len() != names.len() {
         return Err(VerifyError::OutputMismatch(format!(
@@ -94,7 +111,9 @@ pub(crate) fn accumulate(
         let (rdt, cdt) = (normalized(r.datum_type()), normalized(c.datum_type()));
         if rdt != cdt {
             return Err(VerifyError::OutputMismatch(format!(
-                "output '{name}' is {rdt:?} in the reference but {cdt:?} in the candidate"
+                "output '{name}' is {:?} in the reference but {:?} in the candidate",
+                r.datum_type(),
+                c.datum_type()
             )));
         }
         if r.shape() != c.shape() {
@@ -111,6 +130,7 @@ pub(crate) fn accumulate(
                 dt: rdt,
                 max_abs_err: 0.0,
                 max_abs_ref: 0.0,
+                noise_err: None,
                 dot: 0.0,
                 norm_ref: 0.0,
                 norm_cand: 0.0,
@@ -138,6 +158,18 @@ pub(crate) fn accumulate(
         let a = as_f64(r).map_err(tract_err)?;
         let b = as_f64(c).map_err(tract_err)?;
         acc.add(&a, &b);
+        if let Some(n) = noise.and_then(|n| n.get(ix)) {
+            if n.shape() == r.shape() {
+                let n = as_f64(n).map_err(tract_err)?;
+                let e = a
+                    .iter()
+                    .zip(&n)
+                    .filter(|(x, y)| x.is_finite() && y.is_finite())
+                    .map(|(x, y)| (x - y).abs())
+                    .fold(0.0, f64::max);
+                acc.noise_err = Some(acc.noise_err.unwrap_or(0.0).max(e));
+            }
+        }
     }
     Ok(())
 }
@@ -165,8 +197,13 @@ impl Accumulator {
         }
     }
 
+    /// The output's name.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
     /// The comparison, with the pass criterion applied.
-    pub(crate) fn finish(self, rtol: f64, atol: f64, notes: &mut Vec<String>) -> OutputComparison {
+    pub(crate) fn finish(self, criterion: Criterion, notes: &mut Vec<String>) -> OutputComparison {
         let exact = !self.dt.is_float();
         let max_abs_err = if self.nonfinite_mismatches > 0 {
             f64::INFINITY
@@ -200,16 +237,46 @@ impl Accumulator {
                 self.name, self.nonfinite_ref
             ));
         }
-        let passed = if exact {
+        let (noise_floor, tolerance) = match criterion {
+            _ if exact => (None, 0.0),
+            Criterion::Fixed { rtol, atol } => (None, atol + rtol * self.max_abs_ref),
+            Criterion::Noise { k, eps } => {
+                let floor = self.noise_err.unwrap_or(0.0).max(eps * self.max_abs_ref);
+                (Some(floor), k * floor)
+            }
+        };
+        let ratio = noise_floor.map(|f| {
+            if max_abs_err == 0.0 {
+                0.0
+            } else if f > 0.0 {
+                max_abs_err / f
+            } else {
+                f64::INFINITY
+            }
+        });
+        let (passed, verdict) = if exact {
             if self.exact_mismatches > 0 {
                 notes.push(format!(
                     "output '{}' ({:?}, compared exactly): {} element(s) differ",
                     self.name, self.dt, self.exact_mismatches
                 ));
             }
-            self.exact_mismatches == 0
+            let ok = self.exact_mismatches == 0;
+            (ok, if ok { "exact" } else { "mismatch" })
+        } else if self.nonfinite_mismatches > 0 {
+            (false, "mismatch")
+        } else if max_abs_err == 0.0 {
+            (true, "exact")
+        } else if max_abs_err <= tolerance {
+            (
+                true,
+                match criterion {
+                    Criterion::Fixed { .. } => "within tolerance",
+                    Criterion::Noise { .. } => "within noise",
+                },
+            )
         } else {
-            self.nonfinite_mismatches == 0 && max_abs_err <= atol + rtol * self.max_abs_ref
+            (false, "mismatch")
         };
         OutputComparison {
             name: self.name,
@@ -218,6 +285,11 @@ impl Accumulator {
             max_rel_err,
             cosine,
             max_abs_ref: self.max_abs_ref,
+            noise_floor,
+            ratio,
+            tolerance,
+            verdict: verdict.to_string(),
+            compared_as: if exact { "exact" } else { "elementwise" }.to_string(),
             passed,
         }
     }

@@ -460,4 +460,32 @@ impl Generator {
             })
             .collect()
     }
+
+    /// The same tensors with every float element moved by about one
+    /// rounding step (`x · (1 ± eps)`, the sign drawn from the stream);
+    /// other types unchanged. The input model's change on these estimates
+    /// its noise floor when there is no f64 reference.
+    pub(crate) fn perturb(&mut self, tensors: &[TValue], eps: f64) -> Result<Vec<TValue>, VerifyError> {
+        let err = |e: TractError| VerifyError::Inputs(super::load::condense(&e));
+        tensors
+            .iter()
+            .map(|t| {
+                let dt = t.datum_type();
+                if !dt.is_float() {
+                    return Ok(t.clone());
+                }
+                let wide = t.cast_to_dt(DatumType::F64).map_err(err)?;
+                let values: Vec<f64> = wide
+                    .try_as_plain_ram()
+                    .map_err(err)?
+                    .as_slice::<f64>()
+                    .map_err(err)?
+                    .iter()
+                    .map(|v| v * (1.0 + if self.rng.bool() { eps } else { -eps }))
+                    .collect();
+                let shaken = Tensor::from_shape(t.shape(), &values).map_err(err)?;
+                Ok(shaken.cast_to_dt(dt).map_err(err)?.into_owned().into_tvalue())
+            })
+            .collect()
+    }
 }

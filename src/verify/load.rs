@@ -32,8 +32,8 @@ impl Source<'_> {
 /// outputs, read from the ONNX graph.
 pub(crate) struct ParsedModel {
     pub(crate) label: String,
-    proto: pb::ModelProto,
-    dir: Option<String>,
+    pub(crate) proto: pb::ModelProto,
+    pub(crate) dir: Option<String>,
     model: InferenceModel,
     /// The graph inputs that are not initializers, in tract's input order.
     pub(crate) inputs: Vec<InputDecl>,
@@ -47,6 +47,9 @@ pub(crate) struct LoadedModel {
     runnable: Arc<TypedSimplePlan>,
     /// For each of this model's inputs, its index in the plan.
     input_order: Vec<usize>,
+    /// Each input's element type in this model (an f64 reference takes
+    /// f64 where the plan draws f32 or f16).
+    input_types: Vec<DatumType>,
     /// Output names, in order.
     pub(crate) outputs: Vec<String>,
 }
@@ -95,9 +98,34 @@ fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     }
 }
 
+thread_local! {
+    /// Set while tract runs under [`guarded`]: its panics are reported as
+    /// npuopt's own errors, so the panic hook stays silent for them.
+    static QUIET_PANICS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Installs (once) a panic hook that says nothing for panics inside
+/// [`guarded`] on this thread and defers to the previous hook otherwise.
+fn install_quiet_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET_PANICS.with(|q| q.get()) {
+                previous(info);
+            }
+        }));
+    });
+}
+
 /// Runs `f`, turning both an error and a panic into a condensed message.
+/// tract's panic text never reaches stderr: the message is returned.
 fn guarded<T>(f: impl FnOnce() -> TractResult<T>) -> Result<T, String> {
-    match catch_unwind(AssertUnwindSafe(f)) {
+    install_quiet_hook();
+    let was = QUIET_PANICS.with(|q| q.replace(true));
+    let result = catch_unwind(AssertUnwindSafe(f));
+    QUIET_PANICS.with(|q| q.set(was));
+    match result {
         Ok(Ok(t)) => Ok(t),
         Ok(Err(e)) => Err(condense(&e)),
         Err(payload) => Err(panic_message(payload)),
@@ -138,6 +166,21 @@ pub(crate) fn parse(source: &Source<'_>) -> Result<ParsedModel, VerifyError> {
             (proto, dir)
         }
     };
+    from_proto(label, proto, dir)
+}
+
+/// Parses a decoded model (possibly rewritten: an f64 reference, extra
+/// outputs) and reads its declared inputs and outputs.
+pub(crate) fn from_proto(
+    label: String,
+    proto: pb::ModelProto,
+    dir: Option<String>,
+) -> Result<ParsedModel, VerifyError> {
+    let load_err = |message: String| VerifyError::Load {
+        model: label.clone(),
+        message,
+    };
+    let onnx = tract_onnx::onnx();
     let model = parse_proto(&onnx, &proto, dir.as_deref()).map_err(load_err)?;
 
     let graph = proto.graph.as_ref().ok_or_else(|| VerifyError::Load {
@@ -234,7 +277,7 @@ fn build_runnable(
             let spec = plan
                 .spec(&decl.name)
                 .context("input missing from the plan")?;
-            model.set_input_fact(ix, InferenceFact::dt_shape(spec.dt, spec.shape.iter()))?;
+            model.set_input_fact(ix, InferenceFact::dt_shape(decl.dt, spec.shape.iter()))?;
         }
         let subs: HashMap<Symbol, TDim> = symbols
             .iter()
@@ -303,21 +346,31 @@ impl LoadedModel {
             .iter()
             .map(|d| plan.index_of(&d.name).expect("plan covers every input"))
             .collect();
+        let input_types = inputs.iter().map(|d| d.dt).collect();
         Ok(LoadedModel {
             label,
             runnable,
             input_order,
+            input_types,
             outputs,
         })
     }
 
     /// Runs the model once on the plan's tensors (in plan order).
     pub(crate) fn run(&self, tensors: &[TValue]) -> Result<Vec<Tensor>, VerifyError> {
-        let inputs: TVec<TValue> = self
-            .input_order
-            .iter()
-            .map(|&i| tensors[i].clone())
-            .collect();
+        let mut inputs: TVec<TValue> = TVec::new();
+        for (&i, &dt) in self.input_order.iter().zip(&self.input_types) {
+            let t = &tensors[i];
+            if t.datum_type() == dt {
+                inputs.push(t.clone());
+            } else {
+                let cast = t.cast_to_dt(dt).map_err(|e| VerifyError::Run {
+                    model: self.label.clone(),
+                    message: condense(&e),
+                })?;
+                inputs.push(cast.into_owned().into_tvalue());
+            }
+        }
         let outputs =
             guarded(|| self.runnable.run(inputs)).map_err(|message| VerifyError::Run {
                 model: self.label.clone(),

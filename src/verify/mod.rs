@@ -45,6 +45,7 @@
 mod compare;
 mod inputs;
 mod load;
+mod precision;
 mod rng;
 
 use std::path::Path;
@@ -70,11 +71,19 @@ pub struct VerifyOptions {
     /// with `lo ≤ k < hi` equally likely (saturating at the type's bounds);
     /// `None` means `[0, 10)`. Float and boolean inputs ignore it.
     pub input_range: Option<(f64, f64)>,
-    /// Relative tolerance, scaled by the largest magnitude in the reference
-    /// output. Default `1e-4`.
-    pub rtol: f32,
-    /// Absolute tolerance. Default `1e-6`.
-    pub atol: f32,
+    /// A fixed relative tolerance, scaled by the largest magnitude in the
+    /// reference output, instead of the noise verdict: with `rtol` or
+    /// `atol` set, an output passes when `max|a − b| ≤ atol + rtol ·
+    /// max|ref|` (the unset one is `1e-4` resp. `1e-6`), compared with the
+    /// input model run at its own precision. Default `None`: the noise
+    /// verdict.
+    pub rtol: Option<f32>,
+    /// A fixed absolute tolerance instead of the noise verdict (see `rtol`).
+    pub atol: Option<f32>,
+    /// `k` of the noise verdict: an output passes when its error against
+    /// the f64 reference is at most `k` times the input model's own.
+    /// Default [`NOISE_FACTOR`].
+    pub noise_factor: f64,
     /// Checked between loading, preparing and running each model on each
     /// sample: once it fires, verification ends with
     /// [`VerifyError::Cancelled`].
@@ -88,8 +97,9 @@ impl Default for VerifyOptions {
             samples: 1,
             input_shapes: Vec::new(),
             input_range: None,
-            rtol: 1e-4,
-            atol: 1e-6,
+            rtol: None,
+            atol: None,
+            noise_factor: NOISE_FACTOR,
             cancel: npuopt_passes::Cancel::never(),
         }
     }
@@ -115,9 +125,67 @@ pub struct OutputComparison {
     pub cosine: f64,
     /// `max |reference|` over every finite element of every sample.
     pub max_abs_ref: f64,
-    /// Whether `max_abs_err ≤ atol + rtol · max_abs_ref` (floats) or the
-    /// outputs are identical (integers, booleans).
+    /// The input model's own error against the reference — its noise
+    /// floor — and never below one rounding of the largest reference value
+    /// (`ε · max_abs_ref`). `None` with a fixed tolerance and for exactly
+    /// compared outputs.
+    pub noise_floor: Option<f64>,
+    /// `max_abs_err / noise_floor` (0 when the error is 0).
+    pub ratio: Option<f64>,
+    /// The largest error that passes: `k · noise_floor`, or `atol + rtol ·
+    /// max_abs_ref` with a fixed tolerance; 0 for exactly compared outputs.
+    pub tolerance: f64,
+    /// `exact`, `within noise`, `within tolerance` (fixed), `within noise
+    /// up to ties` (discrete outputs) or `mismatch`.
+    pub verdict: String,
+    /// How the output was compared: `elementwise`, `exact` (integers,
+    /// booleans) or `rows up to ties` (outputs computed from `TopK`,
+    /// `ArgMax`, `NonZero`, … whose feeding tensors were compared instead).
+    pub compared_as: String,
+    /// Whether the verdict accepts the output.
     pub passed: bool,
+}
+
+/// `k` of the noise verdict: how many times the input model's own error
+/// against the f64 reference the candidate's may be. Exact rewrites only
+/// reassociate float arithmetic, so their error is of the same order as the
+/// input's (measured ratios 0.2–3 on the committed fixtures); a real change
+/// such as a weight off by 1 % is 10³–10⁵ times the floor.
+pub const NOISE_FACTOR: f64 = 8.0;
+
+/// What the outputs were measured against.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Reference {
+    /// The input model evaluated in f64; the noise floor is the input model
+    /// run at its own precision.
+    F64,
+    /// A low-precision (f16/bf16) model tract cannot run natively: both
+    /// models evaluated in f64 from their own parameters; the noise floor is
+    /// the input's parameters rounded once more at their precision.
+    F64LowPrecision(String),
+    /// tract cannot evaluate the input in f64: the reference is the input
+    /// at its own precision, and the noise floor its change on inputs
+    /// perturbed at the rounding level.
+    Perturbed(String),
+    /// An explicit `rtol`/`atol`: the input at its own precision, no noise
+    /// floor.
+    Fixed,
+}
+
+impl Reference {
+    /// One line for reports.
+    pub fn describe(&self) -> String {
+        match self {
+            Reference::F64 => "input evaluated in f64; noise floor: the input at its own precision".into(),
+            Reference::F64LowPrecision(dt) => format!(
+                "both models evaluated in f64; noise floor: the input's parameters rounded once more at {dt}"
+            ),
+            Reference::Perturbed(why) => format!(
+                "input at its own precision (no f64 run: {why}); noise floor: the input on inputs perturbed at the rounding level"
+            ),
+            Reference::Fixed => "input at its own precision, fixed tolerance".into(),
+        }
+    }
 }
 
 /// The result of a verification that ran: both models loaded and ran on
@@ -131,6 +199,10 @@ pub struct VerifyReport {
     pub samples: usize,
     /// The seed the inputs were drawn with.
     pub seed: u64,
+    /// What the outputs were measured against.
+    pub reference: Reference,
+    /// `k` of the noise verdict (unused with a fixed tolerance).
+    pub noise_factor: f64,
     /// Decisions taken along the way, e.g. "symbolic batch dim of 'input'
     /// set to 1", and the concrete input shapes used.
     pub notes: Vec<String>,
@@ -219,16 +291,19 @@ fn check_options(opts: &VerifyOptions) -> Result<(), VerifyError> {
     if opts.samples == 0 {
         return Err(VerifyError::Options("samples must be at least 1".into()));
     }
-    if !(opts.rtol >= 0.0 && opts.rtol.is_finite()) {
-        return Err(VerifyError::Options(format!(
-            "rtol must be finite and non-negative, got {}",
-            opts.rtol
-        )));
+    for (what, v) in [("rtol", opts.rtol), ("atol", opts.atol)] {
+        if let Some(v) = v {
+            if !(v >= 0.0 && v.is_finite()) {
+                return Err(VerifyError::Options(format!(
+                    "{what} must be finite and non-negative, got {v}"
+                )));
+            }
+        }
     }
-    if !(opts.atol >= 0.0 && opts.atol.is_finite()) {
+    if !(opts.noise_factor >= 1.0 && opts.noise_factor.is_finite()) {
         return Err(VerifyError::Options(format!(
-            "atol must be finite and non-negative, got {}",
-            opts.atol
+            "the noise factor must be finite and at least 1, got {}",
+            opts.noise_factor
         )));
     }
     if let Some((lo, hi)) = opts.input_range {
@@ -239,6 +314,57 @@ fn check_options(opts: &VerifyOptions) -> Result<(), VerifyError> {
         }
     }
     Ok(())
+}
+
+/// The models a verification runs, and how their runs are compared.
+enum Runs {
+    /// Reference, candidate and noise: `ref64` vs `cand`, `noise` vs `ref64`.
+    F64 {
+        ref64: LoadedModel,
+        cand: LoadedModel,
+        noise: LoadedModel,
+    },
+    /// Like `F64`, with the candidate in f64 and the noise model the input in
+    /// f64 with perturbed parameters.
+    Low {
+        ref64: LoadedModel,
+        cand64: LoadedModel,
+        noise64: LoadedModel,
+        eps: f64,
+    },
+    /// `reference` vs `cand`; `reference` on perturbed inputs as noise.
+    Perturbed {
+        reference: LoadedModel,
+        cand: LoadedModel,
+        eps: f64,
+    },
+    Fixed {
+        reference: LoadedModel,
+        cand: LoadedModel,
+    },
+}
+
+/// Builds the f64 form of a parsed model (`perturb`: its parameters
+/// rounded once more at that epsilon, from a fixed stream).
+fn build_f64(
+    parsed: &load::ParsedModel,
+    plan: &inputs::Plan,
+    symbols: &std::collections::HashMap<String, usize>,
+    perturb: Option<f64>,
+    notes: &mut Vec<String>,
+) -> Result<LoadedModel, VerifyError> {
+    let mut rng = rng::SplitMix64::new(0x6e6f697365);
+    let proto = precision::to_f64(
+        &parsed.proto,
+        parsed.dir.as_deref(),
+        perturb.map(|e| (&mut rng, e)),
+    )
+    .map_err(|e| VerifyError::Load {
+        model: format!("{} in f64", parsed.label),
+        message: load::condense(&e),
+    })?;
+    let p = load::from_proto(format!("{} in f64", parsed.label), proto, parsed.dir.clone())?;
+    LoadedModel::build(p, plan, symbols, notes)
 }
 
 fn verify_sources(
@@ -260,26 +386,143 @@ fn verify_sources(
 
     let plan = inputs::plan(&ref_parsed, &cand_parsed, &opts.input_shapes, &mut notes)?;
     compare::check_output_names(&ref_parsed, &cand_parsed)?;
+    let output_names = ref_parsed.outputs.clone();
+    let fixed = opts.rtol.is_some() || opts.atol.is_some();
+    let low = precision::low_precision(&ref_parsed.proto);
+    let eps = precision::epsilon(low);
 
-    let ref_model = LoadedModel::build(ref_parsed, &plan, &plan.reference_symbols, &mut notes)?;
+    // The f64 forms are derived from the parsed protos before the native
+    // builds consume them.
+    let ref64 = if fixed {
+        None
+    } else {
+        Some(build_f64(&ref_parsed, &plan, &plan.reference_symbols, None, &mut notes))
+    };
     go_on()?;
-    let cand_model = LoadedModel::build(cand_parsed, &plan, &plan.candidate_symbols, &mut notes)?;
+    let (runs, reference_kind) = match ref64 {
+        None => {
+            let r = LoadedModel::build(ref_parsed, &plan, &plan.reference_symbols, &mut notes)?;
+            go_on()?;
+            let c = LoadedModel::build(cand_parsed, &plan, &plan.candidate_symbols, &mut notes)?;
+            (Runs::Fixed { reference: r, cand: c }, Reference::Fixed)
+        }
+        Some(Ok(ref64)) => {
+            let low_parts = match low {
+                Some(dt) => Some((
+                    build_f64(&cand_parsed, &plan, &plan.candidate_symbols, None, &mut notes),
+                    build_f64(&ref_parsed, &plan, &plan.reference_symbols, Some(eps), &mut notes),
+                    dt,
+                )),
+                None => None,
+            };
+            go_on()?;
+            let native_ref = LoadedModel::build(ref_parsed, &plan, &plan.reference_symbols, &mut notes);
+            let native_cand =
+                LoadedModel::build(cand_parsed, &plan, &plan.candidate_symbols, &mut notes);
+            match (native_ref, native_cand, low_parts) {
+                (Ok(noise), Ok(cand), _) => (Runs::F64 { ref64, cand, noise }, Reference::F64),
+                (r, c, Some((Ok(cand64), Ok(noise64), dt))) => {
+                    let why = r.err().or(c.err()).map(|e| e.to_string()).unwrap_or_default();
+                    notes.push(format!("tract cannot run the models at {}: {why}", dt.name()));
+                    (
+                        Runs::Low { ref64, cand64, noise64, eps },
+                        Reference::F64LowPrecision(dt.name().to_string()),
+                    )
+                }
+                (Err(e), _, _) | (_, Err(e), _) => return Err(e),
+            }
+        }
+        Some(Err(why)) => {
+            let r = LoadedModel::build(ref_parsed, &plan, &plan.reference_symbols, &mut notes)?;
+            go_on()?;
+            let c = LoadedModel::build(cand_parsed, &plan, &plan.candidate_symbols, &mut notes)?;
+            let why = why.to_string();
+            notes.push(format!("no f64 reference: {why}"));
+            (
+                Runs::Perturbed { reference: r, cand: c, eps },
+                Reference::Perturbed(why),
+            )
+        }
+    };
 
     let mut gen = inputs::Generator::new(opts.seed, opts.input_range.unwrap_or((0.0, 10.0)));
     let mut accs: Vec<Accumulator> = Vec::new();
-    for _ in 0..opts.samples {
+    let (mut runs, mut reference_kind) = (runs, reference_kind);
+    for sample in 0..opts.samples {
         go_on()?;
         let tensors = gen.draw(&plan)?;
-        let ref_out = ref_model.run(&tensors)?;
-        go_on()?;
-        let cand_out = cand_model.run(&tensors)?;
+        let (r, c, n) = loop {
+            match &runs {
+                Runs::F64 { ref64, cand, noise } => match ref64.run(&tensors) {
+                    Ok(r) => {
+                        go_on()?;
+                        break (r, cand.run(&tensors)?, Some(noise.run(&tensors)?));
+                    }
+                    // tract loaded the f64 form but cannot run one of its
+                    // ops in f64 (Erf, …): fall back to perturbed inputs.
+                    Err(e) if sample == 0 => {
+                        let why = e.to_string();
+                        notes.push(format!("no f64 reference: {why}"));
+                        let Runs::F64 { cand, noise, .. } = runs else {
+                            unreachable!()
+                        };
+                        runs = Runs::Perturbed {
+                            reference: noise,
+                            cand,
+                            eps,
+                        };
+                        reference_kind = Reference::Perturbed(why);
+                    }
+                    Err(e) => return Err(e),
+                },
+                Runs::Low {
+                    ref64,
+                    cand64,
+                    noise64,
+                    ..
+                } => {
+                    let r = ref64.run(&tensors)?;
+                    go_on()?;
+                    break (r, cand64.run(&tensors)?, Some(noise64.run(&tensors)?));
+                }
+                Runs::Perturbed {
+                    reference,
+                    cand,
+                    eps,
+                } => {
+                    let r = reference.run(&tensors)?;
+                    go_on()?;
+                    let shaken = gen.perturb(&tensors, *eps)?;
+                    break (r, cand.run(&tensors)?, Some(reference.run(&shaken)?));
+                }
+                Runs::Fixed { reference, cand } => {
+                    let r = reference.run(&tensors)?;
+                    go_on()?;
+                    break (r, cand.run(&tensors)?, None);
+                }
+            }
+        };
         drop(tensors);
-        compare::accumulate(&mut accs, &ref_model.outputs, &ref_out, &cand_out)?;
+        compare::accumulate(&mut accs, &output_names, &r, &c, n.as_deref())?;
     }
 
+    let criterion = match (&runs, opts.rtol, opts.atol) {
+        (Runs::Fixed { .. }, rtol, atol) => compare::Criterion::Fixed {
+            rtol: rtol.unwrap_or(1e-4) as f64,
+            atol: atol.unwrap_or(1e-6) as f64,
+        },
+        (Runs::Low { eps, .. } | Runs::Perturbed { eps, .. }, _, _) => compare::Criterion::Noise {
+            k: opts.noise_factor,
+            eps: *eps,
+        },
+        (Runs::F64 { .. }, _, _) => compare::Criterion::Noise {
+            k: opts.noise_factor,
+            eps,
+        },
+    };
     let outputs: Vec<OutputComparison> = accs
         .into_iter()
-        .map(|a| a.finish(opts.rtol as f64, opts.atol as f64, &mut notes))
+        .map(|a| a.finish(criterion, &mut notes))
         .collect();
     if outputs.is_empty() {
         notes.push("the models have no outputs: nothing was verified".into());
@@ -289,6 +532,8 @@ fn verify_sources(
         outputs,
         samples: opts.samples,
         seed: opts.seed,
+        reference: reference_kind,
+        noise_factor: opts.noise_factor,
         notes,
         passed,
     })

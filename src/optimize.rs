@@ -112,8 +112,10 @@ pub enum OptimizeError {
     Ir(#[from] npuopt_ir::IrError),
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
+    /// Verification could not run. (Not an error `source`: the message
+    /// already carries it, and error chains would print it twice.)
     #[error("verification could not run: {0}")]
-    Verify(#[from] VerifyError),
+    Verify(VerifyError),
     /// The optimized model does not match the input.
     #[error("verification failed: {summary}")]
     Mismatch {
@@ -133,6 +135,12 @@ pub enum OptimizeError {
     /// [`OptimizeOptions::cancel`] fired; the model must be discarded.
     #[error("cancelled")]
     Cancelled,
+}
+
+impl From<VerifyError> for OptimizeError {
+    fn from(e: VerifyError) -> Self {
+        OptimizeError::Verify(e)
+    }
 }
 
 impl OptimizeError {
@@ -155,10 +163,16 @@ pub fn mismatch_summary(r: &VerifyReport) -> String {
         .filter(|o| !o.passed)
         .max_by(|a, b| a.max_abs_err.total_cmp(&b.max_abs_err));
     match worst {
-        Some(o) => format!(
-            "output '{}': max abs err {:.3e} (max |ref| {:.3e}, relative {:.3e}, cosine {:.6})",
-            o.name, o.max_abs_err, o.max_abs_ref, o.max_rel_err, o.cosine
-        ),
+        Some(o) => match (o.err_vs_reference, o.noise_floor, o.ratio) {
+            (Some(err), Some(floor), Some(ratio)) => format!(
+                "output '{}': error {err:.3e} is {ratio:.1} times the input model's own noise floor                  {floor:.3e} (at most {} allowed; max abs err vs the input {:.3e}, max |ref| {:.3e},                  cosine {:.6})",
+                o.name, r.noise_factor, o.max_abs_err, o.max_abs_ref, o.cosine
+            ),
+            _ => format!(
+                "output '{}': max abs err {:.3e} (max |ref| {:.3e}, relative {:.3e}, cosine {:.6})",
+                o.name, o.max_abs_err, o.max_abs_ref, o.max_rel_err, o.cosine
+            ),
+        },
         None => "outputs differ".to_string(),
     }
 }

@@ -22,6 +22,7 @@ pub fn verification_json(r: &VerifyReport) -> Value {
             "max_rel_err": o.max_rel_err,
             "cosine": o.cosine,
             "max_abs_ref": o.max_abs_ref,
+            "err_vs_reference": o.err_vs_reference,
             "noise_floor": o.noise_floor,
             "ratio": o.ratio,
             "tolerance": o.tolerance,
@@ -52,13 +53,14 @@ pub fn verification_text(r: &VerifyReport) -> String {
     };
     for o in &r.outputs {
         s.push_str(&format!(
-            "{} {:<24} err {:.3e}  noise floor {:>9}  ratio {:>9}  (tolerance {:.3e}, max |ref| {:.3e}, cosine {:.8}) {}{}\n",
+            "{} {:<24} err {:.3e}  noise floor {:>9}  ratio {:>9}  (tolerance {:.3e}, max abs err vs input {:.3e}, max |ref| {:.3e}, cosine {:.8}) {}{}\n",
             if o.passed { "ok      " } else { "MISMATCH" },
             o.name,
-            o.max_abs_err,
+            o.err_vs_reference.unwrap_or(o.max_abs_err),
             fmt(o.noise_floor, 3),
             o.ratio.map(|r| format!("{r:.2}")).unwrap_or_else(|| "-".into()),
             o.tolerance,
+            o.max_abs_err,
             o.max_abs_ref,
             o.cosine,
             o.verdict,
@@ -71,7 +73,11 @@ pub fn verification_text(r: &VerifyReport) -> String {
     }
     s.push_str(&format!(
         "{} ({} sample{}, seed {}; reference: {}; {})\n",
-        if r.passed { "outputs match" } else { "outputs differ" },
+        if r.passed {
+            "outputs match"
+        } else {
+            "outputs differ"
+        },
         r.samples,
         if r.samples == 1 { "" } else { "s" },
         r.seed,

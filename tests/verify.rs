@@ -260,7 +260,10 @@ fn a_weight_changed_by_one_percent_fails() {
     assert!(y.cosine > 0.99 && y.cosine < 1.0, "{y:?}");
 
     // A loose enough tolerance accepts the same difference.
-    let loose = VerifyOptions { rtol: 0.05, ..opts };
+    let loose = VerifyOptions {
+        rtol: Some(0.05),
+        ..opts
+    };
     assert!(verify_bytes(&reference, &candidate, &loose).unwrap().passed);
 }
 
@@ -466,7 +469,7 @@ fn integer_outputs_are_compared_exactly_and_input_range_is_used() {
     // Exact comparison: even a tolerance that would accept the difference
     // for floats does not.
     let loose = VerifyOptions {
-        atol: 10.0,
+        atol: Some(10.0),
         ..Default::default()
     };
     assert!(!verify_bytes(&a, &b, &loose).unwrap().passed);
@@ -504,8 +507,8 @@ fn nan_in_the_candidate_fails() {
     let reference = sqrt_model(false);
     let candidate = sqrt_model(true);
     let loose = VerifyOptions {
-        rtol: 1.0,
-        atol: 1.0,
+        rtol: Some(1.0),
+        atol: Some(1.0),
         ..Default::default()
     };
     let report = verify_bytes(&reference, &candidate, &loose).unwrap();
@@ -550,7 +553,7 @@ fn options_are_checked() {
             ..Default::default()
         },
         VerifyOptions {
-            rtol: -1.0,
+            rtol: Some(-1.0),
             ..Default::default()
         },
         VerifyOptions {

@@ -125,8 +125,19 @@ pub fn run(a: OptimizeArgs, quiet: bool) -> Result<i32, CliError> {
         }
         let verified = match &outcome.verification {
             Some(v) => {
+                for line in crate::report::verification_text(v).lines() {
+                    eprintln!("  {line}");
+                }
                 let worst = v.outputs.iter().map(|o| o.max_abs_err).fold(0.0, f64::max);
-                format!("verified with tract (max abs err {worst:.2e})")
+                let ratio = v.outputs.iter().filter_map(|o| o.ratio).fold(0.0, f64::max);
+                match v.reference {
+                    crate::verify::Reference::Fixed => {
+                        format!("verified with tract (max abs err {worst:.2e})")
+                    }
+                    _ => format!(
+                        "verified with tract (max abs err {worst:.2e}; at most {ratio:.2}× the input's own noise floor)"
+                    ),
+                }
             }
             None => "NOT verified (--no-verify)".to_string(),
         };

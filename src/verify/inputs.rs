@@ -465,7 +465,11 @@ impl Generator {
     /// rounding step (`x · (1 ± eps)`, the sign drawn from the stream);
     /// other types unchanged. The input model's change on these estimates
     /// its noise floor when there is no f64 reference.
-    pub(crate) fn perturb(&mut self, tensors: &[TValue], eps: f64) -> Result<Vec<TValue>, VerifyError> {
+    pub(crate) fn perturb(
+        &mut self,
+        tensors: &[TValue],
+        eps: f64,
+    ) -> Result<Vec<TValue>, VerifyError> {
         let err = |e: TractError| VerifyError::Inputs(super::load::condense(&e));
         tensors
             .iter()
@@ -484,7 +488,11 @@ impl Generator {
                     .map(|v| v * (1.0 + if self.rng.bool() { eps } else { -eps }))
                     .collect();
                 let shaken = Tensor::from_shape(t.shape(), &values).map_err(err)?;
-                Ok(shaken.cast_to_dt(dt).map_err(err)?.into_owned().into_tvalue())
+                Ok(shaken
+                    .cast_to_dt(dt)
+                    .map_err(err)?
+                    .into_owned()
+                    .into_tvalue())
             })
             .collect()
     }

@@ -125,12 +125,16 @@ pub struct OutputComparison {
     pub cosine: f64,
     /// `max |reference|` over every finite element of every sample.
     pub max_abs_ref: f64,
+    /// `max |candidate − reference|`: the error the noise verdict judges
+    /// (the reference is the input in f64, or the input itself when there
+    /// is no f64 run). `None` with a fixed tolerance.
+    pub err_vs_reference: Option<f64>,
     /// The input model's own error against the reference — its noise
     /// floor — and never below one rounding of the largest reference value
     /// (`ε · max_abs_ref`). `None` with a fixed tolerance and for exactly
     /// compared outputs.
     pub noise_floor: Option<f64>,
-    /// `max_abs_err / noise_floor` (0 when the error is 0).
+    /// `err_vs_reference / noise_floor` (0 when the error is 0).
     pub ratio: Option<f64>,
     /// The largest error that passes: `k · noise_floor`, or `atol + rtol ·
     /// max_abs_ref` with a fixed tolerance; 0 for exactly compared outputs.
@@ -326,10 +330,14 @@ enum Runs {
     },
     /// Like `F64`, with the candidate in f64 and the noise model the input in
     /// f64 with perturbed parameters.
+    /// `cand_noise64` is the candidate with its parameters rounded once
+    /// more: an exact rewrite's error is one rounding of the candidate's
+    /// (new) parameters, so the floor is the smaller of the two.
     Low {
         ref64: LoadedModel,
         cand64: LoadedModel,
         noise64: LoadedModel,
+        cand_noise64: LoadedModel,
         eps: f64,
     },
     /// `reference` vs `cand`; `reference` on perturbed inputs as noise.
@@ -351,6 +359,7 @@ fn build_f64(
     plan: &inputs::Plan,
     symbols: &std::collections::HashMap<String, usize>,
     perturb: Option<f64>,
+    unchanged: Option<&load::ParsedModel>,
     notes: &mut Vec<String>,
 ) -> Result<LoadedModel, VerifyError> {
     let mut rng = rng::SplitMix64::new(0x6e6f697365);
@@ -358,12 +367,17 @@ fn build_f64(
         &parsed.proto,
         parsed.dir.as_deref(),
         perturb.map(|e| (&mut rng, e)),
+        unchanged.map(|u| &u.proto),
     )
     .map_err(|e| VerifyError::Load {
         model: format!("{} in f64", parsed.label),
         message: load::condense(&e),
     })?;
-    let p = load::from_proto(format!("{} in f64", parsed.label), proto, parsed.dir.clone())?;
+    let p = load::from_proto(
+        format!("{} in f64", parsed.label),
+        proto,
+        parsed.dir.clone(),
+    )?;
     LoadedModel::build(p, plan, symbols, notes)
 }
 
@@ -396,7 +410,14 @@ fn verify_sources(
     let ref64 = if fixed {
         None
     } else {
-        Some(build_f64(&ref_parsed, &plan, &plan.reference_symbols, None, &mut notes))
+        Some(build_f64(
+            &ref_parsed,
+            &plan,
+            &plan.reference_symbols,
+            None,
+            None,
+            &mut notes,
+        ))
     };
     go_on()?;
     let (runs, reference_kind) = match ref64 {
@@ -404,28 +425,70 @@ fn verify_sources(
             let r = LoadedModel::build(ref_parsed, &plan, &plan.reference_symbols, &mut notes)?;
             go_on()?;
             let c = LoadedModel::build(cand_parsed, &plan, &plan.candidate_symbols, &mut notes)?;
-            (Runs::Fixed { reference: r, cand: c }, Reference::Fixed)
+            (
+                Runs::Fixed {
+                    reference: r,
+                    cand: c,
+                },
+                Reference::Fixed,
+            )
         }
         Some(Ok(ref64)) => {
             let low_parts = match low {
                 Some(dt) => Some((
-                    build_f64(&cand_parsed, &plan, &plan.candidate_symbols, None, &mut notes),
-                    build_f64(&ref_parsed, &plan, &plan.reference_symbols, Some(eps), &mut notes),
+                    build_f64(
+                        &cand_parsed,
+                        &plan,
+                        &plan.candidate_symbols,
+                        None,
+                        None,
+                        &mut notes,
+                    ),
+                    build_f64(
+                        &ref_parsed,
+                        &plan,
+                        &plan.reference_symbols,
+                        Some(eps),
+                        None,
+                        &mut notes,
+                    ),
+                    build_f64(
+                        &cand_parsed,
+                        &plan,
+                        &plan.candidate_symbols,
+                        Some(eps),
+                        Some(&ref_parsed),
+                        &mut notes,
+                    ),
                     dt,
                 )),
                 None => None,
             };
             go_on()?;
-            let native_ref = LoadedModel::build(ref_parsed, &plan, &plan.reference_symbols, &mut notes);
+            let native_ref =
+                LoadedModel::build(ref_parsed, &plan, &plan.reference_symbols, &mut notes);
             let native_cand =
                 LoadedModel::build(cand_parsed, &plan, &plan.candidate_symbols, &mut notes);
             match (native_ref, native_cand, low_parts) {
                 (Ok(noise), Ok(cand), _) => (Runs::F64 { ref64, cand, noise }, Reference::F64),
-                (r, c, Some((Ok(cand64), Ok(noise64), dt))) => {
-                    let why = r.err().or(c.err()).map(|e| e.to_string()).unwrap_or_default();
-                    notes.push(format!("tract cannot run the models at {}: {why}", dt.name()));
+                (r, c, Some((Ok(cand64), Ok(noise64), Ok(cand_noise64), dt))) => {
+                    let why = r
+                        .err()
+                        .or(c.err())
+                        .map(|e| e.to_string())
+                        .unwrap_or_default();
+                    notes.push(format!(
+                        "tract cannot run the models at {}: {why}",
+                        dt.name()
+                    ));
                     (
-                        Runs::Low { ref64, cand64, noise64, eps },
+                        Runs::Low {
+                            ref64,
+                            cand64,
+                            noise64,
+                            cand_noise64,
+                            eps,
+                        },
                         Reference::F64LowPrecision(dt.name().to_string()),
                     )
                 }
@@ -439,7 +502,11 @@ fn verify_sources(
             let why = why.to_string();
             notes.push(format!("no f64 reference: {why}"));
             (
-                Runs::Perturbed { reference: r, cand: c, eps },
+                Runs::Perturbed {
+                    reference: r,
+                    cand: c,
+                    eps,
+                },
                 Reference::Perturbed(why),
             )
         }
@@ -451,12 +518,16 @@ fn verify_sources(
     for sample in 0..opts.samples {
         go_on()?;
         let tensors = gen.draw(&plan)?;
-        let (r, c, n) = loop {
+        // (f64 reference if separate, candidate, input at its own
+        // precision, noise run against the reference if separate).
+        let mut alt = None;
+        let (r64, c, input, n) = loop {
             match &runs {
                 Runs::F64 { ref64, cand, noise } => match ref64.run(&tensors) {
                     Ok(r) => {
                         go_on()?;
-                        break (r, cand.run(&tensors)?, Some(noise.run(&tensors)?));
+                        let n = noise.run(&tensors)?;
+                        break (Some(r), cand.run(&tensors)?, n, None);
                     }
                     // tract loaded the f64 form but cannot run one of its
                     // ops in f64 (Erf, …): fall back to perturbed inputs.
@@ -479,11 +550,14 @@ fn verify_sources(
                     ref64,
                     cand64,
                     noise64,
+                    cand_noise64,
                     ..
                 } => {
                     let r = ref64.run(&tensors)?;
                     go_on()?;
-                    break (r, cand64.run(&tensors)?, Some(noise64.run(&tensors)?));
+                    let n = noise64.run(&tensors)?;
+                    alt = Some(cand_noise64.run(&tensors)?);
+                    break (None, cand64.run(&tensors)?, r, Some(n));
                 }
                 Runs::Perturbed {
                     reference,
@@ -493,17 +567,35 @@ fn verify_sources(
                     let r = reference.run(&tensors)?;
                     go_on()?;
                     let shaken = gen.perturb(&tensors, *eps)?;
-                    break (r, cand.run(&tensors)?, Some(reference.run(&shaken)?));
+                    let n = reference.run(&shaken)?;
+                    break (None, cand.run(&tensors)?, r, Some(n));
                 }
                 Runs::Fixed { reference, cand } => {
                     let r = reference.run(&tensors)?;
                     go_on()?;
-                    break (r, cand.run(&tensors)?, None);
+                    break (None, cand.run(&tensors)?, r, None);
                 }
             }
         };
         drop(tensors);
-        compare::accumulate(&mut accs, &output_names, &r, &c, n.as_deref())?;
+        let sample = match &r64 {
+            // F64: the input's own run is the noise against the reference.
+            Some(r64) => compare::Sample {
+                input: &input,
+                reference: r64,
+                candidate: &c,
+                noise: Some(&input),
+                candidate_noise: None,
+            },
+            None => compare::Sample {
+                input: &input,
+                reference: &input,
+                candidate: &c,
+                noise: n.as_deref(),
+                candidate_noise: alt.as_deref(),
+            },
+        };
+        compare::accumulate(&mut accs, &output_names, sample)?;
     }
 
     let criterion = match (&runs, opts.rtol, opts.atol) {

@@ -112,10 +112,29 @@ pub(crate) fn to_f64(
     proto: &pb::ModelProto,
     dir: Option<&str>,
     mut perturb: Option<(&mut SplitMix64, f64)>,
+    unchanged: Option<&pb::ModelProto>,
 ) -> TractResult<pb::ModelProto> {
     let mut out = proto.clone();
     let onnx = tract_onnx::onnx();
     if let Some(g) = out.graph.as_mut() {
+        // Initializers `unchanged` holds with the same name and bytes are
+        // not perturbed: a rewrite rounds only the parameters it computes.
+        let same: std::collections::HashSet<String> = match unchanged.and_then(|u| u.graph.as_ref())
+        {
+            Some(u) => g
+                .initializer
+                .iter()
+                .filter(|t| u.initializer.iter().any(|v| v == *t))
+                .map(|t| t.name.clone())
+                .collect(),
+            None => Default::default(),
+        };
+        // Converted now, they are f64 and the pass below leaves them be.
+        for t in &mut g.initializer {
+            if same.contains(&t.name) {
+                tensor_to_f64(t, &onnx, dir, &mut None)?;
+            }
+        }
         graph_to_f64(g, &onnx, dir, &mut perturb)?;
     }
     Ok(out)
@@ -182,9 +201,14 @@ fn lower_for_f64(g: &mut pb::GraphProto) {
             let attr = |name: &str| n.attribute.iter().find(|a| a.name == name);
             let f = |name: &str| attr(name).map_or(1.0, |a| a.f);
             let i = |name: &str| attr(name).map_or(0, |a| a.i);
-            let b_init = g.initializer.iter().position(|t| Some(&t.name) == n.input.get(1));
+            let b_init = g
+                .initializer
+                .iter()
+                .position(|t| Some(&t.name) == n.input.get(1));
             if f("alpha") == 1.0 && f("beta") == 1.0 && i("transA") == 0 {
-                if let Some(b) = b_init.filter(|_| i("transB") == 0 || g.initializer[b_init.unwrap()].dims.len() == 2) {
+                if let Some(b) = b_init
+                    .filter(|_| i("transB") == 0 || g.initializer[b_init.unwrap()].dims.len() == 2)
+                {
                     let mut b_name = n.input[1].clone();
                     if i("transB") != 0 {
                         let t = transposed(&g.initializer[b], &tmp("bt"));
@@ -192,7 +216,11 @@ fn lower_for_f64(g: &mut pb::GraphProto) {
                         extra_init.push(t);
                     }
                     let has_c = n.input.get(2).is_some_and(|c| !c.is_empty());
-                    let mm_out = if has_c { tmp("mm") } else { n.output[0].clone() };
+                    let mm_out = if has_c {
+                        tmp("mm")
+                    } else {
+                        n.output[0].clone()
+                    };
                     nodes.push(pb::NodeProto {
                         op_type: "MatMul".into(),
                         input: vec![n.input[0].clone(), b_name],
@@ -254,7 +282,12 @@ fn graph_to_f64(
             tensor_to_f64(t, onnx, dir, perturb)?;
         }
     }
-    for vi in g.input.iter_mut().chain(&mut g.output).chain(&mut g.value_info) {
+    for vi in g
+        .input
+        .iter_mut()
+        .chain(&mut g.output)
+        .chain(&mut g.value_info)
+    {
         if let Some(pb::type_proto::Value::TensorType(t)) =
             vi.r#type.as_mut().and_then(|t| t.value.as_mut())
         {

@@ -145,6 +145,7 @@ pub fn optimize_json(
             "reason": s.reason,
         })).collect::<Vec<_>>(),
         "verification": outcome.verification.as_ref().map(verification_json),
+        "unverified": outcome.unverified.as_ref().map(|r| format!("NOT VERIFIED: {r}")),
         "target": outcome.cost.as_ref().map(cost_json),
         "decisions": p.decisions.iter().map(decision_json).collect::<Vec<_>>(),
     })

@@ -54,6 +54,9 @@ pub struct ReportInput<'a> {
     pub after: &'a ModelSummary,
     /// `None`: verification was skipped (the page says "NOT verified").
     pub verification: Option<&'a VerifyReport>,
+    /// Why verification could not run (`--allow-unverified`): the page
+    /// says "NOT VERIFIED: <reason>".
+    pub unverified: Option<&'a str>,
     /// The int8 weight figures of the input and the output.
     pub quantization: Option<&'a crate::quant_view::QuantReport>,
 }
@@ -192,10 +195,19 @@ fn header(h: &mut String, input: &ReportInput) {
             "<div class=\"banner bad\" id=\"verified\">Verification FAILED: the optimized model \
              does not match the input (see Verification).</div>\n",
         ),
-        None => h.push_str(
-            "<div class=\"banner bad\" id=\"verified\">NOT verified: verification was skipped, \
-             the optimized model was not checked against the input.</div>\n",
-        ),
+        None => match input.unverified {
+            Some(reason) => {
+                let _ = writeln!(
+                    h,
+                    "<div class=\"banner bad\" id=\"verified\">NOT VERIFIED: {}</div>",
+                    escape(reason)
+                );
+            }
+            None => h.push_str(
+                "<div class=\"banner bad\" id=\"verified\">NOT verified: verification was skipped, \
+                 the optimized model was not checked against the input.</div>\n",
+            ),
+        },
     }
     if p.hit_iteration_cap {
         h.push_str(

@@ -336,3 +336,54 @@ fn fp16_verification_runs_in_f64_and_says_so() {
     assert!(floor > 1e-3 * 0.1, "{o}");
     assert_eq!(o["verdict"], "within noise");
 }
+
+#[test]
+fn a_model_tract_cannot_load_says_what_to_do_and_allow_unverified_writes_it_marked() {
+    // tract cannot load LeViT (`declutter … Reshape: Invalid axis`).
+    let dir = tempfile::tempdir().unwrap();
+    let input = real("levit_ts.onnx");
+    let out = dir.path().join("opt.onnx");
+    let args = [
+        "optimize",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ];
+    let done = npuopt(&args);
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert_eq!(done.status.code(), Some(1), "{stderr}");
+    assert!(!out.exists());
+    assert!(
+        stderr.contains("--no-verify") && stderr.contains("--input-shape"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("Reshape"), "names the op: {stderr}");
+    assert_eq!(
+        stderr.matches("verification could not run").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    let report = dir.path().join("r.json");
+    let mut args = args.to_vec();
+    args.extend(["--allow-unverified", "--report", report.to_str().unwrap()]);
+    let done = npuopt(&args);
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert_eq!(done.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("NOT VERIFIED: "), "{stderr}");
+    let m = read(&out);
+    let note = m
+        .metadata_props
+        .iter()
+        .find(|p| p.key.as_deref() == Some("npuopt.verification"))
+        .and_then(|p| p.value.clone())
+        .expect("the output records it");
+    assert!(note.starts_with("NOT VERIFIED: "), "{note}");
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert!(json["unverified"]
+        .as_str()
+        .unwrap()
+        .starts_with("NOT VERIFIED: "));
+    assert!(json["verification"].is_null());
+}

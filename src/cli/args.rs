@@ -109,6 +109,12 @@ pub struct OptimizeArgs {
     /// pass and rewrite that breaks numerics.
     #[arg(long, conflicts_with = "no_verify")]
     pub verify_each: bool,
+    /// When tract cannot verify the output (an op it cannot load or run),
+    /// write it anyway, marked "NOT VERIFIED: <reason>" in the summary, the
+    /// reports and the model's metadata_props, and exit 0. A mismatch still
+    /// exits 3.
+    #[arg(long, conflicts_with = "no_verify")]
+    pub allow_unverified: bool,
     /// Stop after N rewrites in total (bisect a bad rewrite by hand).
     #[arg(long, value_name = "N")]
     pub max_rewrites: Option<usize>,

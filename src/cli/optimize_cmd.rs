@@ -36,6 +36,10 @@ pub fn run(a: OptimizeArgs, quiet: bool) -> Result<i32, CliError> {
     for d in &before.disputes {
         eprintln!("warning: {d}; no rewrite relies on its shape");
     }
+    if let (true, Some(reason)) = (quiet, &outcome.unverified) {
+        // The one line -q still prints: the output was written unchecked.
+        eprintln!("NOT VERIFIED: {reason}");
+    }
     if !quiet {
         if !outcome.pinned_symbols.is_empty() {
             let b: Vec<String> = outcome
@@ -139,7 +143,10 @@ pub fn run(a: OptimizeArgs, quiet: bool) -> Result<i32, CliError> {
                     ),
                 }
             }
-            None => "NOT verified (--no-verify)".to_string(),
+            None => match &outcome.unverified {
+                Some(reason) => format!("NOT VERIFIED: {reason}"),
+                None => "NOT verified (--no-verify)".to_string(),
+            },
         };
         eprintln!(
             "{} → {}: nodes {} → {}, parameters {} → {}, MACs {} → {}, {} → {} in {:.2} s; {}",

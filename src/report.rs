@@ -15,6 +15,7 @@ pub fn verification_json(r: &VerifyReport) -> Value {
         "reference_note": r.reference.describe(),
         "noise_factor": r.noise_factor,
         "notes": r.notes,
+        "intermediates": r.intermediates.iter().map(comparison_json).collect::<Vec<_>>(),
         "outputs": r.outputs.iter().map(|o| json!({
             "name": o.name,
             "shape": o.shape,
@@ -30,6 +31,21 @@ pub fn verification_json(r: &VerifyReport) -> Value {
             "compared_as": o.compared_as,
             "passed": o.passed,
         })).collect::<Vec<_>>(),
+    })
+}
+
+/// One compared intermediate value.
+fn comparison_json(o: &crate::verify::OutputComparison) -> Value {
+    json!({
+        "name": o.name,
+        "shape": o.shape,
+        "max_abs_err": o.max_abs_err,
+        "err_vs_reference": o.err_vs_reference,
+        "noise_floor": o.noise_floor,
+        "ratio": o.ratio,
+        "tolerance": o.tolerance,
+        "verdict": o.verdict,
+        "passed": o.passed,
     })
 }
 
@@ -69,6 +85,18 @@ pub fn verification_text(r: &VerifyReport) -> String {
             } else {
                 format!(" ({})", o.compared_as)
             }
+        ));
+    }
+    for o in &r.intermediates {
+        s.push_str(&format!(
+            "  feeds a decision: {:<24} err {:.3e}  noise floor {:>9}  ratio {:>9}  {}\n",
+            o.name,
+            o.err_vs_reference.unwrap_or(o.max_abs_err),
+            fmt(o.noise_floor, 3),
+            o.ratio
+                .map(|r| format!("{r:.2}"))
+                .unwrap_or_else(|| "-".into()),
+            o.verdict
         ));
     }
     s.push_str(&format!(

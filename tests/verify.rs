@@ -626,3 +626,73 @@ fn all_real_fixtures_verify_against_themselves() {
     }
     assert!(failures.is_empty(), "{failures:?}");
 }
+
+/// `s = ((C + D) + E) + 0·x` (or `C + (D + E)` reassociated), then
+/// `TopK(s, k=1)`. With C = [1, 1], D = E = [0, 2⁻²⁴] the first grouping
+/// rounds both scores to 1 (a tie: TopK picks index 0) and the second
+/// gives the second score 1 + 2⁻²³ (index 1 wins): the exact value, one
+/// rounding step from the tie. `second` replaces the candidate's second
+/// score with 1.5 — not a tie.
+fn topk_tie(reassociate: bool, second: Option<f32>) -> Vec<u8> {
+    let tiny = 2f32.powi(-24);
+    let mut c = vec![1.0, 1.0];
+    let mut d = vec![0.0, tiny];
+    let mut e = vec![0.0, tiny];
+    if let Some(v) = second {
+        (c[1], d[1], e[1]) = (v, 0.0, 0.0);
+    }
+    let sum = if reassociate {
+        vec![
+            node("Add", &["D", "E"], &["de"], vec![]),
+            node("Add", &["C", "de"], &["cde"], vec![]),
+        ]
+    } else {
+        vec![
+            node("Add", &["C", "D"], &["cd"], vec![]),
+            node("Add", &["cd", "E"], &["cde"], vec![]),
+        ]
+    };
+    let mut nodes = sum;
+    nodes.extend([
+        node("Mul", &["x", "Z"], &["zx"], vec![]),
+        node("Add", &["cde", "zx"], &["s"], vec![]),
+        node("TopK", &["s", "K"], &["values", "indices"], vec![]),
+    ]);
+    encode(&model(GraphProto {
+        name: Some("topk_tie".into()),
+        node: nodes,
+        initializer: vec![
+            f32_tensor("C", &[1, 2], c),
+            f32_tensor("D", &[1, 2], d),
+            f32_tensor("E", &[1, 2], e),
+            f32_tensor("Z", &[1, 2], vec![0.0, 0.0]),
+            i64_tensor("K", &[1], vec![1]),
+        ],
+        input: vec![vi("x", DataType::Float, &[V(1), V(2)])],
+        output: vec![
+            vi("values", DataType::Float, &[V(1), V(1)]),
+            vi("indices", DataType::Int64, &[V(1), V(1)]),
+        ],
+        ..Default::default()
+    }))
+}
+
+#[test]
+fn a_topk_tie_broken_by_rounding_passes_as_a_tie_and_a_real_change_does_not() {
+    let reference = topk_tie(false, None);
+    let report = verify(&reference, &topk_tie(true, None)).unwrap();
+    assert!(report.passed, "{report:#?}");
+    let indices = &report.outputs[1];
+    assert_eq!(indices.name, "indices");
+    // Element by element the indices differ (0 vs 1) ...
+    assert_eq!(indices.max_abs_err, 1.0, "{indices:?}");
+    // ... but the scores they are chosen from agree within noise.
+    assert_eq!(indices.verdict, "within noise up to ties", "{indices:?}");
+    assert_eq!(indices.compared_as, "rows up to ties");
+    let feed = report.intermediates.iter().find(|i| i.name == "s").unwrap();
+    assert!(feed.passed, "{feed:?}");
+
+    let report = verify(&reference, &topk_tie(true, Some(1.5))).unwrap();
+    assert!(!report.passed, "{report:#?}");
+    assert_eq!(report.outputs[1].verdict, "mismatch");
+}

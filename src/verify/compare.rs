@@ -78,6 +78,12 @@ pub(crate) struct Accumulator {
     nonfinite_ref: usize,
     /// Elements that differ, for exactly compared (non-float) outputs.
     exact_mismatches: usize,
+    /// Every sample's (input, candidate) values, for outputs compared
+    /// beyond elements (discrete outputs and their feeds).
+    pub(crate) kept: Option<Vec<(Vec<f64>, Vec<f64>)>>,
+    /// Why an intermediate value cannot be compared (its type or shape
+    /// differs between the models: a rewrite changed it).
+    pub(crate) unusable: Option<String>,
 }
 
 pub(crate) fn as_f64(t: &Tensor) -> TractResult<Vec<f64>> {
@@ -115,10 +121,16 @@ fn max_diff(a: &[f64], b: &[f64]) -> f64 {
 
 /// Folds one sample's outputs into the accumulators (created on the first
 /// sample). Count, type or shape differences are errors.
+///
+/// Values from index `strict` on are intermediates: a type or shape that
+/// differs marks them unusable instead of failing. `keep[i]` keeps every
+/// sample's values of value `i`.
 pub(crate) fn accumulate(
     accs: &mut Vec<Accumulator>,
     names: &[String],
     sample: Sample<'_>,
+    strict: usize,
+    keep: &[bool],
 ) -> Result<(), VerifyError> {
     let (reference, candidate) = (sample.input, sample.candidate);
     if reference.len() != names.len() || candidate.len() != names.len() {
@@ -132,6 +144,19 @@ pub(crate) fn accumulate(
     }
     for (ix, ((name, r), c)) in names.iter().zip(reference).zip(candidate).enumerate() {
         let (rdt, cdt) = (normalized(r.datum_type()), normalized(c.datum_type()));
+        if ix >= strict && (rdt != cdt || r.shape() != c.shape()) {
+            if accs.len() == ix {
+                accs.push(Accumulator::new(name, r.shape(), rdt, false));
+            }
+            accs[ix].unusable = Some(format!(
+                "{:?}{:?} in the reference, {:?}{:?} in the candidate",
+                r.datum_type(),
+                r.shape(),
+                c.datum_type(),
+                c.shape()
+            ));
+            continue;
+        }
         if rdt != cdt {
             return Err(VerifyError::OutputMismatch(format!(
                 "output '{name}' is {:?} in the reference but {:?} in the candidate",
@@ -147,23 +172,17 @@ pub(crate) fn accumulate(
             )));
         }
         if accs.len() == ix {
-            accs.push(Accumulator {
-                name: name.clone(),
-                shape: r.shape().to_vec(),
-                dt: rdt,
-                max_abs_err: 0.0,
-                max_abs_ref: 0.0,
-                noise_err: None,
-                ref_err: 0.0,
-                dot: 0.0,
-                norm_ref: 0.0,
-                norm_cand: 0.0,
-                nonfinite_mismatches: 0,
-                nonfinite_ref: 0,
-                exact_mismatches: 0,
-            });
+            accs.push(Accumulator::new(
+                name,
+                r.shape(),
+                rdt,
+                keep.get(ix).copied().unwrap_or(false),
+            ));
         }
         let acc = &mut accs[ix];
+        if acc.unusable.is_some() {
+            continue;
+        }
         if acc.shape != r.shape() {
             return Err(VerifyError::OutputMismatch(format!(
                 "output '{name}' changed shape between samples ({:?}, then {:?})",
@@ -182,6 +201,9 @@ pub(crate) fn accumulate(
         let a = as_f64(r).map_err(tract_err)?;
         let b = as_f64(c).map_err(tract_err)?;
         acc.add(&a, &b);
+        if let Some(kept) = acc.kept.as_mut() {
+            kept.push((a.clone(), b.clone()));
+        }
         let exact_ref = match sample.reference.get(ix) {
             Some(t) if !std::ptr::eq(sample.reference, sample.input) => {
                 as_f64(t).map_err(tract_err)?
@@ -204,6 +226,31 @@ pub(crate) fn accumulate(
 }
 
 impl Accumulator {
+    fn new(name: &str, shape: &[usize], dt: DatumType, keep: bool) -> Self {
+        Accumulator {
+            name: name.to_string(),
+            shape: shape.to_vec(),
+            dt,
+            max_abs_err: 0.0,
+            max_abs_ref: 0.0,
+            noise_err: None,
+            ref_err: 0.0,
+            dot: 0.0,
+            norm_ref: 0.0,
+            norm_cand: 0.0,
+            nonfinite_mismatches: 0,
+            nonfinite_ref: 0,
+            exact_mismatches: 0,
+            kept: keep.then(Vec::new),
+            unusable: None,
+        }
+    }
+
+    /// The value's shape.
+    pub(crate) fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
     fn add(&mut self, reference: &[f64], candidate: &[f64]) {
         for (&a, &b) in reference.iter().zip(candidate) {
             if a.is_finite() {
@@ -226,13 +273,8 @@ impl Accumulator {
         }
     }
 
-    /// The output's name.
-    pub(crate) fn name(&self) -> &str {
-        &self.name
-    }
-
     /// The comparison, with the pass criterion applied.
-    pub(crate) fn finish(self, criterion: Criterion, notes: &mut Vec<String>) -> OutputComparison {
+    pub(crate) fn finish(&self, criterion: Criterion, notes: &mut Vec<String>) -> OutputComparison {
         let exact = !self.dt.is_float();
         let max_abs_err = if self.nonfinite_mismatches > 0 {
             f64::INFINITY
@@ -315,8 +357,8 @@ impl Accumulator {
             (false, "mismatch")
         };
         OutputComparison {
-            name: self.name,
-            shape: self.shape,
+            name: self.name.clone(),
+            shape: self.shape.clone(),
             max_abs_err,
             max_rel_err,
             cosine,

@@ -50,8 +50,6 @@ pub(crate) struct LoadedModel {
     /// Each input's element type in this model (an f64 reference takes
     /// f64 where the plan draws f32 or f16).
     input_types: Vec<DatumType>,
-    /// Output names, in order.
-    pub(crate) outputs: Vec<String>,
 }
 
 /// Condenses an error chain into one line: each distinct cause once,
@@ -133,7 +131,11 @@ fn guarded<T>(f: impl FnOnce() -> TractResult<T>) -> Result<T, String> {
 }
 
 /// Decodes and parses a model, and reads its declared inputs and outputs.
-pub(crate) fn parse(source: &Source<'_>) -> Result<ParsedModel, VerifyError> {
+/// A decoded model: its label, protobuf and external-data folder.
+pub(crate) type Decoded = (String, pb::ModelProto, Option<String>);
+
+/// Decodes a model's protobuf.
+pub(crate) fn decode(source: &Source<'_>) -> Result<Decoded, VerifyError> {
     let label = source.label().to_string();
     let load_err = |message: String| VerifyError::Load {
         model: label.clone(),
@@ -166,7 +168,7 @@ pub(crate) fn parse(source: &Source<'_>) -> Result<ParsedModel, VerifyError> {
             (proto, dir)
         }
     };
-    from_proto(label, proto, dir)
+    Ok((label, proto, dir))
 }
 
 /// Parses a decoded model (possibly rewritten: an f64 reference, extra
@@ -308,7 +310,7 @@ impl LoadedModel {
             dir,
             model,
             inputs,
-            outputs,
+            outputs: _,
         } = parsed;
         let runnable = match build_runnable(model, &inputs, plan, symbols) {
             Ok(r) => r,
@@ -352,7 +354,6 @@ impl LoadedModel {
             runnable,
             input_order,
             input_types,
-            outputs,
         })
     }
 

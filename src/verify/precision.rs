@@ -197,77 +197,83 @@ fn lower_for_f64(g: &mut pb::GraphProto) {
             nodes.push(mk("Div", vec![tmp("one"), tmp("den")], n.output[0].clone()));
             continue;
         }
-        if n.op_type == "Gemm" && n.domain.is_empty() {
+        if n.op_type == "Gemm" && n.domain.is_empty() && n.input.len() >= 2 {
+            // Y = alpha · A' · B' + beta · C, op by op.
             let attr = |name: &str| n.attribute.iter().find(|a| a.name == name);
-            let f = |name: &str| attr(name).map_or(1.0, |a| a.f);
-            let i = |name: &str| attr(name).map_or(0, |a| a.i);
-            let b_init = g
-                .initializer
-                .iter()
-                .position(|t| Some(&t.name) == n.input.get(1));
-            if f("alpha") == 1.0 && f("beta") == 1.0 && i("transA") == 0 {
-                if let Some(b) = b_init
-                    .filter(|_| i("transB") == 0 || g.initializer[b_init.unwrap()].dims.len() == 2)
-                {
-                    let mut b_name = n.input[1].clone();
-                    if i("transB") != 0 {
-                        let t = transposed(&g.initializer[b], &tmp("bt"));
-                        b_name = t.name.clone();
-                        extra_init.push(t);
-                    }
-                    let has_c = n.input.get(2).is_some_and(|c| !c.is_empty());
-                    let mm_out = if has_c {
-                        tmp("mm")
-                    } else {
-                        n.output[0].clone()
-                    };
-                    nodes.push(pb::NodeProto {
-                        op_type: "MatMul".into(),
-                        input: vec![n.input[0].clone(), b_name],
-                        output: vec![mm_out.clone()],
-                        name: format!("{}_MatMul", n.name),
+            let alpha = attr("alpha").map_or(1.0, |a| a.f as f64);
+            let beta = attr("beta").map_or(1.0, |a| a.f as f64);
+            let trans = |name: &str| attr(name).is_some_and(|a| a.i != 0);
+            let mk = |op: &str, inputs: Vec<String>, output: String, perm: bool| pb::NodeProto {
+                op_type: op.into(),
+                input: inputs,
+                output: vec![output],
+                name: format!("{}_{op}", n.name),
+                attribute: if perm {
+                    vec![pb::AttributeProto {
+                        name: "perm".into(),
+                        r#type: pb::attribute_proto::AttributeType::Ints as i32,
+                        ints: vec![1, 0],
                         ..Default::default()
-                    });
-                    if has_c {
-                        nodes.push(pb::NodeProto {
-                            op_type: "Add".into(),
-                            input: vec![mm_out, n.input[2].clone()],
-                            output: vec![n.output[0].clone()],
-                            name: format!("{}_Add", n.name),
-                            ..Default::default()
-                        });
-                    }
-                    continue;
+                    }]
+                } else {
+                    vec![]
+                },
+                ..Default::default()
+            };
+            let scalar = |name: String, v: f64| pb::TensorProto {
+                name,
+                data_type: DataType::Double as i32,
+                raw_data: v.to_le_bytes().to_vec(),
+                ..Default::default()
+            };
+            let operand = |ix: usize, t: bool, nodes: &mut Vec<pb::NodeProto>| {
+                if t {
+                    let out = tmp(&format!("t{ix}"));
+                    nodes.push(mk(
+                        "Transpose",
+                        vec![n.input[ix].clone()],
+                        out.clone(),
+                        true,
+                    ));
+                    out
+                } else {
+                    n.input[ix].clone()
                 }
+            };
+            let a = operand(0, trans("transA"), &mut nodes);
+            let b = operand(1, trans("transB"), &mut nodes);
+            let c = n.input.get(2).filter(|c| !c.is_empty()).cloned();
+            let y = n.output[0].clone();
+            let mm = if alpha == 1.0 && c.is_none() {
+                y.clone()
+            } else {
+                tmp("mm")
+            };
+            nodes.push(mk("MatMul", vec![a, b], mm.clone(), false));
+            let scaled = if alpha == 1.0 {
+                mm
+            } else {
+                extra_init.push(scalar(tmp("alpha"), alpha));
+                let out = if c.is_none() { y.clone() } else { tmp("amm") };
+                nodes.push(mk("Mul", vec![mm, tmp("alpha")], out.clone(), false));
+                out
+            };
+            if let Some(c) = c {
+                let c = if beta == 1.0 {
+                    c
+                } else {
+                    extra_init.push(scalar(tmp("beta"), beta));
+                    nodes.push(mk("Mul", vec![c, tmp("beta")], tmp("bc"), false));
+                    tmp("bc")
+                };
+                nodes.push(mk("Add", vec![scaled, c], y, false));
             }
+            continue;
         }
         nodes.push(n);
     }
     g.node = nodes;
     g.initializer.extend(extra_init);
-}
-
-/// A 2-D f64 initializer, transposed (raw data, already converted).
-fn transposed(t: &pb::TensorProto, name: &str) -> pb::TensorProto {
-    let (r, c) = (t.dims[0] as usize, t.dims[1] as usize);
-    let v: Vec<f64> = t
-        .raw_data
-        .chunks_exact(8)
-        .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")))
-        .collect();
-    let mut out = vec![0f64; v.len()];
-    for i in 0..r {
-        for j in 0..c {
-            out[j * r + i] = v[i * c + j];
-        }
-    }
-    pb::TensorProto {
-        name: name.to_string(),
-        dims: vec![c as i64, r as i64],
-        data_type: DataType::Double as i32,
-        raw_data: out.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        ..Default::default()
-    }
 }
 
 fn graph_to_f64(

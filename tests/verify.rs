@@ -696,3 +696,68 @@ fn a_topk_tie_broken_by_rounding_passes_as_a_tie_and_a_real_change_does_not() {
     assert!(!report.passed, "{report:#?}");
     assert_eq!(report.outputs[1].verdict, "mismatch");
 }
+
+/// `y = Gather(data, idx)` with `data` a [5, 3] initializer, and
+/// `q = Div(a, d)` on int64 inputs; `computed_divisor` divides by
+/// `b − c` instead, which npuopt cannot see is a divisor.
+fn int_ops(computed_divisor: bool) -> ModelProto {
+    let data: Vec<f32> = (0..15).map(|i| i as f32).collect();
+    let mut nodes = vec![node("Gather", &["data", "idx"], &["y"], vec![])];
+    let mut inputs = vec![
+        vi("idx", DataType::Int64, &[V(4)]),
+        vi("a", DataType::Int64, &[V(64)]),
+    ];
+    if computed_divisor {
+        nodes.push(node("Sub", &["b", "c"], &["d"], vec![]));
+        inputs.push(vi("b", DataType::Int64, &[V(64)]));
+        inputs.push(vi("c", DataType::Int64, &[V(64)]));
+    } else {
+        inputs.push(vi("d", DataType::Int64, &[V(64)]));
+    }
+    nodes.push(node("Div", &["a", "d"], &["q"], vec![]));
+    model(GraphProto {
+        name: Some("int_ops".into()),
+        node: nodes,
+        initializer: vec![f32_tensor("data", &[5, 3], data)],
+        input: inputs,
+        output: vec![
+            vi("y", DataType::Float, &[V(4), V(3)]),
+            vi("q", DataType::Int64, &[V(64)]),
+        ],
+        ..Default::default()
+    })
+}
+
+#[test]
+fn integer_indices_and_divisors_are_drawn_valid() {
+    let m = encode(&int_ops(false));
+    let report = verify(&m, &m).unwrap();
+    assert!(report.passed, "{report:#?}");
+    let note = report
+        .notes
+        .iter()
+        .find(|n| n.starts_with("integer inputs drawn valid"))
+        .expect("a note says so");
+    assert!(
+        note.contains("'idx' in [0, 5)") && note.contains("'d' non-zero"),
+        "{note}"
+    );
+}
+
+#[test]
+fn a_tract_panic_is_npuopts_own_message_once_with_no_panic_text() {
+    // Integer division by a computed zero: tract panics.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.onnx");
+    write(&int_ops(true), &path, None);
+    let p = path.to_str().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_npuopt"))
+        .args(["verify", p, p])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("panicked at"), "{stderr}");
+    assert!(!stderr.contains("RUST_BACKTRACE"), "{stderr}");
+    assert_eq!(stderr.matches("tract panicked").count(), 1, "{stderr}");
+}

@@ -16,6 +16,11 @@ pub fn verification_json(r: &VerifyReport) -> Value {
         "noise_factor": r.noise_factor,
         "notes": r.notes,
         "intermediates": r.intermediates.iter().map(comparison_json).collect::<Vec<_>>(),
+        "timings": r.timings.iter().map(|t| json!({
+            "model": t.model,
+            "load_s": t.load_s,
+            "run_s": t.run_s,
+        })).collect::<Vec<_>>(),
         "outputs": r.outputs.iter().map(|o| json!({
             "name": o.name,
             "shape": o.shape,

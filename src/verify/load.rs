@@ -39,17 +39,23 @@ pub(crate) struct ParsedModel {
     pub(crate) inputs: Vec<InputDecl>,
     /// The graph outputs' names, in order.
     pub(crate) outputs: Vec<String>,
+    /// Seconds tract took to parse it.
+    parse_s: f64,
 }
 
 /// A model ready to run on the plan's inputs.
 pub(crate) struct LoadedModel {
-    label: String,
+    pub(crate) label: String,
     runnable: Arc<TypedSimplePlan>,
     /// For each of this model's inputs, its index in the plan.
     input_order: Vec<usize>,
     /// Each input's element type in this model (an f64 reference takes
     /// f64 where the plan draws f32 or f16).
     input_types: Vec<DatumType>,
+    /// Seconds spent parsing, typing, optimizing and planning it.
+    pub(crate) load_s: f64,
+    /// Seconds spent running it, all samples.
+    pub(crate) run_s: std::cell::Cell<f64>,
 }
 
 /// Condenses an error chain into one line: each distinct cause once,
@@ -183,7 +189,9 @@ pub(crate) fn from_proto(
         message,
     };
     let onnx = tract_onnx::onnx();
+    let start = std::time::Instant::now();
     let model = parse_proto(&onnx, &proto, dir.as_deref()).map_err(load_err)?;
+    let parse_s = start.elapsed().as_secs_f64();
 
     let graph = proto.graph.as_ref().ok_or_else(|| VerifyError::Load {
         model: label.clone(),
@@ -247,6 +255,7 @@ pub(crate) fn from_proto(
         model,
         inputs,
         outputs,
+        parse_s,
     })
 }
 
@@ -311,7 +320,9 @@ impl LoadedModel {
             model,
             inputs,
             outputs: _,
+            parse_s,
         } = parsed;
+        let start = std::time::Instant::now();
         let runnable = match build_runnable(model, &inputs, plan, symbols) {
             Ok(r) => r,
             Err(first) => {
@@ -354,6 +365,8 @@ impl LoadedModel {
             runnable,
             input_order,
             input_types,
+            load_s: parse_s + start.elapsed().as_secs_f64(),
+            run_s: std::cell::Cell::new(0.0),
         })
     }
 
@@ -372,11 +385,14 @@ impl LoadedModel {
                 inputs.push(cast.into_owned().into_tvalue());
             }
         }
+        let start = std::time::Instant::now();
         let outputs =
             guarded(|| self.runnable.run(inputs)).map_err(|message| VerifyError::Run {
                 model: self.label.clone(),
                 message,
             })?;
+        self.run_s
+            .set(self.run_s.get() + start.elapsed().as_secs_f64());
         outputs
             .into_iter()
             .map(|v| v.into_tensor().into_plain_ram())

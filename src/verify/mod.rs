@@ -158,6 +158,17 @@ pub struct OutputComparison {
 /// such as a weight off by 1 % is 10³–10⁵ times the floor.
 pub const NOISE_FACTOR: f64 = 8.0;
 
+/// The time one model took in a verification.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelTiming {
+    /// Which model ("reference model 'a.onnx' in f64", …).
+    pub model: String,
+    /// Seconds to parse, type, optimize and plan it with tract.
+    pub load_s: f64,
+    /// Seconds running it, all samples together.
+    pub run_s: f64,
+}
+
 /// What the outputs were measured against.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Reference {
@@ -211,6 +222,9 @@ pub struct VerifyReport {
     /// outputs. They count only for the discrete outputs computed from
     /// them.
     pub intermediates: Vec<OutputComparison>,
+    /// Where the time went: per model tract loaded, seconds to load
+    /// (parse, type, optimize, plan) and to run (all samples).
+    pub timings: Vec<ModelTiming>,
     /// `k` of the noise verdict (unused with a fixed tolerance).
     pub noise_factor: f64,
     /// Decisions taken along the way, e.g. "symbolic batch dim of 'input'
@@ -368,6 +382,16 @@ fn build_f64(
     unchanged: Option<&load::ParsedModel>,
     notes: &mut Vec<String>,
 ) -> Result<LoadedModel, VerifyError> {
+    let label = match perturb {
+        None => format!("{} in f64", parsed.label),
+        Some(_) => format!("{} in f64, parameters rounded once more", parsed.label),
+    };
+    if let Some(op) = precision::unsupported_in_f64(&parsed.proto) {
+        return Err(VerifyError::Load {
+            model: label,
+            message: format!("tract cannot evaluate {op} in f64"),
+        });
+    }
     let mut rng = rng::SplitMix64::new(0x6e6f697365);
     let proto = precision::to_f64(
         &parsed.proto,
@@ -376,14 +400,10 @@ fn build_f64(
         unchanged.map(|u| &u.proto),
     )
     .map_err(|e| VerifyError::Load {
-        model: format!("{} in f64", parsed.label),
+        model: label.clone(),
         message: load::condense(&e),
     })?;
-    let p = load::from_proto(
-        format!("{} in f64", parsed.label),
-        proto,
-        parsed.dir.clone(),
-    )?;
+    let p = load::from_proto(label, proto, parsed.dir.clone())?;
     LoadedModel::build(p, plan, symbols, notes)
 }
 
@@ -627,6 +647,27 @@ fn verify_sources(
             eps,
         },
     };
+    let models: Vec<&LoadedModel> = match &runs {
+        Runs::F64 { ref64, cand, noise } => vec![ref64, noise, cand],
+        Runs::Low {
+            ref64,
+            cand64,
+            noise64,
+            cand_noise64,
+            ..
+        } => vec![ref64, cand64, noise64, cand_noise64],
+        Runs::Perturbed { reference, cand, .. } | Runs::Fixed { reference, cand } => {
+            vec![reference, cand]
+        }
+    };
+    let timings = models
+        .iter()
+        .map(|m| ModelTiming {
+            model: m.label.clone(),
+            load_s: m.load_s,
+            run_s: m.run_s.get(),
+        })
+        .collect();
     let mut outputs: Vec<OutputComparison> = accs
         .iter()
         .map(|a| a.finish(criterion, &mut notes))
@@ -644,6 +685,7 @@ fn verify_sources(
         reference: reference_kind,
         noise_factor: opts.noise_factor,
         intermediates,
+        timings,
         notes,
         passed,
     })

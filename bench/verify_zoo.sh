@@ -20,7 +20,7 @@ trap 'rm -rf "$tmp"' EXIT
 for m in "${models[@]}"; do
     f="$zoo/$m.onnx"
     [ -f "$f" ] || { echo "== $m: missing ($f)"; continue; }
-    /usr/bin/time -f "%e %M" -o "$tmp/time" ./target/release/npuopt optimize -q "$f" \
+    NPUOPT_TIMINGS=1 /usr/bin/time -f "%e %M" -o "$tmp/time" ./target/release/npuopt optimize -q "$f" \
         -o "$tmp/out.onnx" --report "$tmp/r.json" 2>"$tmp/err"
     rc=$?
     read -r secs kb <"$tmp/time"

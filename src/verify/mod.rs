@@ -158,6 +158,16 @@ pub struct OutputComparison {
 /// such as a weight off by 1 % is 10³–10⁵ times the floor.
 pub const NOISE_FACTOR: f64 = 8.0;
 
+/// The models' times, equal to any other (see [`VerifyReport::timings`]).
+#[derive(Clone, Debug, Default)]
+pub struct Timings(pub Vec<ModelTiming>);
+
+impl PartialEq for Timings {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
 /// The time one model took in a verification.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ModelTiming {
@@ -223,8 +233,9 @@ pub struct VerifyReport {
     /// them.
     pub intermediates: Vec<OutputComparison>,
     /// Where the time went: per model tract loaded, seconds to load
-    /// (parse, type, optimize, plan) and to run (all samples).
-    pub timings: Vec<ModelTiming>,
+    /// (parse, type, optimize, plan) and to run (all samples). Not part of
+    /// a report's equality (reports are deterministic; times are not).
+    pub timings: Timings,
     /// `k` of the noise verdict (unused with a fixed tolerance).
     pub noise_factor: f64,
     /// Decisions taken along the way, e.g. "symbolic batch dim of 'input'
@@ -469,41 +480,61 @@ fn verify_sources(
             )
         }
         Some(Ok(ref64)) => {
-            let low_parts = match low {
-                Some(dt) => Some((
-                    build_f64(
-                        &cand_parsed,
-                        &plan,
-                        &plan.candidate_symbols,
-                        None,
-                        None,
-                        &mut notes,
-                    ),
-                    build_f64(
-                        &ref_parsed,
-                        &plan,
-                        &plan.reference_symbols,
-                        Some(eps),
-                        None,
-                        &mut notes,
-                    ),
-                    build_f64(
-                        &cand_parsed,
-                        &plan,
-                        &plan.candidate_symbols,
-                        Some(eps),
-                        Some(&ref_parsed),
-                        &mut notes,
-                    ),
-                    dt,
-                )),
-                None => None,
+            // The native runs first: where tract runs a low-precision model
+            // at its own precision, that run is the floor and the f64
+            // evaluations of both models below are not needed.
+            let native = |parsed: &load::ParsedModel,
+                          symbols: &std::collections::HashMap<String, usize>,
+                          notes: &mut Vec<String>| {
+                load::from_proto(
+                    parsed.label.clone(),
+                    parsed.proto.clone(),
+                    parsed.dir.clone(),
+                )
+                .and_then(|p| LoadedModel::build(p, &plan, symbols, notes))
             };
-            go_on()?;
-            let native_ref =
-                LoadedModel::build(ref_parsed, &plan, &plan.reference_symbols, &mut notes);
-            let native_cand =
-                LoadedModel::build(cand_parsed, &plan, &plan.candidate_symbols, &mut notes);
+            let (native_ref, native_cand, low_parts) = if let Some(dt) = low {
+                let r = native(&ref_parsed, &plan.reference_symbols, &mut notes);
+                let c = native(&cand_parsed, &plan.candidate_symbols, &mut notes);
+                go_on()?;
+                let parts = if r.is_ok() && c.is_ok() {
+                    None
+                } else {
+                    Some((
+                        build_f64(
+                            &cand_parsed,
+                            &plan,
+                            &plan.candidate_symbols,
+                            None,
+                            None,
+                            &mut notes,
+                        ),
+                        build_f64(
+                            &ref_parsed,
+                            &plan,
+                            &plan.reference_symbols,
+                            Some(eps),
+                            None,
+                            &mut notes,
+                        ),
+                        build_f64(
+                            &cand_parsed,
+                            &plan,
+                            &plan.candidate_symbols,
+                            Some(eps),
+                            Some(&ref_parsed),
+                            &mut notes,
+                        ),
+                        dt,
+                    ))
+                };
+                (r, c, parts)
+            } else {
+                let r = LoadedModel::build(ref_parsed, &plan, &plan.reference_symbols, &mut notes);
+                go_on()?;
+                let c = LoadedModel::build(cand_parsed, &plan, &plan.candidate_symbols, &mut notes);
+                (r, c, None)
+            };
             match (native_ref, native_cand, low_parts) {
                 (Ok(noise), Ok(cand), _) => (Runs::F64 { ref64, cand, noise }, Reference::F64),
                 (r, c, Some((Ok(cand64), Ok(noise64), Ok(cand_noise64), dt))) => {
@@ -527,7 +558,10 @@ fn verify_sources(
                         Reference::F64LowPrecision(dt.name().to_string()),
                     )
                 }
-                (Err(e), _, _) | (_, Err(e), _) => return Err(e),
+                (_, _, Some((Err(e), _, _, _) | (_, Err(e), _, _) | (_, _, Err(e), _))) => {
+                    return Err(e)
+                }
+                (Err(e), _, None) | (_, Err(e), None) => return Err(e),
             }
         }
         Some(Err(why)) => {
@@ -656,18 +690,23 @@ fn verify_sources(
             cand_noise64,
             ..
         } => vec![ref64, cand64, noise64, cand_noise64],
-        Runs::Perturbed { reference, cand, .. } | Runs::Fixed { reference, cand } => {
+        Runs::Perturbed {
+            reference, cand, ..
+        }
+        | Runs::Fixed { reference, cand } => {
             vec![reference, cand]
         }
     };
-    let timings = models
-        .iter()
-        .map(|m| ModelTiming {
-            model: m.label.clone(),
-            load_s: m.load_s,
-            run_s: m.run_s.get(),
-        })
-        .collect();
+    let timings = Timings(
+        models
+            .iter()
+            .map(|m| ModelTiming {
+                model: m.label.clone(),
+                load_s: m.load_s,
+                run_s: m.run_s.get(),
+            })
+            .collect(),
+    );
     let mut outputs: Vec<OutputComparison> = accs
         .iter()
         .map(|a| a.finish(criterion, &mut notes))

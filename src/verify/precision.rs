@@ -198,7 +198,8 @@ fn settings(g: &pb::GraphProto) -> std::collections::HashSet<String> {
 
 /// Rewrites the ops tract cannot evaluate in f64 into ones it can, with
 /// the same arithmetic: `Sigmoid(x)` → `1 / (1 + Exp(−x))`, `Gemm` →
-/// `MatMul` (+ `Add`) where its attributes allow.
+/// `MatMul`, `Transpose`, `Mul`, `Add`; `HardSigmoid` and `HardSwish` →
+/// `Mul`, `Add`, `Min`, `Max`.
 fn lower_for_f64(g: &mut pb::GraphProto) {
     let mut nodes = Vec::with_capacity(g.node.len());
     let mut extra_init = Vec::new();
@@ -214,8 +215,8 @@ fn lower_for_f64(g: &mut pb::GraphProto) {
             let mk = |op: &str, inputs: Vec<String>, output: String| pb::NodeProto {
                 op_type: op.into(),
                 input: inputs,
+                name: format!("{}_{op}_{output}", n.name),
                 output: vec![output],
-                name: format!("{}_{op}", n.name),
                 ..Default::default()
             };
             extra_init.push(one(&tmp("one")));
@@ -223,6 +224,52 @@ fn lower_for_f64(g: &mut pb::GraphProto) {
             nodes.push(mk("Exp", vec![tmp("neg")], tmp("exp")));
             nodes.push(mk("Add", vec![tmp("exp"), tmp("one")], tmp("den")));
             nodes.push(mk("Div", vec![tmp("one"), tmp("den")], n.output[0].clone()));
+            continue;
+        }
+        if (n.op_type == "HardSwish" || n.op_type == "HardSigmoid")
+            && n.domain.is_empty()
+            && n.input.len() == 1
+        {
+            // HardSigmoid(x) = max(0, min(1, alpha·x + beta)); HardSwish(x)
+            // = x · HardSigmoid(x) with alpha 1/6, beta 1/2.
+            let attr = |name: &str, default: f64| {
+                n.attribute
+                    .iter()
+                    .find(|a| a.name == name)
+                    .map_or(default, |a| a.f as f64)
+            };
+            let (alpha, beta) = if n.op_type == "HardSwish" {
+                (1.0 / 6.0, 0.5)
+            } else {
+                (attr("alpha", 0.2), attr("beta", 0.5))
+            };
+            let scalar = |name: String, v: f64| pb::TensorProto {
+                name,
+                data_type: DataType::Double as i32,
+                raw_data: v.to_le_bytes().to_vec(),
+                ..Default::default()
+            };
+            let mk = |op: &str, inputs: Vec<String>, output: String| pb::NodeProto {
+                op_type: op.into(),
+                input: inputs,
+                name: format!("{}_{op}_{output}", n.name),
+                output: vec![output],
+                ..Default::default()
+            };
+            extra_init.push(scalar(tmp("alpha"), alpha));
+            extra_init.push(scalar(tmp("beta"), beta));
+            extra_init.push(scalar(tmp("zero"), 0.0));
+            extra_init.push(scalar(tmp("one"), 1.0));
+            let x = n.input[0].clone();
+            let hs = n.op_type == "HardSwish";
+            nodes.push(mk("Mul", vec![x.clone(), tmp("alpha")], tmp("ax")));
+            nodes.push(mk("Add", vec![tmp("ax"), tmp("beta")], tmp("axb")));
+            nodes.push(mk("Min", vec![tmp("axb"), tmp("one")], tmp("lo")));
+            let sig = if hs { tmp("sig") } else { n.output[0].clone() };
+            nodes.push(mk("Max", vec![tmp("lo"), tmp("zero")], sig.clone()));
+            if hs {
+                nodes.push(mk("Mul", vec![x, sig], n.output[0].clone()));
+            }
             continue;
         }
         if n.op_type == "Gemm" && n.domain.is_empty() && n.input.len() >= 2 {
@@ -234,8 +281,8 @@ fn lower_for_f64(g: &mut pb::GraphProto) {
             let mk = |op: &str, inputs: Vec<String>, output: String, perm: bool| pb::NodeProto {
                 op_type: op.into(),
                 input: inputs,
+                name: format!("{}_{op}_{output}", n.name),
                 output: vec![output],
-                name: format!("{}_{op}", n.name),
                 attribute: if perm {
                     vec![pb::AttributeProto {
                         name: "perm".into(),

@@ -57,7 +57,7 @@ pub const INTENT_KEY: &str = "npuopt.intent";
 /// Metadata key with a human note on a capacity model.
 pub const NOTE_KEY: &str = "npuopt.note";
 /// Metadata key recording why an output was written unverified
-/// (`--allow-unverified`): "NOT VERIFIED: <reason>".
+/// (`--allow-unverified`): `NOT VERIFIED: <reason>`.
 pub const UNVERIFIED_KEY: &str = "npuopt.verification";
 /// Metadata key naming the target a capacity model was shaped for.
 pub const TARGET_KEY: &str = "npuopt.target";

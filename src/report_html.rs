@@ -55,7 +55,7 @@ pub struct ReportInput<'a> {
     /// `None`: verification was skipped (the page says "NOT verified").
     pub verification: Option<&'a VerifyReport>,
     /// Why verification could not run (`--allow-unverified`): the page
-    /// says "NOT VERIFIED: <reason>".
+    /// says `NOT VERIFIED: <reason>`.
     pub unverified: Option<&'a str>,
     /// The int8 weight figures of the input and the output.
     pub quantization: Option<&'a crate::quant_view::QuantReport>,

@@ -110,7 +110,7 @@ pub struct OptimizeArgs {
     #[arg(long, conflicts_with = "no_verify")]
     pub verify_each: bool,
     /// When tract cannot verify the output (an op it cannot load or run),
-    /// write it anyway, marked "NOT VERIFIED: <reason>" in the summary, the
+    /// write it anyway, marked "NOT VERIFIED: REASON" in the summary, the
     /// reports and the model's metadata_props, and exit 0. A mismatch still
     /// exits 3.
     #[arg(long, conflicts_with = "no_verify")]

@@ -183,11 +183,7 @@ pub(crate) fn near_ties(
                 let kth = v[k - 1];
                 count += v[k..].iter().filter(|&&x| kth - x <= 2.0 * tol).count();
             }
-            "ArgMax" | "ArgMin" if len >= 2 => {
-                if v[0] - v[1] <= 2.0 * tol {
-                    count += 1;
-                }
-            }
+            "ArgMax" | "ArgMin" if len >= 2 && v[0] - v[1] <= 2.0 * tol => count += 1,
             _ => {}
         }
     }

@@ -387,3 +387,19 @@ fn a_model_that_cannot_be_verified_says_what_to_do_and_allow_unverified_writes_i
         .starts_with("NOT VERIFIED: "));
     assert!(json["verification"].is_null());
 }
+
+#[test]
+fn rtdetr_with_topk_query_selection_verifies_and_every_mutation_is_caught() {
+    // Its output rows come from two TopKs; the tensors they select on are
+    // compared too, so a change upstream of a decision cannot hide behind
+    // a floor that rounding-flipped decisions inflate.
+    check(
+        "rtdetr_ts.onnx",
+        &[
+            Mutation::Weight(1.01),
+            Mutation::DropBias,
+            Mutation::Swap,
+            Mutation::Epsilon(1e-5),
+        ],
+    );
+}

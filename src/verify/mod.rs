@@ -748,6 +748,7 @@ fn judge_discrete(
             .or_else(|| outputs.iter().position(|o| o.name == name))
     };
     let mut feeds_ok = !decisions.nodes.is_empty();
+    let mut failed_feed: Option<String> = None;
     let mut feed_ix = Vec::new();
     for node in &decisions.nodes {
         match find(&node.feed) {
@@ -758,6 +759,9 @@ fn judge_discrete(
                     &outputs[ix]
                 };
                 feeds_ok &= feed.passed;
+                if !feed.passed {
+                    failed_feed.get_or_insert_with(|| feed.name.clone());
+                }
                 let values_shape = node
                     .values
                     .as_deref()
@@ -769,7 +773,25 @@ fn judge_discrete(
         }
     }
     for (ix, o) in outputs.iter_mut().enumerate() {
-        if o.passed || !decisions.downstream.contains(&o.name) {
+        if !decisions.downstream.contains(&o.name) {
+            continue;
+        }
+        // A decision flipped by rounding in the noise run inflates the
+        // floor of everything computed from it: such an output passes on
+        // its own only if the tensors the decisions are made on agree too.
+        if o.passed && o.verdict != "exact" {
+            if let Some(feed) = &failed_feed {
+                o.passed = false;
+                o.verdict = "mismatch".into();
+                notes.push(format!(
+                    "output '{}' is within its noise floor, but it is computed from a decision \
+                     whose input '{feed}' differs beyond noise",
+                    o.name
+                ));
+            }
+            continue;
+        }
+        if o.passed {
             continue;
         }
         if !feeds_ok {

@@ -123,7 +123,6 @@ fn a_heavier_rewrite_with_a_target_is_decided_with_the_margin() {
 
 #[test]
 fn a_larger_margin_rejects_what_a_smaller_one_accepts() {
-    // A margin of 0 accepts any gain; 0.99 none.
     let run = |margin: f64| {
         let mut t = npuopt_targets::Target::builtin("edgetpu").unwrap();
         t.cost.heavier_margin = margin;
@@ -139,7 +138,8 @@ fn a_larger_margin_rejects_what_a_smaller_one_accepts() {
         let r = npuopt_passes::run_pipeline(&mut m, &passes, opts).unwrap();
         r.decisions.iter().filter(|d| d.applied).count()
     };
-    let strict = run(0.99);
-    assert_eq!(strict, 0);
-    assert!(run(0.0) >= strict);
+    // On edgetpu every fire module's estimate falls by far more than 2%
+    // (the Concat goes): a margin of 0 takes all 8, one of 0.99 none.
+    assert_eq!(run(0.0), 8);
+    assert_eq!(run(0.99), 0);
 }

@@ -319,7 +319,7 @@ pub fn conv_growth(
         weight_bytes_before: region_weight_bytes(g, region),
         weight_bytes_after: new
             .dtype
-            .raw_len(numel + new.bias.len() as u64)
+            .raw_len(numel + if new.has_bias() { new.bias.len() as u64 } else { 0 })
             .unwrap_or(u64::MAX),
     }
 }

@@ -23,8 +23,18 @@
 //! * `neutral-operand`: `x + 0`, `0 + x`, `x − 0`, `x · 1`, `1 · x`, `x / 1`
 //!   with a constant of zeros (ones) that does not broadcast `x` to a
 //!   bigger shape (TorchScript exports MobileOne's absent identity branch
-//!   as `+ 0`). Exact: IEEE `x + 0 = x` for every x but −0, where it gives
-//!   +0, which compares equal.
+//!   as `+ 0`). `x · 1`, `x / 1`, `x − (+0)` and `x + (−0)` are `x` bit for
+//!   bit. `x + (+0)` and `x − (−0)` are not: at `x = −0` they give `+0`,
+//!   and `Reciprocal(x + 0)` at `x = −0` is `+inf` where `Reciprocal(x)` is
+//!   `−inf`. Those two are removed only when the sign of a zero cannot
+//!   reach anything that tells ±0 apart (rule [`zero_sign_observer`]):
+//!   every path from the result goes through ops whose *value* is the same
+//!   for ±0 inputs (Conv, Gemm, MatMul, Add, Mul, Relu, pools, BN, shape
+//!   ops, … — their own zero results may differ in sign only) and ends at
+//!   a graph output (±0 compare equal) or at an op that maps ±0 to one
+//!   value (Sigmoid, Exp, Softmax, Abs, comparisons, …). A divisor,
+//!   Reciprocal, Pow, an unknown op or a subgraph keeps the node, and the
+//!   report says which.
 //!
 //! Preconditions: default domain; no other output read. Graph outputs keep
 //! their names: when the removed node computes a graph output, its input
@@ -56,10 +66,10 @@ impl Pass for EliminateIdentity {
         let g = &mut model.graph;
         for_each_live_node(g, cx, |g, id, cx| {
             let matched = match match_noop(g, id) {
-                Some(rule) => g.node(id).input(0).map(|i| (rule, i)),
+                Some(rule) => g.node(id).input(0).map(|i| (rule, i, None)),
                 None => match_neutral_operand(g, id),
             };
-            let Some((rule, input)) = matched else {
+            let Some((rule, input, keep_reason)) = matched else {
                 return;
             };
             let n = g.node(id);
@@ -68,7 +78,7 @@ impl Pass for EliminateIdentity {
             let Some(out) = n.output(0) else {
                 return;
             };
-            if let Err(why) = can_bypass(g, out, input) {
+            if let Err(why) = keep_reason.map_or_else(|| can_bypass(g, out, input), Err) {
                 cx.skip(
                     NAME,
                     rule,
@@ -133,7 +143,10 @@ fn const_ints(g: &Graph, v: Option<ValueId>) -> Option<Vec<i64>> {
 
 /// The rule under which node `id` is a no-op, if it is one.
 /// `x + 0`, `x · 1` and friends: the operand that passes through.
-fn match_neutral_operand(g: &Graph, id: NodeId) -> Option<(&'static str, ValueId)> {
+fn match_neutral_operand(
+    g: &Graph,
+    id: NodeId,
+) -> Option<(&'static str, ValueId, Option<String>)> {
     let n = g.node(id);
     if !(n.domain().is_empty() || n.domain() == "ai.onnx") {
         return None;
@@ -153,12 +166,30 @@ fn match_neutral_operand(g: &Graph, id: NodeId) -> Option<(&'static str, ValueId
                     .is_ok_and(|vals| vals.iter().all(|&x| x == neutral))
         })
     };
-    let keep = if is_neutral(b) {
-        a
+    let (keep, constant) = if is_neutral(b) {
+        (a, b)
     } else if commutative && is_neutral(a) {
-        b
+        (b, a)
     } else {
         return None;
+    };
+    // `x + (+0)` and `x − (−0)` turn −0 into +0 (see the header).
+    let flips_zero_sign = match n.op() {
+        Op::Add(_) => Some(true),
+        Op::Sub(_) => Some(false),
+        _ => None,
+    }
+    .is_some_and(|positive_flips| {
+        g.constant(constant)
+            .and_then(|t| t.to_f64().ok())
+            .is_some_and(|vals| vals.iter().any(|x| x.is_sign_positive() == positive_flips))
+    });
+    let keep_reason = if flips_zero_sign {
+        zero_sign_observer(g, n.output(0)?).map(|observer| {
+            format!("it turns −0 into +0, and {observer} tells the two apart")
+        })
+    } else {
+        None
     };
     // The result must have exactly the kept operand's type: no broadcast
     // growth, no dtype change.
@@ -170,7 +201,61 @@ fn match_neutral_operand(g: &Graph, id: NodeId) -> Option<(&'static str, ValueId
     {
         return None;
     }
-    Some(("neutral-operand", keep))
+    Some(("neutral-operand", keep, keep_reason))
+}
+
+/// The first node, following the readers of `v`, where the sign of a zero
+/// in `v` could change a value (see the module header), described for the
+/// report; `None` when there is none. Gives up (returns the reason) past
+/// 256 nodes.
+fn zero_sign_observer(g: &Graph, v: ValueId) -> Option<String> {
+    // Same value for ±0 inputs; a zero result may carry either sign.
+    const TRANSPARENT: &[&str] = &[
+        "Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Sub", "Mul", "Sum", "Relu",
+        "LeakyRelu", "PRelu", "Clip", "Max", "Min", "MaxPool", "AveragePool",
+        "GlobalAveragePool", "GlobalMaxPool", "BatchNormalization", "InstanceNormalization",
+        "Concat", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Slice",
+        "Identity", "Dropout", "Pad", "Resize", "Upsample", "Split", "Gather", "Expand",
+        "Tile", "DepthToSpace", "SpaceToDepth", "Neg", "Sqrt", "Tanh", "Sin", "HardSwish",
+        "HardSigmoid", "Elu", "Selu", "Celu", "Gelu", "Mish", "Erf", "ReduceSum",
+        "ReduceMean", "ReduceMax", "ReduceMin", "Round", "Floor", "Ceil", "Sign", "Cast",
+    ];
+    // One value for ±0: the sign of a zero stops here.
+    const ABSORBING: &[&str] = &[
+        "Sigmoid", "Exp", "Softmax", "LogSoftmax", "Cos", "Abs", "Equal", "Greater",
+        "Less", "GreaterOrEqual", "LessOrEqual", "Shape", "Size", "Log", "Softplus",
+        "ReduceL2", "ReduceSumSquare",
+    ];
+    let mut stack = vec![v];
+    let mut seen = 0;
+    while let Some(v) = stack.pop() {
+        for u in g.value(v).uses() {
+            seen += 1;
+            if seen > 256 {
+                return Some("a reader more than 256 nodes away".into());
+            }
+            let Use::Input { node, slot } = *u else {
+                return Some("a subgraph that reads it".into());
+            };
+            let n = g.node(node);
+            let name = || format!("{} '{}'", n.op_type(), n.name());
+            let default_domain = n.domain().is_empty() || n.domain() == "ai.onnx";
+            if !default_domain {
+                return Some(name());
+            }
+            let op = n.op_type();
+            if ABSORBING.contains(&op) {
+                continue;
+            }
+            // Dividing by a zero: its sign is the sign of the infinity.
+            if op == "Div" && slot == 0 || TRANSPARENT.contains(&op) {
+                stack.extend(n.outputs().iter().flatten().copied());
+                continue;
+            }
+            return Some(name());
+        }
+    }
+    None
 }
 
 fn match_noop(g: &Graph, id: NodeId) -> Option<&'static str> {

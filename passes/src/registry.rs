@@ -50,6 +50,10 @@ fn registry() -> Vec<(Box<dyn Pass>, Slot)> {
             Slot::Default,
         ),
         (Box::new(fold_batchnorm::FoldBatchNorm), Slot::Default),
+        (
+            Box::new(fold_batchnorm_across::FoldBatchNormAcross),
+            Slot::Default,
+        ),
         (Box::new(merge_branches::MergeBranches), Slot::Default),
         (
             Box::new(merge_sequential_convs::MergeSequentialConvs::default()),

@@ -8,6 +8,7 @@ pub mod eliminate_dead;
 pub mod eliminate_identity;
 pub mod equalize_ranges;
 pub mod fold_batchnorm;
+pub mod fold_batchnorm_across;
 pub mod fold_constants;
 pub mod merge_branches;
 pub mod merge_sequential_convs;

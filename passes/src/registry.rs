@@ -56,6 +56,10 @@ fn registry() -> Vec<(Box<dyn Pass>, Slot)> {
         ),
         (Box::new(merge_branches::MergeBranches), Slot::Default),
         (
+            Box::new(merge_linear_branches::MergeLinearBranches),
+            Slot::Default,
+        ),
+        (
             Box::new(merge_sequential_convs::MergeSequentialConvs::default()),
             Slot::Default,
         ),

@@ -11,5 +11,6 @@ pub mod fold_batchnorm;
 pub mod fold_batchnorm_across;
 pub mod fold_constants;
 pub mod merge_branches;
+pub mod merge_linear_branches;
 pub mod merge_sequential_convs;
 pub mod pad_channels;

@@ -23,7 +23,7 @@ struct Figures {
     nodes: usize,
     bn: usize,
     fp: Footprint,
-    unsized: usize,
+    unknown: usize,
 }
 
 fn figures(m: &mut npuopt_ir::Model) -> Figures {
@@ -37,7 +37,7 @@ fn figures(m: &mut npuopt_ir::Model) -> Figures {
         nodes: g.node_count(),
         bn,
         fp: Footprint::of(g),
-        unsized: npuopt_ir::macs::total_macs(g).1,
+        unknown: npuopt_ir::macs::total_macs(g).1,
     }
 }
 
@@ -120,8 +120,8 @@ fn main() {
             b.fp.weight_bytes as f64 / 1e6,
             a.fp.weight_bytes as f64 / 1e6,
             pct(b.fp.weight_bytes, a.fp.weight_bytes),
-            b.unsized,
-            a.unsized,
+            b.unknown,
+            a.unknown,
         );
     }
 }

@@ -223,12 +223,16 @@ fn parse_proto(
 }
 
 /// Fixes every input's fact, substitutes the symbols, optimizes and plans.
+/// When tract's own graph optimizer fails on a model it could type (its
+/// `ChangeAxes` declutter mis-wires some convs with a 1-channel input, and
+/// LeViT's reshapes), the model is planned as typed, unoptimized: slower,
+/// but the same arithmetic, and the note says so.
 fn build_runnable(
     mut model: InferenceModel,
     inputs: &[InputDecl],
     plan: &Plan,
     symbols: &HashMap<String, usize>,
-) -> Result<Arc<TypedSimplePlan>, String> {
+) -> Result<(Arc<TypedSimplePlan>, Option<String>), String> {
     guarded(|| {
         for (ix, decl) in inputs.iter().enumerate() {
             let spec = plan
@@ -243,8 +247,17 @@ fn build_runnable(
         if !subs.is_empty() {
             model.set_symbols(&subs)?;
         }
-        let typed = model.into_optimized()?;
-        typed.into_runnable()
+        let typed = model.into_typed()?;
+        let candidate = typed.clone();
+        match guarded(move || candidate.into_optimized()) {
+            Ok(optimized) => Ok((optimized.into_runnable()?, None)),
+            Err(why) => Ok((
+                typed.into_runnable()?,
+                Some(format!(
+                    "tract's graph optimizer failed ({why}); run unoptimized"
+                )),
+            )),
+        }
     })
 }
 
@@ -268,7 +281,10 @@ impl LoadedModel {
             outputs,
         } = parsed;
         let runnable = match build_runnable(model, &inputs, plan, symbols) {
-            Ok(r) => r,
+            Ok((r, note)) => {
+                notes.extend(note.map(|n| format!("{label}: {n}")));
+                r
+            }
             Err(first) => {
                 let has_value_info = proto
                     .graph
@@ -283,7 +299,8 @@ impl LoadedModel {
                     None
                 };
                 match retry {
-                    Some(r) => {
+                    Some((r, note)) => {
+                        notes.extend(note.map(|n| format!("{label}: {n}")));
                         notes.push(format!(
                             "{label}: tract rejected the value_info shape hints ({first}); \
                              loaded without them"

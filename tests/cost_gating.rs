@@ -133,7 +133,10 @@ fn mac_growing_merges_are_decided_by_the_cost_model() {
         eprintln!("{t}: {} — {}", d.applied, d.reason);
         assert!(d.reason.contains("est. "));
         // A heavier model must win by more than the target's margin.
-        let margin = npuopt_targets::Target::builtin(t).unwrap().cost.heavier_margin;
+        let margin = npuopt_targets::Target::builtin(t)
+            .unwrap()
+            .cost
+            .heavier_margin;
         assert_eq!(d.heavier.as_ref().map(|h| h.1), Some(margin), "{t}");
         assert_eq!(
             d.applied,

@@ -21,12 +21,7 @@ fn rules(r: &Run) -> Vec<&'static str> {
 
 /// `op(producer(x), constant)` where the constant is `dims` of values in
 /// [0.5, 1.5].
-fn after(
-    producer: &str,
-    op: &str,
-    dims: &[i64],
-    swap: bool,
-) -> ModelProto {
+fn after(producer: &str, op: &str, dims: &[i64], swap: bool) -> ModelProto {
     let mut m = ModelBuilder::new("affine", 13);
     let y = match producer {
         "conv" => {
@@ -80,7 +75,12 @@ fn per_channel_ops_fold_into_the_linear_op_before() {
         let r = run(&after(producer, op, dims, false), PASS);
         let what = format!("{producer} {op} {dims:?}");
         assert_eq!(rules(&r), vec![rule], "{what}\n{}", r.snapshot);
-        assert_eq!(count(&r.model, op), usize::from(op == "Add" && producer == "matmul_bias"), "{what}\n{}", r.snapshot);
+        assert_eq!(
+            count(&r.model, op),
+            usize::from(op == "Add" && producer == "matmul_bias"),
+            "{what}\n{}",
+            r.snapshot
+        );
         assert_verified(&r, &what);
     }
 }

@@ -77,7 +77,10 @@ fn a_reshape_that_scrambles_the_channel_axis_is_refused() {
     assert_eq!(mine(&r), 0);
     assert_eq!(count(&r.model, "BatchNormalization"), 1);
     let why = reasons(&r);
-    assert!(why.iter().any(|w| w.contains("splits or merges")), "{why:?}");
+    assert!(
+        why.iter().any(|w| w.contains("splits or merges")),
+        "{why:?}"
+    );
 }
 
 #[test]

@@ -141,6 +141,9 @@ fn a_larger_margin_rejects_what_a_smaller_one_accepts() {
     // The larger the margin, the fewer heavier combinations pass.
     let (any_gain, two_pct, most) = (run(0.0), run(0.02), run(0.99));
     assert!(any_gain > 0, "no fire module gains on edgetpu");
-    assert!(any_gain >= two_pct && two_pct >= most, "{any_gain} {two_pct} {most}");
+    assert!(
+        any_gain >= two_pct && two_pct >= most,
+        "{any_gain} {two_pct} {most}"
+    );
     assert_eq!(most, 0);
 }

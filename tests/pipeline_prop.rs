@@ -148,7 +148,8 @@ fn check(steps: &[Step]) {
     // Without a target nothing gets heavier.
     let mut before = import_proto(&proto);
     npuopt::ir::infer::infer_types(&mut before.graph);
-    let mut after = npuopt::ir::import::from_bytes(r.model.to_bytes().unwrap().into(), None).unwrap();
+    let mut after =
+        npuopt::ir::import::from_bytes(r.model.to_bytes().unwrap().into(), None).unwrap();
     npuopt::ir::infer::infer_types(&mut after.graph);
     let (fb, fa) = (
         npuopt_passes::footprint::Footprint::of(&before.graph),

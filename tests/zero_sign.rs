@@ -18,7 +18,11 @@ fn model(op: &str, zero: f32, after: &str) -> ModelProto {
     let mut m = ModelBuilder::new("zero_sign", 13);
     let x = m.input("x", &[1, 4]);
     let z = m.weight("zero", &[4], &[zero; 4]);
-    let s = if op == "Add" { m.add(&x, &z) } else { m.sub(&x, &z) };
+    let s = if op == "Add" {
+        m.add(&x, &z)
+    } else {
+        m.sub(&x, &z)
+    };
     let y = m
         .node(
             "after",
@@ -42,14 +46,16 @@ fn at_negative_zero(bytes: &[u8]) -> Vec<f32> {
         .unwrap();
     let x = tract_ndarray::arr2(&[[-0.0f32, -0.0, 1.0, -1.0]]).into_tensor();
     let out = m.run(tvec!(x.into())).unwrap();
-    out[0].to_plain_array_view::<f32>().unwrap().iter().copied().collect()
+    out[0]
+        .to_plain_array_view::<f32>()
+        .unwrap()
+        .iter()
+        .copied()
+        .collect()
 }
 
 fn removed(r: &Run) -> bool {
-    r.report
-        .changes
-        .iter()
-        .any(|c| c.rule == "neutral-operand")
+    r.report.changes.iter().any(|c| c.rule == "neutral-operand")
 }
 
 #[test]
@@ -70,7 +76,14 @@ fn reciprocal_of_x_plus_zero_keeps_the_add() {
     let mut without = ModelBuilder::new("zero_sign", 13);
     let x = without.input("x", &[1, 4]);
     let y = without
-        .node("after", "", "Reciprocal", &[Some(&x)], vec![], vec![(DType::FLOAT, vec![1, 4])])
+        .node(
+            "after",
+            "",
+            "Reciprocal",
+            &[Some(&x)],
+            vec![],
+            vec![(DType::FLOAT, vec![1, 4])],
+        )
         .remove(0);
     without.output(&y);
     let bare = at_negative_zero(&prost::Message::encode_to_vec(&without.build()));
@@ -88,7 +101,10 @@ fn the_sign_cannot_matter_before_relu_or_sigmoid() {
     for after in ["Relu", "Sigmoid"] {
         let r = run(&model("Add", 0.0, after), PASSES);
         assert!(removed(&r), "{after}: {:?}", r.report.skips);
-        let (b, a) = (at_negative_zero(&r.before), at_negative_zero(&r.model.to_bytes().unwrap()));
+        let (b, a) = (
+            at_negative_zero(&r.before),
+            at_negative_zero(&r.model.to_bytes().unwrap()),
+        );
         // Equal as numbers (a zero's sign may differ).
         assert_eq!(b, a, "{after}");
     }
@@ -100,7 +116,10 @@ fn bit_exact_forms_always_go() {
     for (op, zero) in [("Add", -0.0f32), ("Sub", 0.0)] {
         let r = run(&model(op, zero, "Reciprocal"), PASSES);
         assert!(removed(&r), "{op} {zero}: {:?}", r.report.skips);
-        let (b, a) = (at_negative_zero(&r.before), at_negative_zero(&r.model.to_bytes().unwrap()));
+        let (b, a) = (
+            at_negative_zero(&r.before),
+            at_negative_zero(&r.model.to_bytes().unwrap()),
+        );
         assert_eq!(
             b.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
             a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),

@@ -212,7 +212,11 @@ impl Growth {
 
 fn pct_text(before: u64, after: u64) -> String {
     if before == 0 {
-        return if after == 0 { "±0%".into() } else { "new".into() };
+        return if after == 0 {
+            "±0%".into()
+        } else {
+            "new".into()
+        };
     }
     let pct = (after as f64 - before as f64) / before as f64 * 100.0;
     let sign = if after > before {
@@ -319,7 +323,14 @@ pub fn conv_growth(
         weight_bytes_before: region_weight_bytes(g, region),
         weight_bytes_after: new
             .dtype
-            .raw_len(numel + if new.has_bias() { new.bias.len() as u64 } else { 0 })
+            .raw_len(
+                numel
+                    + if new.has_bias() {
+                        new.bias.len() as u64
+                    } else {
+                        0
+                    },
+            )
             .unwrap_or(u64::MAX),
     }
 }

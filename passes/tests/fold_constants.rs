@@ -243,12 +243,20 @@ fn large_transpose_of_a_weight_only_it_reads_folds() {
         let mut b = M::new("big_t", 13);
         b.input("x", DType::FLOAT, &[1, k])
             .init_f32("w", &[n, k], &w)
-            .node("Transpose", &["w"], &["wt"], vec![attr::ints("perm", &[1, 0])])
+            .node(
+                "Transpose",
+                &["w"],
+                &["wt"],
+                vec![attr::ints("perm", &[1, 0])],
+            )
             .node("MatMul", &["x", "wt"], &["y"], vec![])
             .output("y", DType::FLOAT, &[1, n]);
         if shared {
-            b.node("Identity", &["w"], &["w_again"], vec![])
-                .output("w_again", DType::FLOAT, &[n, k]);
+            b.node("Identity", &["w"], &["w_again"], vec![]).output(
+                "w_again",
+                DType::FLOAT,
+                &[n, k],
+            );
         }
         b.model()
     };

@@ -30,8 +30,8 @@
 use npuopt_ir::{Graph, NodeId, Op, ValueId};
 
 use crate::change::Change;
-use crate::gate::Proposal;
 use crate::conv_algebra::{add_conv, align, read_conv, Kernel, NewConv};
+use crate::gate::Proposal;
 use crate::pass::{for_each_live_node, Pass, PassContext, PassError};
 use crate::rewrite::single_consumer;
 
@@ -180,24 +180,24 @@ fn apply(
     let added_refs: Vec<&str> = added.iter().map(String::as_str).collect();
     let k = merged.geometry.kernel;
     Change::new(
-            NAME,
-            RULE,
-            &refs,
-            format!(
-                "combined {} convs into one {}×{} conv with {} output channels{}",
-                branches.len(),
-                k[0],
-                k[1],
-                merged.weight.cout,
-                if branches[0].act.is_some() {
-                    " and one element-wise op after it"
-                } else {
-                    ""
-                }
-            ),
-        )
-        .removed(&refs)
-        .added(&added_refs)
+        NAME,
+        RULE,
+        &refs,
+        format!(
+            "combined {} convs into one {}×{} conv with {} output channels{}",
+            branches.len(),
+            k[0],
+            k[1],
+            merged.weight.cout,
+            if branches[0].act.is_some() {
+                " and one element-wise op after it"
+            } else {
+                ""
+            }
+        ),
+    )
+    .removed(&refs)
+    .added(&added_refs)
 }
 
 /// True when two element-wise ops compute the same function.

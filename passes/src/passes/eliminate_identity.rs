@@ -143,10 +143,7 @@ fn const_ints(g: &Graph, v: Option<ValueId>) -> Option<Vec<i64>> {
 
 /// The rule under which node `id` is a no-op, if it is one.
 /// `x + 0`, `x · 1` and friends: the operand that passes through.
-fn match_neutral_operand(
-    g: &Graph,
-    id: NodeId,
-) -> Option<(&'static str, ValueId, Option<String>)> {
+fn match_neutral_operand(g: &Graph, id: NodeId) -> Option<(&'static str, ValueId, Option<String>)> {
     let n = g.node(id);
     if !(n.domain().is_empty() || n.domain() == "ai.onnx") {
         return None;
@@ -185,9 +182,8 @@ fn match_neutral_operand(
             .is_some_and(|vals| vals.iter().any(|x| x.is_sign_positive() == positive_flips))
     });
     let keep_reason = if flips_zero_sign {
-        zero_sign_observer(g, n.output(0)?).map(|observer| {
-            format!("it turns −0 into +0, and {observer} tells the two apart")
-        })
+        zero_sign_observer(g, n.output(0)?)
+            .map(|observer| format!("it turns −0 into +0, and {observer} tells the two apart"))
     } else {
         None
     };
@@ -211,20 +207,85 @@ fn match_neutral_operand(
 fn zero_sign_observer(g: &Graph, v: ValueId) -> Option<String> {
     // Same value for ±0 inputs; a zero result may carry either sign.
     const TRANSPARENT: &[&str] = &[
-        "Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Sub", "Mul", "Sum", "Relu",
-        "LeakyRelu", "PRelu", "Clip", "Max", "Min", "MaxPool", "AveragePool",
-        "GlobalAveragePool", "GlobalMaxPool", "BatchNormalization", "InstanceNormalization",
-        "Concat", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Slice",
-        "Identity", "Dropout", "Pad", "Resize", "Upsample", "Split", "Gather", "Expand",
-        "Tile", "DepthToSpace", "SpaceToDepth", "Neg", "Sqrt", "Tanh", "Sin", "HardSwish",
-        "HardSigmoid", "Elu", "Selu", "Celu", "Gelu", "Mish", "Erf", "ReduceSum",
-        "ReduceMean", "ReduceMax", "ReduceMin", "Round", "Floor", "Ceil", "Sign", "Cast",
+        "Conv",
+        "ConvTranspose",
+        "Gemm",
+        "MatMul",
+        "Add",
+        "Sub",
+        "Mul",
+        "Sum",
+        "Relu",
+        "LeakyRelu",
+        "PRelu",
+        "Clip",
+        "Max",
+        "Min",
+        "MaxPool",
+        "AveragePool",
+        "GlobalAveragePool",
+        "GlobalMaxPool",
+        "BatchNormalization",
+        "InstanceNormalization",
+        "Concat",
+        "Reshape",
+        "Flatten",
+        "Transpose",
+        "Squeeze",
+        "Unsqueeze",
+        "Slice",
+        "Identity",
+        "Dropout",
+        "Pad",
+        "Resize",
+        "Upsample",
+        "Split",
+        "Gather",
+        "Expand",
+        "Tile",
+        "DepthToSpace",
+        "SpaceToDepth",
+        "Neg",
+        "Sqrt",
+        "Tanh",
+        "Sin",
+        "HardSwish",
+        "HardSigmoid",
+        "Elu",
+        "Selu",
+        "Celu",
+        "Gelu",
+        "Mish",
+        "Erf",
+        "ReduceSum",
+        "ReduceMean",
+        "ReduceMax",
+        "ReduceMin",
+        "Round",
+        "Floor",
+        "Ceil",
+        "Sign",
+        "Cast",
     ];
     // One value for ±0: the sign of a zero stops here.
     const ABSORBING: &[&str] = &[
-        "Sigmoid", "Exp", "Softmax", "LogSoftmax", "Cos", "Abs", "Equal", "Greater",
-        "Less", "GreaterOrEqual", "LessOrEqual", "Shape", "Size", "Log", "Softplus",
-        "ReduceL2", "ReduceSumSquare",
+        "Sigmoid",
+        "Exp",
+        "Softmax",
+        "LogSoftmax",
+        "Cos",
+        "Abs",
+        "Equal",
+        "Greater",
+        "Less",
+        "GreaterOrEqual",
+        "LessOrEqual",
+        "Shape",
+        "Size",
+        "Log",
+        "Softplus",
+        "ReduceL2",
+        "ReduceSumSquare",
     ];
     let mut stack = vec![v];
     let mut seen = 0;

@@ -328,12 +328,7 @@ fn fold_into_gemm(g: &mut Graph, node: NodeId, gemm: &Gemm, a: &Affine) -> Resul
 /// MatMul(x, W) on rank 2, optionally followed by Add(·, bias[N]).
 /// `any_rank`: the affine acts on the last axis whatever the rank (a
 /// per-column constant); a BN acts on axis 1, the last only at rank 2.
-fn fold_into_matmul(
-    g: &mut Graph,
-    node: NodeId,
-    a: &Affine,
-    any_rank: bool,
-) -> Result<(), String> {
+fn fold_into_matmul(g: &mut Graph, node: NodeId, a: &Affine, any_rank: bool) -> Result<(), String> {
     let (matmul, add) = match g.node(node).op() {
         Op::MatMul => (node, None),
         Op::Add(_) => {
@@ -454,7 +449,9 @@ fn fold_affine(g: &mut Graph, id: NodeId, cx: &mut PassContext) {
     if g.constant(x).is_some() || single_consumer(g, x) != Some(id) {
         return;
     }
-    let Some(producer) = g.producer(x) else { return };
+    let Some(producer) = g.producer(x) else {
+        return;
+    };
     let Some(rank) = g.ty(x).and_then(|t| t.rank()) else {
         return;
     };
@@ -527,7 +524,12 @@ fn fold_affine(g: &mut Graph, id: NodeId, cx: &mut PassContext) {
             shift: vals.iter().map(|v| -v).collect(),
         },
     };
-    if affine.scale.iter().chain(&affine.shift).any(|v| !v.is_finite()) {
+    if affine
+        .scale
+        .iter()
+        .chain(&affine.shift)
+        .any(|v| !v.is_finite())
+    {
         return;
     }
     let producer_name = g.node(producer).name().to_string();

@@ -250,7 +250,9 @@ fn backward_chain(g: &Graph, x: ValueId) -> Option<Result<Chain, String>> {
     let linear_name = g.node(linear).name().to_string();
     let out = g.node(linear).output(0)?;
     let Some(rank) = shape(g, out).map(|s| s.len()) else {
-        return Some(Err(format!("the output shape of '{linear_name}' is unknown")));
+        return Some(Err(format!(
+            "the output shape of '{linear_name}' is unknown"
+        )));
     };
     let mut axis = match g.node(linear).op() {
         Op::Conv(_) => 1,
@@ -287,7 +289,11 @@ fn weight(g: &Graph, n: NodeId) -> Result<(Vec<f64>, Vec<i64>, npuopt_ir::DType)
     if !t.dtype().is_float() {
         return Err(format!("the weight of '{name}' is not a float"));
     }
-    Ok((t.to_f64().map_err(|e| e.to_string())?, t.dims().to_vec(), t.dtype()))
+    Ok((
+        t.to_f64().map_err(|e| e.to_string())?,
+        t.dims().to_vec(),
+        t.dtype(),
+    ))
 }
 
 /// Per-channel bias values of a constant (scalar, `[N]` or `[1, N]`).
@@ -396,7 +402,11 @@ impl Layout {
 }
 
 /// Backward: scale output channel c by s_c, bias s·b + t.
-fn fold_backward(g: &mut Graph, c: &Chain, (s, t): &(Vec<f64>, Vec<f64>)) -> Result<String, String> {
+fn fold_backward(
+    g: &mut Graph,
+    c: &Chain,
+    (s, t): &(Vec<f64>, Vec<f64>),
+) -> Result<String, String> {
     let n = c.linear;
     let name = c.linear_name.clone();
     let (mut w, dims, dtype) = weight(g, n)?;
@@ -447,28 +457,58 @@ fn fold_backward(g: &mut Graph, c: &Chain, (s, t): &(Vec<f64>, Vec<f64>)) -> Res
     let bdims = [lay.out as i64];
     match (g.node(n).op().clone(), c.bias_add) {
         (Op::MatMul, Some(add)) => {
-            let slot = if g.node(add).input(1).is_some_and(|v| g.constant(v).is_some()) {
+            let slot = if g
+                .node(add)
+                .input(1)
+                .is_some_and(|v| g.constant(v).is_some())
+            {
                 1
             } else {
                 0
             };
-            set_constant_input(g, add, slot, &format!("{name}.bias_folded"), dtype, &bdims, &bias);
+            set_constant_input(
+                g,
+                add,
+                slot,
+                &format!("{name}.bias_folded"),
+                dtype,
+                &bdims,
+                &bias,
+            );
             Ok(format!("MatMul '{name}' and its bias Add"))
         }
         (Op::MatMul, None) => {
             // The MatMul gets the bias Add a Linear with a bias exports.
             let add_name = insert_bias_add(g, n, dtype, &bias)?;
-            Ok(format!("MatMul '{name}' (with a new bias Add '{add_name}')"))
+            Ok(format!(
+                "MatMul '{name}' (with a new bias Add '{add_name}')"
+            ))
         }
         (Op::Gemm(gm), _) => {
-            set_constant_input(g, n, 2, &format!("{name}.bias_folded"), dtype, &bdims, &bias);
+            set_constant_input(
+                g,
+                n,
+                2,
+                &format!("{name}.bias_folded"),
+                dtype,
+                &bdims,
+                &bias,
+            );
             let mut new = gm.clone();
             new.beta = 1.0;
             g.set_op(n, Op::Gemm(new));
             Ok(format!("Gemm '{name}'"))
         }
         _ => {
-            set_constant_input(g, n, 2, &format!("{name}.bias_folded"), dtype, &bdims, &bias);
+            set_constant_input(
+                g,
+                n,
+                2,
+                &format!("{name}.bias_folded"),
+                dtype,
+                &bdims,
+                &bias,
+            );
             Ok(format!("Conv '{name}'"))
         }
     }
@@ -505,7 +545,11 @@ fn forward_chain(g: &Graph, y: ValueId) -> Option<Result<Chain, String>> {
             _ => return Some(Err(format!("the input rank of '{linear_name}' is unknown"))),
         },
         Op::Conv(c) => {
-            let pads_zero = c.window.pads.as_ref().is_none_or(|p| p.iter().all(|&x| x == 0));
+            let pads_zero = c
+                .window
+                .pads
+                .as_ref()
+                .is_none_or(|p| p.iter().all(|&x| x == 0));
             let auto_ok = matches!(
                 c.window.auto_pad,
                 npuopt_ir::op::AutoPad::NotSet | npuopt_ir::op::AutoPad::Valid
@@ -566,7 +610,15 @@ fn fold_forward(g: &mut Graph, c: &Chain, (s, t): &(Vec<f64>, Vec<f64>)) -> Resu
                 .map(|o| gm.beta as f64 * c_now[o] + alpha * shift[o])
                 .collect();
             set_constant_input(g, n, 1, &format!("{name}.weight_folded"), dtype, &dims, &w);
-            set_constant_input(g, n, 2, &format!("{name}.bias_folded"), dtype, &bdims, &bias);
+            set_constant_input(
+                g,
+                n,
+                2,
+                &format!("{name}.bias_folded"),
+                dtype,
+                &bdims,
+                &bias,
+            );
             let mut new = gm.clone();
             new.beta = 1.0;
             g.set_op(n, Op::Gemm(new));
@@ -579,7 +631,15 @@ fn fold_forward(g: &mut Graph, c: &Chain, (s, t): &(Vec<f64>, Vec<f64>)) -> Resu
             };
             let bias: Vec<f64> = (0..lay.out).map(|o| b_now[o] + shift[o]).collect();
             set_constant_input(g, n, 1, &format!("{name}.weight_folded"), dtype, &dims, &w);
-            set_constant_input(g, n, 2, &format!("{name}.bias_folded"), dtype, &bdims, &bias);
+            set_constant_input(
+                g,
+                n,
+                2,
+                &format!("{name}.bias_folded"),
+                dtype,
+                &bdims,
+                &bias,
+            );
             Ok(format!("Conv '{name}'"))
         }
         _ => {
@@ -603,12 +663,22 @@ fn fold_forward(g: &mut Graph, c: &Chain, (s, t): &(Vec<f64>, Vec<f64>)) -> Resu
                     let bv = an.input(slot).expect("checked");
                     let b_now = per_column(g, bv, lay.out).expect("checked");
                     let bias: Vec<f64> = (0..lay.out).map(|o| b_now[o] + shift[o]).collect();
-                    set_constant_input(g, a, slot, &format!("{name}.bias_folded"), dtype, &bdims, &bias);
+                    set_constant_input(
+                        g,
+                        a,
+                        slot,
+                        &format!("{name}.bias_folded"),
+                        dtype,
+                        &bdims,
+                        &bias,
+                    );
                     Ok(format!("MatMul '{name}' and its bias Add"))
                 }
                 None => {
                     let add_name = insert_bias_add(g, n, dtype, &shift)?;
-                    Ok(format!("MatMul '{name}' (with a new bias Add '{add_name}')"))
+                    Ok(format!(
+                        "MatMul '{name}' (with a new bias Add '{add_name}')"
+                    ))
                 }
             }
         }

@@ -100,9 +100,7 @@ fn fold_node(g: &mut Graph, id: NodeId, cx: &mut PassContext) {
         .inputs()
         .iter()
         .flatten()
-        .filter(|&&v| {
-            !g.is_graph_output(v) && g.value(v).uses().iter().all(|u| u.node() == id)
-        })
+        .filter(|&&v| !g.is_graph_output(v) && g.value(v).uses().iter().all(|u| u.node() == id))
         .filter_map(|&v| g.constant(v))
         .map(Tensor::byte_size)
         .sum();

@@ -55,10 +55,10 @@
 use npuopt_ir::{DType, Dim, Graph, NodeId, Op, ValueId};
 
 use crate::change::Change;
-use crate::gate::Proposal;
 use crate::conv_algebra::{
     add_conv, align, bn_as_affine, gcd, read_conv, Geometry, Kernel, NewConv,
 };
+use crate::gate::Proposal;
 use crate::pass::{Pass, PassContext, PassError};
 use crate::rewrite::per_channel_constant;
 
@@ -337,7 +337,9 @@ fn try_merge(g: &mut Graph, root: NodeId, cx: &mut PassContext) {
                 adds_capacity: false,
                 veto: None,
             };
-            cx.admit(g, proposal, growth, |g| Ok(apply(g, root, &tree, x, merged)));
+            cx.admit(g, proposal, growth, |g| {
+                Ok(apply(g, root, &tree, x, merged))
+            });
         }
         Err(why) => cx.skip(
             NAME,

@@ -265,7 +265,9 @@ fn try_merge(g: &mut Graph, root: NodeId, cx: &mut PassContext) {
     let mut bias = vec![0.0; n];
     for l in &leaves {
         w.iter_mut().zip(&l.b).for_each(|(a, b)| *a += l.coef * b);
-        bias.iter_mut().zip(&l.bias).for_each(|(a, b)| *a += l.coef * b);
+        bias.iter_mut()
+            .zip(&l.bias)
+            .for_each(|(a, b)| *a += l.coef * b);
     }
     let rank2 = shape(g, x).is_some_and(|s| s.len() == 2);
     let node_name = g.unique_node_name(&format!("{name}_merged"));

@@ -27,7 +27,7 @@
 //!   bit. `x + (+0)` and `x − (−0)` are not: at `x = −0` they give `+0`,
 //!   and `Reciprocal(x + 0)` at `x = −0` is `+inf` where `Reciprocal(x)` is
 //!   `−inf`. Those two are removed only when the sign of a zero cannot
-//!   reach anything that tells ±0 apart (rule [`zero_sign_observer`]):
+//!   reach anything that tells ±0 apart (`zero_sign_observer`):
 //!   every path from the result goes through ops whose *value* is the same
 //!   for ±0 inputs (Conv, Gemm, MatMul, Add, Mul, Relu, pools, BN, shape
 //!   ops, … — their own zero results may differ in sign only) and ends at

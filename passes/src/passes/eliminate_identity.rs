@@ -20,6 +20,12 @@
 //! * `noop-expand`: Expand to a constant shape that broadcasts to the
 //!   input's own (fully known) shape;
 //! * `single-input`: Concat or Sum of a single input;
+//! * `reshape-reshape`: a Reshape of a Reshape read only by it reads the
+//!   inner one's input instead (a reshape depends only on the element
+//!   order, which neither changes), when the outer shape is a constant
+//!   without 0 (0 copies a dim of the input, which would change); the
+//!   outer one may then be a no-op (LeViT's `bn(x.flatten(0, 1))
+//!   .reshape_as(x)` once the BN is folded);
 //! * `neutral-operand`: `x + 0`, `0 + x`, `x − 0`, `x · 1`, `1 · x`, `x / 1`
 //!   with a constant of zeros (ones) that does not broadcast `x` to a
 //!   bigger shape (TorchScript exports MobileOne's absent identity branch
@@ -65,6 +71,9 @@ impl Pass for EliminateIdentity {
     fn run(&self, model: &mut npuopt_ir::Model, cx: &mut PassContext) -> Result<(), PassError> {
         let g = &mut model.graph;
         for_each_live_node(g, cx, |g, id, cx| {
+            if collapse_reshapes(g, id, cx) {
+                return;
+            }
             let matched = match match_noop(g, id) {
                 Some(rule) => g.node(id).input(0).map(|i| (rule, i, None)),
                 None => match_neutral_operand(g, id),
@@ -454,4 +463,46 @@ fn match_noop(g: &Graph, id: NodeId) -> Option<&'static str> {
         "Concat" | "Sum" => (n.inputs().len() == 1).then_some("single-input"),
         _ => None,
     }
+}
+
+/// `Reshape(Reshape(x, s1), s2)` → `Reshape(x, s2)` (rule
+/// `reshape-reshape`, see the module doc). True when it fired.
+fn collapse_reshapes(g: &mut Graph, id: NodeId, cx: &mut PassContext) -> bool {
+    let n = g.node(id);
+    if n.op_type() != "Reshape" || !(n.domain().is_empty() || n.domain() == "ai.onnx") {
+        return false;
+    }
+    let (Some(mid), Some(shape)) = (n.input(0), n.input(1)) else {
+        return false;
+    };
+    let Some(inner) = g.producer(mid) else {
+        return false;
+    };
+    let inner_node = g.node(inner);
+    if inner_node.op_type() != "Reshape"
+        || !(inner_node.domain().is_empty() || inner_node.domain() == "ai.onnx")
+        || !g.has_single_use(mid)
+        || g.value(mid).uses().iter().any(|u| matches!(u, Use::Capture { .. }))
+    {
+        return false;
+    }
+    let Some(x) = inner_node.input(0) else {
+        return false;
+    };
+    if !const_ints(g, Some(shape)).is_some_and(|s| s.iter().all(|&d| d != 0)) {
+        return false;
+    }
+    let (name, inner_name) = (n.name().to_string(), inner_node.name().to_string());
+    g.set_input(id, 0, Some(x));
+    g.remove_node(inner);
+    cx.record(
+        Change::new(
+            NAME,
+            "reshape-reshape",
+            &[&inner_name, &name],
+            format!("Reshape '{name}' reads the input of Reshape '{inner_name}', which is gone"),
+        )
+        .removed(&[&inner_name]),
+    );
+    true
 }

@@ -10,7 +10,8 @@
 //!
 //! With `s = γ/√(σ²+ε)`, `t = β − s·μ` per channel c:
 //! * **backward** (rule `linear-shape-bn`): the BN reads a linear op's
-//!   output through Reshape/Flatten/Transpose/Squeeze/Unsqueeze. Output
+//!   output through Reshape/Flatten/Transpose/Squeeze/Unsqueeze (or reads
+//!   a MatMul without a bias directly). Output
 //!   channel c of the op is scaled, `W'[c] = s_c·W[c]`, its bias
 //!   `b'_c = s_c·b_c + t_c` (a MatMul without a bias gets an `Add` of
 //!   `b'`, which every runtime fuses into the MatMul). Conv, Gemm and
@@ -36,7 +37,7 @@
 //! (the BN's input for backward, the BN's output for forward); BN and
 //! weights float constants; only the BN's first output read.
 //! `fold-batchnorm` handles a BN right after its linear op; this pass
-//! leaves those alone.
+//! leaves those alone, but for a MatMul without a bias Add.
 
 use npuopt_ir::attr::Attrs;
 use npuopt_ir::op::{BatchNorm, Binary};
@@ -133,11 +134,12 @@ fn try_fold(g: &mut Graph, bn_id: NodeId, bn: &BatchNorm, cx: &mut PassContext) 
     let Some(y) = g.node(bn_id).output(0) else {
         return;
     };
-    // fold-batchnorm's case: a BN right after its linear op.
+    // fold-batchnorm's case: a BN right after its linear op (but a MatMul
+    // without a bias Add needs one, which this pass adds).
     let direct = g.producer(x).is_some_and(|p| {
         matches!(
             g.node(p).op(),
-            Op::Conv(_) | Op::ConvTranspose(_) | Op::Gemm(_) | Op::MatMul
+            Op::Conv(_) | Op::ConvTranspose(_) | Op::Gemm(_)
         )
     });
     let backward = if direct { None } else { backward_chain(g, x) };
@@ -146,6 +148,8 @@ fn try_fold(g: &mut Graph, bn_id: NodeId, bn: &BatchNorm, cx: &mut PassContext) 
             Ok(c) => match bn_as_affine(g, bn_id, bn) {
                 Ok(affine) => match fold_backward(g, &c, &affine) {
                     Ok(note) => {
+                        // Read again: a new bias Add may now sit before the BN.
+                        let x = g.node(bn_id).input(0).expect("the BN's input");
                         crate::rewrite::bypass(g, bn_id, x);
                         cx.record(
                             Change::new(
@@ -225,7 +229,8 @@ fn backward_chain(g: &Graph, x: ValueId) -> Option<Result<Chain, String>> {
         v = g.node(p).input(0)?;
         p = g.producer(v)?;
     }
-    if shape_ops.is_empty() || !g.has_single_use(v) {
+    let bare_matmul = matches!(g.node(p).op(), Op::MatMul);
+    if shape_ops.is_empty() && !bare_matmul || !g.has_single_use(v) {
         return None;
     }
     // A MatMul's bias Add counts as part of the linear op.

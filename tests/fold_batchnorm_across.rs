@@ -237,6 +237,24 @@ impl Skips for npuopt_passes::PipelineReport {
 fn levit_keeps_no_batchnorm() {
     real_case("levit_ts.onnx", 0, true);
     real_case("levit_dynamo.onnx", 0, true);
+    // Both exporters end as the same graph: 48 BN folded (46 through the
+    // flatten/reshape_as pair, which then goes too), the two heads one Gemm.
+    for name in ["levit_ts.onnx", "levit_dynamo.onnx"] {
+        let (m, _, _) = default_pipeline(name);
+        let ops = [
+            ("MatMul", 68),
+            ("Gemm", 1),
+            ("Add", 66),
+            ("Reshape", 29),
+            ("Flatten", 0),
+            ("Transpose", 45),
+            ("Conv", 4),
+        ];
+        for (op, n) in ops {
+            assert_eq!(count(&m, op), n, "{name}: {op}");
+        }
+        assert_eq!(m.graph.node_count(), 276, "{name}");
+    }
 }
 
 #[test]

@@ -20,9 +20,9 @@
 //! * `noop-expand`: Expand to a constant shape that broadcasts to the
 //!   input's own (fully known) shape;
 //! * `single-input`: Concat or Sum of a single input;
-//! * `reshape-reshape`: a Reshape of a Reshape read only by it reads the
-//!   inner one's input instead (a reshape depends only on the element
-//!   order, which neither changes), when the outer shape is a constant
+//! * `reshape-reshape`: a Reshape of a Reshape, Flatten, Squeeze or
+//!   Unsqueeze read only by it reads the inner one's input instead (a
+//!   reshape depends only on the element order, which none changes), when the outer shape is a constant
 //!   without 0 (0 copies a dim of the input, which would change); the
 //!   outer one may then be a no-op (LeViT's `bn(x.flatten(0, 1))
 //!   .reshape_as(x)` once the BN is folded);
@@ -479,7 +479,11 @@ fn collapse_reshapes(g: &mut Graph, id: NodeId, cx: &mut PassContext) -> bool {
         return false;
     };
     let inner_node = g.node(inner);
-    if inner_node.op_type() != "Reshape"
+    let reshaping = matches!(
+        inner_node.op_type(),
+        "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze"
+    );
+    if !reshaping
         || !(inner_node.domain().is_empty() || inner_node.domain() == "ai.onnx")
         || !g.has_single_use(mid)
         || g.value(mid).uses().iter().any(|u| matches!(u, Use::Capture { .. }))
@@ -493,6 +497,7 @@ fn collapse_reshapes(g: &mut Graph, id: NodeId, cx: &mut PassContext) -> bool {
         return false;
     }
     let (name, inner_name) = (n.name().to_string(), inner_node.name().to_string());
+    let inner_op = inner_node.op_type().to_string();
     g.set_input(id, 0, Some(x));
     g.remove_node(inner);
     cx.record(
@@ -500,7 +505,9 @@ fn collapse_reshapes(g: &mut Graph, id: NodeId, cx: &mut PassContext) -> bool {
             NAME,
             "reshape-reshape",
             &[&inner_name, &name],
-            format!("Reshape '{name}' reads the input of Reshape '{inner_name}', which is gone"),
+            format!(
+                "Reshape '{name}' reads the input of {inner_op} '{inner_name}', which is gone"
+            ),
         )
         .removed(&[&inner_name]),
     );

@@ -202,9 +202,9 @@ fn default_pipeline(name: &str) -> (npuopt::ir::Model, npuopt_passes::PipelineRe
     (m, r, bytes)
 }
 
-/// `verify`: check the result with tract (the LeViT exports run
-/// unoptimized: tract's declutter fails on them, "Invalid axis").
-fn real_case(name: &str, bn_left: usize, verify: bool) {
+/// The default pipeline leaves `bn_left` BNs and tract agrees (the LeViT
+/// exports run unoptimized: tract's declutter fails on them).
+fn real_case(name: &str, bn_left: usize) {
     let (m, r, bytes) = default_pipeline(name);
     assert_eq!(
         count(&m, "BatchNormalization"),
@@ -212,11 +212,9 @@ fn real_case(name: &str, bn_left: usize, verify: bool) {
         "{name}: {:?}",
         r.report_skips()
     );
-    if verify {
-        let after = m.to_bytes().unwrap();
-        let v = npuopt::verify::verify_bytes(&bytes, &after, &Default::default()).unwrap();
-        assert!(v.passed, "{name}: {:?}", v.outputs);
-    }
+    let after = m.to_bytes().unwrap();
+    let v = npuopt::verify::verify_bytes(&bytes, &after, &Default::default()).unwrap();
+    assert!(v.passed, "{name}: {:?}", v.outputs);
 }
 
 trait Skips {
@@ -235,8 +233,8 @@ impl Skips for npuopt_passes::PipelineReport {
 
 #[test]
 fn levit_keeps_no_batchnorm() {
-    real_case("levit_ts.onnx", 0, true);
-    real_case("levit_dynamo.onnx", 0, true);
+    real_case("levit_ts.onnx", 0);
+    real_case("levit_dynamo.onnx", 0);
     // Both exporters end as the same graph: 48 BN folded (46 through the
     // flatten/reshape_as pair, which then goes too), the two heads one Gemm.
     for name in ["levit_ts.onnx", "levit_dynamo.onnx"] {
@@ -259,6 +257,6 @@ fn levit_keeps_no_batchnorm() {
 
 #[test]
 fn distillation_head_keeps_no_batchnorm() {
-    real_case("distill_head_ts.onnx", 0, true);
-    real_case("distill_head_dynamo.onnx", 0, true);
+    real_case("distill_head_ts.onnx", 0);
+    real_case("distill_head_dynamo.onnx", 0);
 }

@@ -33,13 +33,12 @@ struct Head {
 }
 
 fn head() -> impl Strategy<Value = Head> {
-    let branch = (0..4usize, any::<bool>(), any::<bool>()).prop_map(|(kind, scale, bn_after)| {
-        Branch {
+    let branch =
+        (0..4usize, any::<bool>(), any::<bool>()).prop_map(|(kind, scale, bn_after)| Branch {
             kind,
             scale,
             bn_after,
-        }
-    });
+        });
     (
         any::<bool>(),
         2..9i64,
@@ -49,15 +48,17 @@ fn head() -> impl Strategy<Value = Head> {
         any::<bool>(),
         any::<bool>(),
     )
-        .prop_map(|(rank3, k, n, bn_before, branches, subtract, divide)| Head {
-            rank3,
-            k,
-            n,
-            bn_before,
-            branches,
-            subtract,
-            divide,
-        })
+        .prop_map(
+            |(rank3, k, n, bn_before, branches, subtract, divide)| Head {
+                rank3,
+                k,
+                n,
+                bn_before,
+                branches,
+                subtract,
+                divide,
+            },
+        )
 }
 
 const T: i64 = 5;

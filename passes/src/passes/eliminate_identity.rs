@@ -486,7 +486,10 @@ fn collapse_reshapes(g: &mut Graph, id: NodeId, cx: &mut PassContext) -> bool {
     if !reshaping
         || !(inner_node.domain().is_empty() || inner_node.domain() == "ai.onnx")
         || !g.has_single_use(mid)
-        || g.value(mid).uses().iter().any(|u| matches!(u, Use::Capture { .. }))
+        || g.value(mid)
+            .uses()
+            .iter()
+            .any(|u| matches!(u, Use::Capture { .. }))
     {
         return false;
     }
@@ -505,9 +508,7 @@ fn collapse_reshapes(g: &mut Graph, id: NodeId, cx: &mut PassContext) -> bool {
             NAME,
             "reshape-reshape",
             &[&inner_name, &name],
-            format!(
-                "Reshape '{name}' reads the input of {inner_op} '{inner_name}', which is gone"
-            ),
+            format!("Reshape '{name}' reads the input of {inner_op} '{inner_name}', which is gone"),
         )
         .removed(&[&inner_name]),
     );

@@ -144,37 +144,35 @@ fn try_fold(g: &mut Graph, bn_id: NodeId, bn: &BatchNorm, cx: &mut PassContext) 
     });
     let backward = if direct { None } else { backward_chain(g, x) };
     if let Some(chain) = backward {
-        let (rule, why) = match chain {
-            Ok(c) => match bn_as_affine(g, bn_id, bn) {
-                Ok(affine) => match fold_backward(g, &c, &affine) {
-                    Ok(note) => {
-                        // Read again: a new bias Add may now sit before the BN.
-                        let x = g.node(bn_id).input(0).expect("the BN's input");
-                        crate::rewrite::bypass(g, bn_id, x);
-                        cx.record(
-                            Change::new(
-                                NAME,
-                                "linear-shape-bn",
-                                &[&c.linear_name, &name],
-                                format!("folded BN '{name}' into {note}"),
-                            )
-                            .removed(&[&name]),
-                        );
-                        return;
-                    }
-                    Err(why) => ("linear-shape-bn", why),
-                },
-                Err(why) => ("linear-shape-bn", why),
-            },
-            Err(why) => ("linear-shape-bn", why),
-        };
-        cx.skip(
-            NAME,
-            rule,
-            &name,
-            format!("BN '{name}' is not folded into the op before it: {why}"),
-        );
-        // Forward may still work.
+        let result = chain.and_then(|c| {
+            let affine = bn_as_affine(g, bn_id, bn)?;
+            let note = fold_backward(g, &c, &affine)?;
+            Ok((c, note))
+        });
+        match result {
+            Ok((c, note)) => {
+                // Read again: a new bias Add may now sit before the BN.
+                let x = g.node(bn_id).input(0).expect("the BN's input");
+                crate::rewrite::bypass(g, bn_id, x);
+                cx.record(
+                    Change::new(
+                        NAME,
+                        "linear-shape-bn",
+                        &[&c.linear_name, &name],
+                        format!("folded BN '{name}' into {note}"),
+                    )
+                    .removed(&[&name]),
+                );
+                return;
+            }
+            // Forward may still work.
+            Err(why) => cx.skip(
+                NAME,
+                "linear-shape-bn",
+                &name,
+                format!("BN '{name}' is not folded into the op before it: {why}"),
+            ),
+        }
     }
     let Some(chain) = forward_chain(g, y) else {
         return;

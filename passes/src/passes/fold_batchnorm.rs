@@ -36,7 +36,8 @@
 //!
 //! Weights are folded in f64 and stored back in their own dtype (f16, bf16,
 //! f32 or f64). A weight shared with another node is not changed in place:
-//! the folded copy is a new initializer.
+//! the folded copy would be a new initializer, a second copy — so without
+//! a target it is not folded (nothing gets heavier), with one it is.
 //!
 //! A standalone BN (no foldable producer: the identity branch of
 //! RepVGG/MobileOne/RepGhost blocks) is left as a BatchNormalization node.
@@ -48,7 +49,9 @@ use npuopt_ir::{DType, Graph, NodeId, Op, ValueId};
 
 use crate::change::Change;
 use crate::pass::{for_each_live_node, Pass, PassContext, PassError};
-use crate::rewrite::{const_f64, per_channel_constant, set_constant_input, single_consumer};
+use crate::rewrite::{
+    const_f64, per_channel_constant, set_constant_input, shared_weight, single_consumer,
+};
 
 pub struct FoldBatchNorm;
 
@@ -126,6 +129,11 @@ fn fold_bn(g: &mut Graph, id: NodeId, bn: &BatchNorm, cx: &mut PassContext) {
         Ok(a) => a,
         Err(why) => return skip(cx, format!("BN '{name}' is not folded: {why}")),
     };
+    if cx.target().is_none() {
+        if let Some(why) = weight_node(g, producer).and_then(|w| shared_weight(g, w)) {
+            return skip(cx, format!("BN '{name}' is not folded: {why}"));
+        }
+    }
     let folded = match producer_op {
         Op::Conv(_) => fold_into_conv(g, producer, &affine, false),
         Op::ConvTranspose(_) => fold_into_conv(g, producer, &affine, true),
@@ -533,6 +541,16 @@ fn fold_affine(g: &mut Graph, id: NodeId, cx: &mut PassContext) {
         return;
     }
     let producer_name = g.node(producer).name().to_string();
+    if cx.target().is_none() {
+        if let Some(why) = weight_node(g, producer).and_then(|w| shared_weight(g, w)) {
+            return cx.skip(
+                NAME,
+                "linear-affine",
+                &name,
+                format!("{what} '{name}' is not folded into '{producer_name}': {why}"),
+            );
+        }
+    }
     let folded = match g.node(producer).op().clone() {
         Op::Conv(_) => fold_into_conv(g, producer, &affine, false),
         Op::Gemm(ref gemm) => fold_into_gemm(g, producer, gemm, &affine),
@@ -600,4 +618,17 @@ fn per_last_axis_constant(g: &Graph, v: ValueId, n: usize, rank: usize) -> Optio
     }
     let (last, rest) = dims.split_last()?;
     (*last as usize == n && rest.iter().all(|&d| d == 1)).then_some(vals)
+}
+
+/// The node holding the weight of a linear producer: itself, or the MatMul
+/// behind a bias Add.
+fn weight_node(g: &Graph, producer: NodeId) -> Option<NodeId> {
+    match g.node(producer).op() {
+        Op::Add(_) => [g.node(producer).input(0), g.node(producer).input(1)]
+            .into_iter()
+            .flatten()
+            .filter_map(|v| g.producer(v))
+            .find(|&p| matches!(g.node(p).op(), Op::MatMul)),
+        _ => Some(producer),
+    }
 }

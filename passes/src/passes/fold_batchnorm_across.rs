@@ -33,7 +33,9 @@
 //! splits or merges the channel axis (`[N,C,H,W] → [N,C·H·W]`) refuses the
 //! fold, with the reason.
 //!
-//! Preconditions: shapes along the way known; every intermediate read once
+//! Preconditions: without a target, a weight no other node reads (else the
+//! folded weight is a second copy); shapes along the way known; every
+//! intermediate read once
 //! (the BN's input for backward, the BN's output for forward); BN and
 //! weights float constants; only the BN's first output read.
 //! `fold-batchnorm` handles a BN right after its linear op; this pass
@@ -46,7 +48,7 @@ use npuopt_ir::{Graph, NodeId, Op, ValueId};
 use crate::change::Change;
 use crate::conv_algebra::bn_as_affine;
 use crate::pass::{for_each_live_node, Pass, PassContext, PassError};
-use crate::rewrite::{const_f64, set_constant_input, single_consumer};
+use crate::rewrite::{const_f64, set_constant_input, shared_weight, single_consumer};
 
 pub struct FoldBatchNormAcross;
 
@@ -146,6 +148,11 @@ fn try_fold(g: &mut Graph, bn_id: NodeId, bn: &BatchNorm, cx: &mut PassContext) 
     if let Some(chain) = backward {
         let result = chain.and_then(|c| {
             let affine = bn_as_affine(g, bn_id, bn)?;
+            if cx.target().is_none() {
+                if let Some(why) = shared_weight(g, c.linear) {
+                    return Err(why);
+                }
+            }
             let note = fold_backward(g, &c, &affine)?;
             Ok((c, note))
         });
@@ -179,6 +186,11 @@ fn try_fold(g: &mut Graph, bn_id: NodeId, bn: &BatchNorm, cx: &mut PassContext) 
     };
     let result = chain.and_then(|c| {
         let affine = bn_as_affine(g, bn_id, bn)?;
+        if cx.target().is_none() {
+            if let Some(why) = shared_weight(g, c.linear) {
+                return Err(why);
+            }
+        }
         let note = fold_forward(g, &c, &affine)?;
         Ok((c, note))
     });

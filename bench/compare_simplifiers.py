@@ -1,19 +1,26 @@
 #!/usr/bin/env python3
-"""Times npuopt's default pipeline (no verification) against onnxsim and
-onnxslim on the same full-size exports, in the same run, and prints the
-ratios of wall time and peak memory. A benchmark, not a test: it never fails
-on a slow machine.
+"""Times npuopt's default pipeline (no verification) against onnxslim and
+onnxsim on the same full-size exports, in the same run, and prints the
+ratios of wall time and peak memory; then npuopt's plain round trip
+(`--passes none`) in GB/s of file, with the fsync the command does and
+without it, and peak RSS over the file's size. A benchmark, not a test: it
+never fails on a slow machine.
 
-    python3 bench/compare_simplifiers.py [MODEL.onnx ...]
+    python3 bench/compare_simplifiers.py [--runs N] [MODEL.onnx ...]
 
 Defaults to bench/models/{mobileone_s0,repvgg_a0,resnet18}_ts.onnx (made by
-fixtures/scripts/make_real_models.py --full). npuopt is the release build of
-the bench binary `pipeline` (cargo build --release -p npuopt-bench); onnxsim
-and onnxslim run only if installed. Wall time and peak RSS come from GNU
-time for each process as a whole (interpreter start-up included for the
-Python tools, as a user sees it).
+bench/make_zoo.py). npuopt is the release build of the command itself
+(`npuopt -q optimize IN -o OUT --no-verify`, what a user runs; built with
+cargo build --release if missing); the no-fsync round trip is the bench
+binary `roundtrip` (same import and export, WriteOptions::skip_sync).
+onnxsim and onnxslim run only if installed (on PATH or beside this
+Python). Wall time and peak RSS come from GNU time for each process as a
+whole (interpreter start-up included for the Python tools, as a user sees
+it); each figure is the median of --runs runs (default 3; the Python tools
+run once unless --runs-python is given).
 """
 import os
+import statistics
 import shutil
 import subprocess
 import sys
@@ -35,45 +42,110 @@ def timed(cmd):
         return float(wall), int(kib) / 1024.0, out.stdout.strip()
 
 
+def median_timed(cmd, runs):
+    """Median wall and peak RSS of `runs` runs (None if any run failed)."""
+    walls, rss = [], []
+    for _ in range(runs):
+        w, m, _ = timed(cmd)
+        if w is None:
+            return None, None
+        walls.append(w)
+        rss.append(m)
+    return statistics.median(walls), statistics.median(rss)
+
+
 def node_count(path):
     import onnx
     return len(onnx.load(path, load_external_data=False).graph.node)
 
 
-def main():
-    models = sys.argv[1:] or DEFAULT
-    target_dir = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
-    npuopt = os.path.join(target_dir, "release", "pipeline")
-    if not os.path.exists(npuopt):
-        subprocess.run(["cargo", "build", "--release", "-q", "-p", "npuopt-bench", "--bin", "pipeline"],
+def tool(name):
+    here = os.path.join(os.path.dirname(sys.executable), name)
+    return here if os.path.exists(here) else shutil.which(name)
+
+
+def release_bin(target_dir, name, package):
+    path = os.path.join(target_dir, "release", name)
+    if not os.path.exists(path):
+        subprocess.run(["cargo", "build", "--release", "-q", "-p", package, "--bin", name],
                        cwd=ROOT, check=True)
-    tools = [("npuopt", lambda i, o: [npuopt, i, o])]
-    if shutil.which("onnxslim"):
-        tools.append(("onnxslim", lambda i, o: ["onnxslim", i, o]))
-    if shutil.which("onnxsim"):
-        tools.append(("onnxsim", lambda i, o: ["onnxsim", i, o]))
-    print(f"{'model':<28} {'MiB':>6} {'tool':<9} {'nodes':>12} {'wall s':>7} {'peak MiB':>9} {'RSS/file':>8}")
+    return path
+
+
+def nosync_gbps(roundtrip, model):
+    """The no-fsync round-trip GB/s the `roundtrip` bench prints for `model`."""
+    out = subprocess.run([roundtrip, model], capture_output=True, text=True)
+    for line in out.stdout.splitlines()[1:]:
+        cols = line.split()
+        if len(cols) >= 9:
+            return float(cols[6])
+    return None
+
+
+def main():
+    args = sys.argv[1:]
+    runs, runs_py = 3, 1
+    while args and args[0].startswith("--runs"):
+        flag, value = args[0], int(args[1])
+        if flag == "--runs":
+            runs = value
+        else:
+            runs_py = value
+        args = args[2:]
+    models = args or DEFAULT
+    target_dir = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+    npuopt = release_bin(target_dir, "npuopt", "npuopt")
+    roundtrip = release_bin(target_dir, "roundtrip", "npuopt-bench")
+    tools = [("npuopt", runs, lambda i, o: [npuopt, "-q", "optimize", i, "-o", o, "--no-verify"])]
+    for name in ("onnxslim", "onnxsim"):
+        exe = tool(name)
+        if exe:
+            tools.append((name, runs_py, lambda i, o, exe=exe: [exe, i, o]))
+    print(f"{'model':<34} {'MiB':>6} {'tool':<9} {'nodes':>12} {'wall s':>7} {'peak MiB':>9} {'RSS/file':>8}")
+    summary = []
     for model in models:
+        base = os.path.basename(model)
         if not os.path.exists(model):
-            print(f"{os.path.basename(model)}: missing (run make_real_models.py --full)")
+            print(f"{base}: missing (run bench/make_zoo.py)")
             continue
         size = os.path.getsize(model) / 2**20
         results = {}
         with tempfile.TemporaryDirectory() as d:
-            for name, cmd in tools:
+            for name, n, cmd in tools:
                 out = os.path.join(d, f"{name}.onnx")
-                wall, rss, _ = timed(cmd(model, out))
+                wall, rss = median_timed(cmd(model, out), n)
                 if wall is None:
-                    print(f"{os.path.basename(model):<28} {size:>6.1f} {name:<9} failed")
+                    print(f"{base:<34} {size:>6.1f} {name:<9} failed")
                     continue
                 nodes = f"{node_count(model)}→{node_count(out)}"
                 results[name] = (wall, rss)
-                print(f"{os.path.basename(model):<28} {size:>6.1f} {name:<9} {nodes:>12} {wall:>7.2f} {rss:>9.1f} {rss / size:>8.2f}")
+                print(f"{base:<34} {size:>6.1f} {name:<9} {nodes:>12} {wall:>7.2f} {rss:>9.1f} {rss / size:>8.2f}")
+            # The plain round trip: the command with --passes none (fsync
+            # included), and the bench's import + export without the fsync.
+            out = os.path.join(d, "none.onnx")
+            wall, rss = median_timed([npuopt, "-q", "optimize", model, "-o", out,
+                                      "--no-verify", "--passes", "none"], runs)
+        ratio = {}
         if "npuopt" in results:
             w0, m0 = results["npuopt"]
             for name, (w, m) in results.items():
                 if name != "npuopt":
-                    print(f"{'':<28} {'':>6} npuopt vs {name}: {w / max(w0, 1e-3):.1f}× faster, {m / m0:.1f}× less memory")
+                    ratio[name] = w / max(w0, 1e-3)
+                    print(f"{'':<34} {'':>6} npuopt vs {name}: {ratio[name]:.1f}× faster, {m / m0:.1f}× less memory")
+        nosync = nosync_gbps(roundtrip, model)
+        if wall is not None:
+            gbps = size * 2**20 / wall / 1e9
+            print(f"{'':<34} {'':>6} round trip (--passes none): {gbps:.2f} GB/s with fsync, "
+                  f"{nosync if nosync is not None else float('nan'):.2f} GB/s without, "
+                  f"peak {rss:.1f} MiB = {rss / size:.2f}× the file")
+        summary.append((base, size, results.get("npuopt"), ratio.get("onnxslim"), ratio.get("onnxsim")))
+    if summary:
+        print()
+        print(f"{'model':<34} {'MiB':>6} {'npuopt s':>9} {'RSS/file':>8} {'×onnxslim':>10} {'×onnxsim':>9}")
+        for base, size, r, slim, sim in summary:
+            fmt = lambda x: f"{x:.1f}" if x is not None else "—"
+            print(f"{base:<34} {size:>6.1f} {r[0] if r else float('nan'):>9.2f} "
+                  f"{(r[1] / size) if r else float('nan'):>8.2f} {fmt(slim):>10} {fmt(sim):>9}")
 
 
 if __name__ == "__main__":

@@ -108,6 +108,7 @@ fn external_data_round_trip() {
                 location: "ext.onnx.data".into(),
                 min_bytes: 256,
             }),
+            ..Default::default()
         };
         model.write(&out, &opts).unwrap();
         let raw = ModelProto::decode(Bytes::from(std::fs::read(&out).unwrap())).unwrap();
@@ -142,6 +143,7 @@ fn external_data_location_must_stay_in_the_output_folder() {
             location: "../escape.data".into(),
             min_bytes: 0,
         }),
+        ..Default::default()
     };
     let err = model.write(&dir.path().join("m.onnx"), &opts).unwrap_err();
     assert!(

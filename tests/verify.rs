@@ -125,6 +125,7 @@ fn write(m: &ModelProto, path: &Path, external_min: Option<u64>) {
             location: "weights.bin".into(),
             min_bytes,
         }),
+        ..Default::default()
     };
     write_proto(m.clone(), path, &opts).expect("write model");
 }

@@ -41,6 +41,11 @@ pub struct WriteOptions {
     /// external only if the model would pass protobuf's 2 GiB limit (then to
     /// `<model file name>.data`).
     pub external: Option<ExternalData>,
+    /// Do not fsync before the rename. The output is still never partial
+    /// (it is renamed into place), but a power loss right after the run may
+    /// lose it. For benchmarks that time the encoder, not the disk; the
+    /// command line always syncs.
+    pub skip_sync: bool,
 }
 
 pub fn value_info_proto(name: &str, ty: &TensorType) -> ValueInfoProto {
@@ -210,7 +215,9 @@ pub fn write_proto(mut m: ModelProto, path: &Path, opts: &WriteOptions) -> Resul
         m.encode(&mut sink).map_err(|e| werr(e.to_string()))?;
         sink.finish().map_err(|e| werr(e.to_string()))?
     };
-    tmp.as_file().sync_all().map_err(|e| werr(e.to_string()))?;
+    if !opts.skip_sync {
+        tmp.as_file().sync_all().map_err(|e| werr(e.to_string()))?;
+    }
     if let Some((data_tmp, target)) = data_file {
         data_tmp
             .persist(&target)

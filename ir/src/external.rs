@@ -4,7 +4,7 @@
 //! absolute path, a `..` component or a link that leads out is refused, so a
 //! model cannot make npuopt read arbitrary files.
 
-use std::io::{Read, Seek, SeekFrom};
+use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 
 use bytes::Bytes;
@@ -61,9 +61,28 @@ pub fn resolve(base: &Path, location: &str) -> std::result::Result<PathBuf, Stri
     Ok(canon)
 }
 
+/// The side files of one model, each read (mapped) once however many
+/// tensors it holds: a tensor's bytes are a slice of its file's buffer.
+#[derive(Default)]
+pub struct Files {
+    open: HashMap<PathBuf, Bytes>,
+}
+
+impl Files {
+    fn get(&mut self, path: &Path) -> std::io::Result<Bytes> {
+        if let Some(b) = self.open.get(path) {
+            return Ok(b.clone());
+        }
+        let b = crate::mapped::read(path)?;
+        self.open.insert(path.to_path_buf(), b.clone());
+        Ok(b)
+    }
+}
+
 /// Reads an external tensor's bytes into `raw_data` and clears the external
-/// fields: from here on the tensor is an ordinary in-memory tensor.
-pub fn load(t: &mut TensorProto, base: Option<&Path>) -> Result<()> {
+/// fields: from here on the tensor is an ordinary in-memory tensor, its
+/// payload a slice of the side file (mapped once, through `files`).
+pub fn load(t: &mut TensorProto, base: Option<&Path>, files: &mut Files) -> Result<()> {
     let location = entry(t, "location")
         .ok_or_else(|| err(t, "no 'location' entry".into()))?
         .to_string();
@@ -85,11 +104,10 @@ pub fn load(t: &mut TensorProto, base: Option<&Path>) -> Result<()> {
     let offset = parse("offset")?.unwrap_or(0);
     let length = parse("length")?;
     let path = resolve(base, &location).map_err(|m| err(t, m))?;
-    let mut f = std::fs::File::open(&path).map_err(|e| err(t, format!("'{location}': {e}")))?;
-    let size = f
-        .metadata()
-        .map_err(|e| err(t, format!("'{location}': {e}")))?
-        .len();
+    let data = files
+        .get(&path)
+        .map_err(|e| err(t, format!("'{location}': {e}")))?;
+    let size = data.len() as u64;
     let length = length.unwrap_or(size.saturating_sub(offset));
     if offset.checked_add(length).is_none_or(|end| end > size) {
         return Err(err(
@@ -100,11 +118,7 @@ pub fn load(t: &mut TensorProto, base: Option<&Path>) -> Result<()> {
             ),
         ));
     }
-    let mut buf = vec![0u8; length as usize];
-    f.seek(SeekFrom::Start(offset))
-        .and_then(|_| f.read_exact(&mut buf))
-        .map_err(|e| err(t, format!("'{location}': {e}")))?;
-    t.raw_data = Some(Bytes::from(buf));
+    t.raw_data = Some(data.slice(offset as usize..(offset + length) as usize));
     t.external_data.clear();
     t.data_location = None;
     Ok(())

@@ -445,7 +445,13 @@ impl Graph {
         let ty = TensorType::new(tensor.dtype(), tensor.dims());
         let val = self.value_mut(v);
         val.ty = Some(ty);
-        val.initializer = Some(Box::new(tensor));
+        if let Some(old) = val.initializer.replace(Box::new(tensor)) {
+            // The old weight's pages in the mapped input are not needed
+            // while the new one is held (see `mapped::release`).
+            if let Some(raw) = &old.proto().raw_data {
+                crate::mapped::release(raw);
+            }
+        }
     }
 
     /// Turns the node output `v` into an initializer holding `tensor`, keeping
@@ -704,7 +710,14 @@ impl Graph {
         if self.initializers_are_inputs {
             self.inputs.retain(|(x, _)| *x != v);
         }
-        self.values[v.index()] = None;
+        if let Some(raw) = self.values[v.index()]
+            .take()
+            .and_then(|val| val.initializer)
+            .and_then(|t| t.into_proto().raw_data)
+        {
+            // A dropped weight's pages in the mapped input are not needed.
+            crate::mapped::release(&raw);
+        }
     }
 
     pub(crate) fn node_mut(&mut self, id: NodeId) -> &mut Node {

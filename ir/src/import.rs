@@ -24,9 +24,10 @@ use crate::tensor::Tensor;
 use crate::value::Use;
 
 /// Reads and validates the model at `path`; external data is resolved
-/// against the file's folder.
+/// against the file's folder. The file is memory-mapped (see
+/// [`crate::mapped`]): tensors are slices of the mapping.
 pub fn load(path: &Path) -> Result<Model> {
-    let bytes = std::fs::read(path).map_err(|source| IrError::Io {
+    let bytes = crate::mapped::read(path).map_err(|source| IrError::Io {
         path: path.to_path_buf(),
         source,
     })?;
@@ -37,7 +38,7 @@ pub fn load(path: &Path) -> Result<Model> {
             p
         }
     });
-    from_bytes(Bytes::from(bytes), dir)
+    from_bytes(bytes, dir)
 }
 
 /// Decodes a `ModelProto` without building the IR.
@@ -56,20 +57,22 @@ pub fn from_proto(mut proto: ModelProto, dir: Option<&Path>) -> Result<Model> {
     let mut g = proto.graph.take().ok_or(IrError::NoGraph)?;
     let opset = opset_of(&proto, "").unwrap_or(if proto.opset_import.is_empty() { 1 } else { 0 });
 
+    let mut files = external::Files::default();
     for t in g.initializer.iter_mut() {
         if external::is_external(t) {
-            external::load(t, dir)?;
+            external::load(t, dir, &mut files)?;
         }
     }
     for n in g.node.iter_mut() {
         for a in n.attribute.iter_mut() {
             if let Some(t) = a.t.as_mut() {
                 if external::is_external(t) {
-                    external::load(t, dir)?;
+                    external::load(t, dir, &mut files)?;
                 }
             }
         }
     }
+    drop(files);
 
     let mut graph = Graph {
         opset,

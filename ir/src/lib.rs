@@ -31,6 +31,7 @@ pub mod ids;
 pub mod import;
 pub mod infer;
 pub mod macs;
+pub mod mapped;
 pub mod model;
 pub mod node;
 pub mod op;

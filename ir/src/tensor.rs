@@ -12,14 +12,29 @@ use crate::hash::Fnv64;
 use crate::proto::tensor_proto::DataType;
 use crate::proto::TensorProto;
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct Tensor {
     proto: TensorProto,
+    /// [`Tensor::count_nonzero`], computed on first use: the cost model
+    /// asks it of every weight on every estimate, and a weight's values do
+    /// not change while it is shared (a pass makes a new tensor). Cleared by
+    /// [`Tensor::proto_mut`].
+    nonzero: std::sync::OnceLock<Result<u64, String>>,
+}
+
+/// Tensors are equal when their protos are: the cache is not content.
+impl PartialEq for Tensor {
+    fn eq(&self, other: &Tensor) -> bool {
+        self.proto == other.proto
+    }
 }
 
 impl Tensor {
     pub fn from_proto(proto: TensorProto) -> Tensor {
-        Tensor { proto }
+        Tensor {
+            proto,
+            nonzero: std::sync::OnceLock::new(),
+        }
     }
 
     pub fn proto(&self) -> &TensorProto {
@@ -27,6 +42,7 @@ impl Tensor {
     }
 
     pub fn proto_mut(&mut self) -> &mut TensorProto {
+        self.nonzero = std::sync::OnceLock::new();
         &mut self.proto
     }
 
@@ -36,15 +52,13 @@ impl Tensor {
 
     /// A tensor of `dtype` from little-endian `raw` bytes.
     pub fn from_raw(name: &str, dtype: DType, dims: &[i64], raw: Bytes) -> Tensor {
-        Tensor {
-            proto: TensorProto {
-                dims: dims.to_vec(),
-                data_type: Some(dtype.0),
-                name: Some(name.to_string()),
-                raw_data: Some(raw),
-                ..Default::default()
-            },
-        }
+        Tensor::from_proto(TensorProto {
+            dims: dims.to_vec(),
+            data_type: Some(dtype.0),
+            name: Some(name.to_string()),
+            raw_data: Some(raw),
+            ..Default::default()
+        })
     }
 
     pub fn from_f32(name: &str, dims: &[i64], data: &[f32]) -> Tensor {
@@ -54,37 +68,66 @@ impl Tensor {
     /// Stores f32 values in `dtype` (f32, f16, bf16 or f64): passes compute in
     /// f32 or better and write back in the model's own precision.
     pub fn from_f32_as(name: &str, dtype: DType, dims: &[i64], data: &[f32]) -> Tensor {
-        let raw: Vec<u8> = match dtype.known() {
-            Some(DataType::Float16) => data
-                .iter()
-                .flat_map(|&v| f32_to_f16(v).to_le_bytes())
-                .collect(),
-            Some(DataType::Bfloat16) => data
-                .iter()
-                .flat_map(|&v| f32_to_bf16(v).to_le_bytes())
-                .collect(),
-            Some(DataType::Double) => data
-                .iter()
-                .flat_map(|&v| (v as f64).to_le_bytes())
-                .collect(),
-            _ => data.iter().flat_map(|&v| v.to_le_bytes()).collect(),
-        };
-        let dtype = if dtype.is_float() {
-            dtype
-        } else {
-            DType::FLOAT
-        };
-        Self::from_raw(name, dtype, dims, Bytes::from(raw))
+        let raw = raw_from_f32s(dtype, data.len(), data.iter().copied());
+        Self::from_raw(name, float_or_f32(dtype), dims, Bytes::from(raw))
     }
 
     /// Stores f64 values in `dtype` (f32, f16, bf16 or f64), rounding once.
     pub fn from_f64_as(name: &str, dtype: DType, dims: &[i64], data: &[f64]) -> Tensor {
         if dtype.known() == Some(DataType::Double) {
-            let raw: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+            let raw = raw_from_f64s(data.len(), data.iter().copied());
             return Self::from_raw(name, dtype, dims, Bytes::from(raw));
         }
-        let narrowed: Vec<f32> = data.iter().map(|&v| v as f32).collect();
-        Self::from_f32_as(name, dtype, dims, &narrowed)
+        let raw = raw_from_f32s(dtype, data.len(), data.iter().map(|&v| v as f32));
+        Self::from_raw(name, float_or_f32(dtype), dims, Bytes::from(raw))
+    }
+
+    /// A float tensor of the same dtype and dims whose element `i` is
+    /// `f(i, x)`, `x` the element widened to f64 as [`Tensor::to_f64`]
+    /// reads it, the result rounded once as [`Tensor::from_f64_as`] stores
+    /// it — the same bytes as `from_f64_as(name, dtype, dims, &mapped)` —
+    /// computed straight into the new tensor's buffer: a weight is read
+    /// once and written once, with no f64 copy of it in between.
+    pub fn map_f64(
+        &self,
+        name: &str,
+        mut f: impl FnMut(usize, f64) -> f64,
+    ) -> Result<Tensor, String> {
+        let dtype = self.dtype();
+        let n = self.numel().ok_or("dims overflow")? as usize;
+        let raw = match (&self.proto.raw_data, dtype.known()) {
+            (Some(raw), Some(DataType::Float)) if raw.len() == n * 4 => {
+                let values = chunks::<4>(raw).map(|b| f32::from_le_bytes(b) as f64);
+                raw_from_f32s(dtype, n, values.enumerate().map(|(i, x)| f(i, x) as f32))
+            }
+            (Some(raw), Some(DataType::Float16)) if raw.len() == n * 2 => {
+                let values = chunks::<2>(raw).map(|b| f16_to_f32(u16::from_le_bytes(b)) as f64);
+                raw_from_f32s(dtype, n, values.enumerate().map(|(i, x)| f(i, x) as f32))
+            }
+            (Some(raw), Some(DataType::Bfloat16)) if raw.len() == n * 2 => {
+                let values = chunks::<2>(raw).map(|b| bf16_to_f32(u16::from_le_bytes(b)) as f64);
+                raw_from_f32s(dtype, n, values.enumerate().map(|(i, x)| f(i, x) as f32))
+            }
+            (Some(raw), Some(DataType::Double)) if raw.len() == n * 8 => {
+                let values = chunks::<8>(raw).map(f64::from_le_bytes);
+                raw_from_f64s(n, values.enumerate().map(|(i, x)| f(i, x)))
+            }
+            _ => {
+                let mapped: Vec<f64> = self
+                    .to_f64()?
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, x)| f(i, x))
+                    .collect();
+                return Ok(Self::from_f64_as(name, dtype, self.dims(), &mapped));
+            }
+        };
+        Ok(Self::from_raw(
+            name,
+            float_or_f32(dtype),
+            self.dims(),
+            Bytes::from(raw),
+        ))
     }
 
     /// The values as f64: exact for f64 tensors, widened for the others.
@@ -96,11 +139,20 @@ impl Tensor {
                 None => p.double_data.clone(),
             });
         }
+        // f32 widened in one pass, without an f32 copy first.
+        if let (Some(raw), Some(DataType::Float)) = (&p.raw_data, self.dtype().known()) {
+            return Ok(chunks::<4>(raw)
+                .map(|b| f32::from_le_bytes(b) as f64)
+                .collect());
+        }
         Ok(self.to_f32()?.into_iter().map(f64::from).collect())
     }
 
     pub fn from_i64(name: &str, dims: &[i64], data: &[i64]) -> Tensor {
-        let raw: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let mut raw = Vec::with_capacity(data.len() * 8);
+        for v in data {
+            raw.extend_from_slice(&v.to_le_bytes());
+        }
         Self::from_raw(name, DType::INT64, dims, Bytes::from(raw))
     }
 
@@ -109,6 +161,7 @@ impl Tensor {
     }
 
     pub fn set_name(&mut self, name: &str) {
+        // The name is not content: the cached count stays valid.
         self.proto.name = Some(name.to_string());
     }
 
@@ -278,8 +331,15 @@ impl Tensor {
 
     /// How many elements are not zero (−0.0 counts as zero), read in place
     /// for raw float data — the cost model asks this of every weight on
-    /// every estimate, so no copy is made there.
+    /// every estimate, so no copy is made there, and it is counted once per
+    /// tensor (cached).
     pub fn count_nonzero(&self) -> Result<u64, String> {
+        self.nonzero
+            .get_or_init(|| self.count_nonzero_uncached())
+            .clone()
+    }
+
+    fn count_nonzero_uncached(&self) -> Result<u64, String> {
         // The magnitude bits (sign masked off) are zero exactly for ±0.
         fn nonzero<const N: usize>(r: &[u8], magnitude: impl Fn([u8; N]) -> bool) -> u64 {
             chunks::<N>(r).filter(|b| magnitude(*b)).count() as u64
@@ -385,6 +445,40 @@ impl Tensor {
     }
 }
 
+/// Float types stay; anything else is stored as f32.
+fn float_or_f32(dtype: DType) -> DType {
+    if dtype.is_float() {
+        dtype
+    } else {
+        DType::FLOAT
+    }
+}
+
+/// `len` f32 values as little-endian `dtype` (f16 and bf16 rounded to
+/// nearest even, f64 widened, anything else f32), written once into a
+/// buffer of the exact size.
+fn raw_from_f32s(dtype: DType, len: usize, values: impl Iterator<Item = f32>) -> Vec<u8> {
+    match dtype.known() {
+        Some(DataType::Float16) => put_all::<2>(len, values.map(|v| f32_to_f16(v).to_le_bytes())),
+        Some(DataType::Bfloat16) => put_all::<2>(len, values.map(|v| f32_to_bf16(v).to_le_bytes())),
+        Some(DataType::Double) => put_all::<8>(len, values.map(|v| (v as f64).to_le_bytes())),
+        _ => put_all::<4>(len, values.map(f32::to_le_bytes)),
+    }
+}
+
+/// `len` f64 values as little-endian f64.
+fn raw_from_f64s(len: usize, values: impl Iterator<Item = f64>) -> Vec<u8> {
+    put_all::<8>(len, values.map(f64::to_le_bytes))
+}
+
+fn put_all<const N: usize>(len: usize, items: impl Iterator<Item = [u8; N]>) -> Vec<u8> {
+    let mut raw = Vec::with_capacity(len * N);
+    for b in items {
+        raw.extend_from_slice(&b);
+    }
+    raw
+}
+
 fn chunks<const N: usize>(bytes: &[u8]) -> impl Iterator<Item = [u8; N]> + '_ {
     bytes.chunks_exact(N).map(|c| {
         let mut a = [0u8; N];
@@ -481,10 +575,38 @@ mod tests {
             );
         }
         let mut typed = Tensor::from_f32("w", &[3], &[0.0, 2.0, -0.0]);
+        assert_eq!(typed.count_nonzero(), Ok(1));
         let p = typed.proto_mut();
         p.float_data = vec![0.0, 2.0, -0.0];
         p.raw_data = None;
         assert_eq!(typed.count_nonzero(), Ok(1));
+        // A change through proto_mut clears the cached count.
+        typed.proto_mut().float_data = vec![1.0, 2.0, 3.0];
+        assert_eq!(typed.count_nonzero(), Ok(3));
+    }
+
+    #[test]
+    fn map_f64_writes_what_from_f64_as_writes() {
+        let values = [0.0f32, -0.0, 1.5, -2.0, 1e-8, 0.1, 3.0, 65519.0];
+        for dtype in [DType::FLOAT, DType::FLOAT16, DType::BFLOAT16, DType::DOUBLE] {
+            let t = Tensor::from_f32_as("w", dtype, &[2, 4], &values);
+            let f = |i: usize, x: f64| x * (0.3 + i as f64) - 0.7;
+            let want: Vec<f64> = t
+                .to_f64()
+                .unwrap()
+                .into_iter()
+                .enumerate()
+                .map(|(i, x)| f(i, x))
+                .collect();
+            let want = Tensor::from_f64_as("v", dtype, &[2, 4], &want);
+            assert_eq!(t.map_f64("v", f).unwrap(), want, "{dtype:?}");
+        }
+        // Typed storage takes the general path, to the same result.
+        let mut typed = Tensor::from_f32("w", &[3], &[0.5, 2.0, -1.0]);
+        typed.proto_mut().float_data = vec![0.5, 2.0, -1.0];
+        typed.proto_mut().raw_data = None;
+        let want = Tensor::from_f64_as("v", DType::FLOAT, &[3], &[1.0, 4.0, -2.0]);
+        assert_eq!(typed.map_f64("v", |_, x| 2.0 * x).unwrap(), want);
     }
 
     #[test]

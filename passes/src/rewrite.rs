@@ -76,13 +76,33 @@ pub fn set_constant_input(
     dims: &[i64],
     data: &[f64],
 ) {
+    set_constant_tensor(
+        g,
+        node,
+        slot,
+        name_hint,
+        Tensor::from_f64_as(name_hint, dtype, dims, data),
+    );
+}
+
+/// [`set_constant_input`] with the tensor already made (its name is set
+/// here).
+pub fn set_constant_tensor(
+    g: &mut Graph,
+    node: NodeId,
+    slot: usize,
+    name_hint: &str,
+    mut t: Tensor,
+) {
     match g.node(node).input(slot) {
         Some(v) if owned_initializer(g, v, node) => {
             let name = g.value(v).name().to_string();
-            g.set_initializer(v, Tensor::from_f64_as(&name, dtype, dims, data));
+            t.set_name(&name);
+            g.set_initializer(v, t);
         }
         _ => {
-            let v = g.add_initializer(name_hint, Tensor::from_f64_as(name_hint, dtype, dims, data));
+            t.set_name(name_hint);
+            let v = g.add_initializer(name_hint, t);
             g.set_input(node, slot, Some(v));
         }
     }

@@ -172,9 +172,19 @@ pub fn transpose(x: &Val, perm: Option<Vec<i64>>) -> Option<Val> {
     let offsets = gather_offsets(&dims, &src, 0);
     Some(Val {
         dtype: x.dtype,
-        bytes: offsets.iter().flat_map(|&o| x.elem(o).to_vec()).collect(),
+        bytes: gather_elems(x, &offsets),
         dims,
     })
+}
+
+/// The elements of `x` at `offsets`, in order, copied once into a buffer of
+/// the exact size (not an allocation per element).
+fn gather_elems(x: &Val, offsets: &[usize]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(offsets.len() * x.esize());
+    for &o in offsets {
+        bytes.extend_from_slice(x.elem(o));
+    }
+    bytes
 }
 
 /// Flat source offsets for every element of an output of `dims`, where a
@@ -284,10 +294,7 @@ pub fn slice(
     let bytes = if dims.contains(&0) {
         Vec::new()
     } else {
-        gather_offsets_signed(&dims, &step, base)
-            .iter()
-            .flat_map(|&o| x.elem(o).to_vec())
-            .collect()
+        gather_elems(x, &gather_offsets_signed(&dims, &step, base))
     };
     Some(Val {
         dtype: x.dtype,

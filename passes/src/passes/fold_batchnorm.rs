@@ -50,7 +50,8 @@ use npuopt_ir::{DType, Graph, NodeId, Op, ValueId};
 use crate::change::Change;
 use crate::pass::{for_each_live_node, Pass, PassContext, PassError};
 use crate::rewrite::{
-    const_f64, per_channel_constant, set_constant_input, shared_weight, single_consumer,
+    const_f64, per_channel_constant, set_constant_input, set_constant_tensor, shared_weight,
+    single_consumer,
 };
 
 pub struct FoldBatchNorm;
@@ -205,6 +206,9 @@ fn bias(g: &Graph, node: NodeId, slot: usize, len: usize) -> Result<Vec<f64>, St
 /// Conv: output channel o is weight row o. ConvTranspose: output channel
 /// o = g·(Cout/G) + j is column j of every input channel in group g.
 fn fold_into_conv(g: &mut Graph, node: NodeId, a: &Affine, transpose: bool) -> Result<(), String> {
+    if !transpose {
+        return fold_into_plain_conv(g, node, a);
+    }
     let (_, dtype, dims, mut w) = weight(g, node)?;
     if dims.len() < 3 {
         return Err("its weight has rank < 3".into());
@@ -258,6 +262,47 @@ fn fold_into_conv(g: &mut Graph, node: NodeId, a: &Affine, transpose: bool) -> R
         &dims,
         &w,
     );
+    set_constant_input(
+        g,
+        node,
+        2,
+        &format!("{base}.bias_folded"),
+        dtype,
+        &[cout as i64],
+        &b,
+    );
+    Ok(())
+}
+
+/// Conv: output channel o is weight row o, so W'[o, …] = W[o, …]·scale[o],
+/// computed element by element straight into the new weight's buffer (the
+/// same f64 products, rounded once, as scaling an f64 copy).
+fn fold_into_plain_conv(g: &mut Graph, node: NodeId, a: &Affine) -> Result<(), String> {
+    let wv = g.node(node).input(1).ok_or("it has no weight")?;
+    let t = g.constant(wv).ok_or("its weight is not a constant")?;
+    if !t.dtype().is_float() {
+        return Err(format!("its weight is {}, not a float type", t.dtype()));
+    }
+    let dtype = t.dtype();
+    let dims = t.dims().to_vec();
+    if dims.len() < 3 {
+        return Err("its weight has rank < 3".into());
+    }
+    let cout = dims[0] as usize;
+    if a.scale.len() != cout {
+        return Err(format!(
+            "BN has {} channels, the conv {cout}",
+            a.scale.len()
+        ));
+    }
+    let numel = t.numel().ok_or("its weight's dims overflow")? as usize;
+    let per_out = numel.checked_div(cout).unwrap_or(0);
+    let b = bias(g, node, 2, cout)?;
+    let base = g.node(node).name().to_string();
+    let name = format!("{base}.weight_folded");
+    let folded = t.map_f64(&name, |i, x| x * a.scale[i / per_out])?;
+    let b: Vec<f64> = (0..cout).map(|o| a.scale[o] * b[o] + a.shift[o]).collect();
+    set_constant_tensor(g, node, 1, &name, folded);
     set_constant_input(
         g,
         node,

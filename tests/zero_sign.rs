@@ -130,3 +130,42 @@ fn bit_exact_forms_always_go() {
     let r = run(&model("Sub", -0.0, "Reciprocal"), PASSES);
     assert!(!removed(&r));
 }
+
+#[test]
+fn a_sum_with_a_constant_without_zeros_ends_the_sign_of_zero() {
+    // Reciprocal((x + 0) + b): with every b ≠ 0, ±0 + b = b, so the
+    // Add of 0 goes; with a zero in b, the sign reaches the Reciprocal.
+    for (b, goes) in [
+        ([0.5f32, -1.0, 2.0, 3.0], true),
+        ([0.5, 0.0, 2.0, 3.0], false),
+    ] {
+        let mut m = ModelBuilder::new("zero_sign_bias", 13);
+        let x = m.input("x", &[1, 4]);
+        let z = m.weight("zero", &[4], &[0.0; 4]);
+        let s = m.add(&x, &z);
+        let bias = m.weight("b", &[4], &b);
+        let t = m.add(&s, &bias);
+        let y = m
+            .node(
+                "after",
+                "",
+                "Reciprocal",
+                &[Some(&t)],
+                vec![],
+                vec![(DType::FLOAT, vec![1, 4])],
+            )
+            .remove(0);
+        m.output(&y);
+        let r = run(&m.build(), PASSES);
+        assert_eq!(removed(&r), goes, "{b:?}: {:?}", r.report.skips);
+        let (before, after) = (
+            at_negative_zero(&r.before),
+            at_negative_zero(&r.model.to_bytes().unwrap()),
+        );
+        assert_eq!(
+            before.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            after.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            "{b:?}"
+        );
+    }
+}

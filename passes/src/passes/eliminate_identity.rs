@@ -37,8 +37,9 @@
 //!   every path from the result goes through ops whose *value* is the same
 //!   for ±0 inputs (Conv, Gemm, MatMul, Add, Mul, Relu, pools, BN, shape
 //!   ops, … — their own zero results may differ in sign only) and ends at
-//!   a graph output (±0 compare equal) or at an op that maps ±0 to one
-//!   value (Sigmoid, Exp, Softmax, Abs, comparisons, …). A divisor,
+//!   a graph output (±0 compare equal), at an op that maps ±0 to one
+//!   value (Sigmoid, Exp, Softmax, Abs, comparisons, …) or at a sum with a
+//!   constant that has no zero (a conv's bias: `±0 + b = b`). A divisor,
 //!   Reciprocal, Pow, an unknown op or a subgraph keeps the node, and the
 //!   report says which.
 //!
@@ -211,8 +212,9 @@ fn match_neutral_operand(g: &Graph, id: NodeId) -> Option<(&'static str, ValueId
 
 /// The first node, following the readers of `v`, where the sign of a zero
 /// in `v` could change a value (see the module header), described for the
-/// report; `None` when there is none. Gives up (returns the reason) past
-/// 256 nodes.
+/// report; `None` when there is none. A sum with a constant that has no
+/// zero (a conv's or Gemm's bias, an Add of one) ends the path: `±0 + b`
+/// is `b`. Gives up (returns the reason) past 4096 values.
 fn zero_sign_observer(g: &Graph, v: ValueId) -> Option<String> {
     // Same value for ±0 inputs; a zero result may carry either sign.
     const TRANSPARENT: &[&str] = &[
@@ -266,6 +268,11 @@ fn zero_sign_observer(g: &Graph, v: ValueId) -> Option<String> {
         "Gelu",
         "Mish",
         "Erf",
+        // Normalizations divide by √(var + ε) > 0; sampling interpolates.
+        "LayerNormalization",
+        "GroupNormalization",
+        "GridSample",
+        "Einsum",
         "ReduceSum",
         "ReduceMean",
         "ReduceMax",
@@ -296,14 +303,23 @@ fn zero_sign_observer(g: &Graph, v: ValueId) -> Option<String> {
         "ReduceL2",
         "ReduceSumSquare",
     ];
+    // A constant with no zero (and finite) added to a sum makes the sum's
+    // value independent of the sign of a zero term: `±0 + b = b`.
+    let nonzero = |v: Option<ValueId>| {
+        v.and_then(|v| g.constant(v))
+            .and_then(|t| t.to_f64().ok())
+            .is_some_and(|vals| vals.iter().all(|x| *x != 0.0 && x.is_finite()))
+    };
     let mut stack = vec![v];
-    let mut seen = 0;
+    let mut visited = std::collections::HashSet::new();
     while let Some(v) = stack.pop() {
+        if !visited.insert(v) {
+            continue;
+        }
+        if visited.len() > 4096 {
+            return Some("a reader more than 4096 values away".into());
+        }
         for u in g.value(v).uses() {
-            seen += 1;
-            if seen > 256 {
-                return Some("a reader more than 256 nodes away".into());
-            }
             let Use::Input { node, slot } = *u else {
                 return Some("a subgraph that reads it".into());
             };
@@ -315,6 +331,15 @@ fn zero_sign_observer(g: &Graph, v: ValueId) -> Option<String> {
             }
             let op = n.op_type();
             if ABSORBING.contains(&op) {
+                continue;
+            }
+            // A bias with no zero: every output is a sum with it.
+            let biased = match op {
+                "Conv" | "ConvTranspose" | "Gemm" => nonzero(n.input(2)),
+                "Add" | "Sub" => nonzero(n.input(1 - slot.min(1))),
+                _ => false,
+            };
+            if biased {
                 continue;
             }
             // Dividing by a zero: its sign is the sign of the infinity.

@@ -128,7 +128,8 @@ fn a_corrupted_folded_weight_fails_verification() {
 
 /// Two convs share one weight, each followed by its BN: folding would store
 /// a second copy of the weight. Without a target nothing gets heavier, so
-/// the BNs stay (with the reason); with one, they fold (into copies).
+/// the BNs stay (with the reason); with one, the cost model decides with
+/// the target's margin (and `--force-pass` folds them, into copies).
 #[test]
 fn bn_after_a_conv_with_a_shared_weight_waits_for_a_target() {
     use npuopt_fixtures::{ConvSpec, ModelBuilder};
@@ -158,6 +159,22 @@ fn bn_after_a_conv_with_a_shared_weight_waits_for_a_target() {
         ..Default::default()
     };
     let r = run_with(&proto, PASS, opts);
+    assert!(!r.report.decisions.is_empty());
+    for d in &r.report.decisions {
+        let (growth, margin) = d.heavier.as_ref().expect("a heavier proposal");
+        assert!(growth.contains("weights"), "{growth}");
+        let gain = 1.0 - d.cycles_after as f64 / d.cycles_before as f64;
+        assert_eq!(d.applied, gain > *margin, "{d:?}");
+    }
+    let opts = npuopt_passes::PipelineOptions {
+        gate: gate(
+            Some("edgetpu"),
+            npuopt_passes::Intent::Deploy,
+            &["fold-batchnorm"],
+        ),
+        ..Default::default()
+    };
+    let r = run_with(&proto, PASS, opts);
     assert_eq!(count(&r.model, "BatchNormalization"), 0);
-    assert_verified(&r, "shared weight on a target");
+    assert_verified(&r, "shared weight on a target, forced");
 }

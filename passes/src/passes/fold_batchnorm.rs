@@ -37,7 +37,9 @@
 //! Weights are folded in f64 and stored back in their own dtype (f16, bf16,
 //! f32 or f64). A weight shared with another node is not changed in place:
 //! the folded copy would be a new initializer, a second copy — so without
-//! a target it is not folded (nothing gets heavier), with one it is.
+//! a target it is not folded (nothing gets heavier), with one the cost
+//! model decides (a heavier model must win by the target's margin; for a
+//! per-channel Mul/Add/Div/Sub or `fold-batchnorm-across` the copy is made).
 //!
 //! A standalone BN (no foldable producer: the identity branch of
 //! RepVGG/MobileOne/RepGhost blocks) is left as a BatchNormalization node.
@@ -130,27 +132,17 @@ fn fold_bn(g: &mut Graph, id: NodeId, bn: &BatchNorm, cx: &mut PassContext) {
         Ok(a) => a,
         Err(why) => return skip(cx, format!("BN '{name}' is not folded: {why}")),
     };
-    if cx.target().is_none() {
-        if let Some(why) = weight_node(g, producer).and_then(|w| shared_weight(g, w)) {
-            return skip(cx, format!("BN '{name}' is not folded: {why}"));
-        }
-    }
-    let folded = match producer_op {
-        Op::Conv(_) => fold_into_conv(g, producer, &affine, false),
-        Op::ConvTranspose(_) => fold_into_conv(g, producer, &affine, true),
-        Op::Gemm(ref gemm) => fold_into_gemm(g, producer, gemm, &affine),
-        _ => fold_into_matmul(g, producer, &affine, false),
-    };
-    if let Err(why) = folded {
-        return skip(
-            cx,
-            format!("BN '{name}' is not folded into '{producer_name}': {why}"),
-        );
-    }
-    let producer_out = g.node(producer).output(0).expect("output");
-    crate::rewrite::bypass(g, id, producer_out);
-    cx.record(
-        Change::new(
+    let apply = |g: &mut Graph| -> Result<Change, String> {
+        let folded = match producer_op {
+            Op::Conv(_) => fold_into_conv(g, producer, &affine, false),
+            Op::ConvTranspose(_) => fold_into_conv(g, producer, &affine, true),
+            Op::Gemm(ref gemm) => fold_into_gemm(g, producer, gemm, &affine),
+            _ => fold_into_matmul(g, producer, &affine, false),
+        };
+        folded.map_err(|why| format!("BN '{name}' is not folded into '{producer_name}': {why}"))?;
+        let producer_out = g.node(producer).output(0).expect("output");
+        crate::rewrite::bypass(g, id, producer_out);
+        Ok(Change::new(
             NAME,
             rule,
             &[&producer_name, &name],
@@ -159,8 +151,41 @@ fn fold_bn(g: &mut Graph, id: NodeId, bn: &BatchNorm, cx: &mut PassContext) {
                 g.node(producer).op_type()
             ),
         )
-        .removed(&[&name]),
-    );
+        .removed(&[&name]))
+    };
+    // A weight other nodes read too: the folded weight is a second copy,
+    // heavier — not without a target; with one, the cost model decides.
+    if let Some(wn) = weight_node(g, producer) {
+        if let Some(why) = shared_weight(g, wn) {
+            if cx.target().is_none() {
+                return skip(cx, format!("BN '{name}' is not folded: {why}"));
+            }
+            let copy = g
+                .node(wn)
+                .input(1)
+                .and_then(|w| g.constant(w))
+                .map_or(0, |t| t.byte_size());
+            let growth = crate::footprint::Growth {
+                macs_before: 0,
+                macs_after: 0,
+                weight_bytes_before: crate::footprint::region_weight_bytes(g, &[id]),
+                weight_bytes_after: copy,
+            };
+            let proposal = crate::gate::Proposal {
+                pass: NAME,
+                rule,
+                node: &name,
+                adds_capacity: false,
+                veto: None,
+            };
+            cx.admit(g, proposal, growth, apply);
+            return;
+        }
+    }
+    match apply(g) {
+        Ok(change) => cx.record(change),
+        Err(why) => skip(cx, why),
+    }
 }
 
 /// `Add(MatMul(x, W), bias)` with a constant bias.

@@ -167,7 +167,9 @@ pub fn optimize_json(
         "totals": {
             "nodes": { "before": before.nodes, "after": after.nodes },
             "parameters": { "before": before.parameters, "after": after.parameters },
+            "parameter_bytes": { "before": before.parameter_bytes, "after": after.parameter_bytes },
             "macs": { "before": before.macs, "after": after.macs },
+            "executed_macs": { "before": before.dense_macs, "after": after.dense_macs },
             "file_bytes": { "before": input.bytes, "after": output.bytes },
         },
         "disputes": before.disputes,
@@ -266,6 +268,7 @@ pub fn decision_json(d: &Decision) -> Value {
         "estimated_latency_ms": { "before": d.latency_ms_before, "after": d.latency_ms_after },
         "reason": d.reason,
         "proposed": d.proposed,
+        "heavier": d.heavier.as_ref().map(|(growth, margin)| json!({ "growth": growth, "margin": margin })),
     })
 }
 

@@ -233,6 +233,7 @@ fn totals(h: &mut String, input: &ReportInput) {
     row_u64(h, "Nodes", b.nodes as u64, a.nodes as u64);
     row_u64(h, "Parameters", b.parameters, a.parameters);
     row_u64(h, "MACs (useful)", b.macs, a.macs);
+    row_u64(h, "MACs (executed)", b.dense_macs, a.dense_macs);
     match (input.estimate_before, input.estimate_after) {
         (Some(eb), Some(ea)) => {
             row_u64(

@@ -149,7 +149,7 @@ pub fn run(a: OptimizeArgs, quiet: bool) -> Result<i32, CliError> {
             },
         };
         eprintln!(
-            "{} → {}: nodes {} → {}, parameters {} → {}, MACs {} → {}, {} → {} in {:.2} s; {}",
+            "{} → {}: nodes {} → {}, parameters {} → {}, MACs {} → {} (executed {} → {}), {} → {} in {:.2} s; {}",
             a.input.display(),
             a.output.display(),
             before.nodes,
@@ -158,6 +158,8 @@ pub fn run(a: OptimizeArgs, quiet: bool) -> Result<i32, CliError> {
             after.parameters,
             before.macs,
             after.macs,
+            before.dense_macs,
+            after.dense_macs,
             human_bytes(done.input.bytes),
             human_bytes(done.written),
             start.elapsed().as_secs_f64(),

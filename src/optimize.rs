@@ -19,6 +19,11 @@ pub struct OptimizeOptions {
     /// Verify after every pass that changed the graph, and name the first
     /// pass — and rewrite — that breaks numerics.
     pub verify_each: bool,
+    /// When verification cannot run (tract cannot load or run a model),
+    /// return the result anyway with [`OptimizeOutcome::unverified`] set
+    /// and the reason in the model's metadata ([`UNVERIFIED_KEY`]) instead
+    /// of [`OptimizeError::Verify`]. A mismatch is still an error.
+    pub allow_unverified: bool,
     /// Stop after this many rewrites in total (bisection by hand).
     pub max_rewrites: Option<usize>,
     /// Write the IR text dump after the named pass to the file.
@@ -51,6 +56,9 @@ pub struct OptimizeOptions {
 pub const INTENT_KEY: &str = "npuopt.intent";
 /// Metadata key with a human note on a capacity model.
 pub const NOTE_KEY: &str = "npuopt.note";
+/// Metadata key recording why an output was written unverified
+/// (`--allow-unverified`): `NOT VERIFIED: <reason>`.
+pub const UNVERIFIED_KEY: &str = "npuopt.verification";
 /// Metadata key naming the target a capacity model was shaped for.
 pub const TARGET_KEY: &str = "npuopt.target";
 
@@ -59,6 +67,9 @@ pub struct OptimizeOutcome {
     pub pipeline: PipelineReport,
     /// The verification figures, when verification ran.
     pub verification: Option<VerifyReport>,
+    /// Why verification could not run, when `allow_unverified` let the run
+    /// go on without it.
+    pub unverified: Option<String>,
     /// The target's estimates of the model before and after (with a
     /// target). Estimates of an analytic cost model, not measurements.
     pub cost: Option<CostOutcome>,
@@ -112,8 +123,14 @@ pub enum OptimizeError {
     Ir(#[from] npuopt_ir::IrError),
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
-    #[error("verification could not run: {0}")]
-    Verify(#[from] VerifyError),
+    /// Verification could not run. (Not an error `source`: the message
+    /// already carries it, and error chains would print it twice.)
+    #[error(
+        "verification could not run: {0}; give concrete shapes with --input-shape NAME=D,D,… \
+         if that is the cause, or skip verification with --no-verify (--allow-unverified \
+         writes the output marked NOT VERIFIED)"
+    )]
+    Verify(VerifyError),
     /// The optimized model does not match the input.
     #[error("verification failed: {summary}")]
     Mismatch {
@@ -133,6 +150,12 @@ pub enum OptimizeError {
     /// [`OptimizeOptions::cancel`] fired; the model must be discarded.
     #[error("cancelled")]
     Cancelled,
+}
+
+impl From<VerifyError> for OptimizeError {
+    fn from(e: VerifyError) -> Self {
+        OptimizeError::Verify(e)
+    }
 }
 
 impl OptimizeError {
@@ -155,10 +178,16 @@ pub fn mismatch_summary(r: &VerifyReport) -> String {
         .filter(|o| !o.passed)
         .max_by(|a, b| a.max_abs_err.total_cmp(&b.max_abs_err));
     match worst {
-        Some(o) => format!(
-            "output '{}': max abs err {:.3e} (max |ref| {:.3e}, relative {:.3e}, cosine {:.6})",
-            o.name, o.max_abs_err, o.max_abs_ref, o.max_rel_err, o.cosine
-        ),
+        Some(o) => match (o.err_vs_reference, o.noise_floor, o.ratio) {
+            (Some(err), Some(floor), Some(ratio)) => format!(
+                "output '{}': error {err:.3e} is {ratio:.1} times the input model's own noise floor                  {floor:.3e} (at most {} allowed; max abs err vs the input {:.3e}, max |ref| {:.3e},                  cosine {:.6})",
+                o.name, r.noise_factor, o.max_abs_err, o.max_abs_ref, o.cosine
+            ),
+            _ => format!(
+                "output '{}': max abs err {:.3e} (max |ref| {:.3e}, relative {:.3e}, cosine {:.6})",
+                o.name, o.max_abs_err, o.max_abs_ref, o.max_rel_err, o.cosine
+            ),
+        },
         None => "outputs differ".to_string(),
     }
 }
@@ -290,13 +319,31 @@ pub fn optimize_with_passes(
         }),
         _ => None,
     };
+    let mut unverified = None;
     let verification = match (&vopts, &reference) {
         (Some(vopts), Some(reference)) => {
             let candidate = model.to_bytes()?;
-            let report = verify_bytes(reference, &candidate, vopts).map_err(|e| match e {
-                VerifyError::Cancelled => OptimizeError::Cancelled,
-                e => e.into(),
-            })?;
+            let report = match verify_bytes(reference, &candidate, vopts) {
+                Ok(r) => r,
+                Err(VerifyError::Cancelled) => return Err(OptimizeError::Cancelled),
+                Err(
+                    e @ (VerifyError::Load { .. }
+                    | VerifyError::Run { .. }
+                    | VerifyError::Inputs(_)),
+                ) if opts.allow_unverified => {
+                    let reason = e.to_string();
+                    model.set_metadata(UNVERIFIED_KEY, &format!("NOT VERIFIED: {reason}"));
+                    unverified = Some(reason);
+                    return Ok(OptimizeOutcome {
+                        pipeline,
+                        verification: None,
+                        unverified,
+                        cost,
+                        pinned_symbols,
+                    });
+                }
+                Err(e) => return Err(e.into()),
+            };
             if !report.passed {
                 return Err(OptimizeError::Mismatch {
                     summary: mismatch_summary(&report),
@@ -310,6 +357,7 @@ pub fn optimize_with_passes(
     Ok(OptimizeOutcome {
         pipeline,
         verification,
+        unverified,
         cost,
         pinned_symbols,
     })

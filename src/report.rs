@@ -4,14 +4,34 @@ use serde_json::{json, Value};
 
 use crate::inspect::ModelSummary;
 use crate::optimize::{CostOutcome, Decision, OptimizeOutcome};
-use crate::verify::VerifyReport;
+use crate::verify::{Reference, VerifyReport};
 
 pub fn verification_json(r: &VerifyReport) -> Value {
+    let mut v = verification_json_stable(r);
+    // Times differ run to run: only when asked (bench/verify_zoo.sh), so
+    // reports stay byte-identical otherwise.
+    if std::env::var_os("NPUOPT_TIMINGS").is_some() {
+        v["timings"] = r
+            .timings
+            .0
+            .iter()
+            .map(|t| json!({ "model": t.model, "load_s": t.load_s, "run_s": t.run_s }))
+            .collect();
+    }
+    v
+}
+
+fn verification_json_stable(r: &VerifyReport) -> Value {
     json!({
         "passed": r.passed,
         "seed": r.seed,
         "samples": r.samples,
+        "reference": reference_key(&r.reference),
+        "reference_note": r.reference.describe(),
+        "noise_factor": r.noise_factor,
         "notes": r.notes,
+        "intermediates": r.intermediates.iter().map(comparison_json).collect::<Vec<_>>(),
+
         "outputs": r.outputs.iter().map(|o| json!({
             "name": o.name,
             "shape": o.shape,
@@ -19,9 +39,99 @@ pub fn verification_json(r: &VerifyReport) -> Value {
             "max_rel_err": o.max_rel_err,
             "cosine": o.cosine,
             "max_abs_ref": o.max_abs_ref,
+            "err_vs_reference": o.err_vs_reference,
+            "noise_floor": o.noise_floor,
+            "ratio": o.ratio,
+            "tolerance": o.tolerance,
+            "verdict": o.verdict,
+            "compared_as": o.compared_as,
             "passed": o.passed,
         })).collect::<Vec<_>>(),
     })
+}
+
+/// One compared intermediate value.
+fn comparison_json(o: &crate::verify::OutputComparison) -> Value {
+    json!({
+        "name": o.name,
+        "shape": o.shape,
+        "max_abs_err": o.max_abs_err,
+        "err_vs_reference": o.err_vs_reference,
+        "noise_floor": o.noise_floor,
+        "ratio": o.ratio,
+        "tolerance": o.tolerance,
+        "verdict": o.verdict,
+        "passed": o.passed,
+    })
+}
+
+/// The short name of what a verification measured against.
+pub fn reference_key(r: &Reference) -> &'static str {
+    match r {
+        Reference::F64 => "f64",
+        Reference::F64LowPrecision(_) => "f64-low-precision",
+        Reference::Perturbed(_) => "perturbed",
+        Reference::Fixed => "fixed-tolerance",
+    }
+}
+
+/// The per-output table `verify` prints: error, the input's own noise
+/// floor, their ratio and the verdict; then one line on the whole.
+pub fn verification_text(r: &VerifyReport) -> String {
+    let mut s = String::new();
+    let fmt = |v: Option<f64>, prec: usize| match v {
+        Some(v) => format!("{v:.prec$e}"),
+        None => "-".into(),
+    };
+    for o in &r.outputs {
+        s.push_str(&format!(
+            "{} {:<24} err {:.3e}  noise floor {:>9}  ratio {:>9}  (tolerance {:.3e}, max abs err vs input {:.3e}, max |ref| {:.3e}, cosine {:.8}) {}{}\n",
+            if o.passed { "ok      " } else { "MISMATCH" },
+            o.name,
+            o.err_vs_reference.unwrap_or(o.max_abs_err),
+            fmt(o.noise_floor, 3),
+            o.ratio.map(|r| format!("{r:.2}")).unwrap_or_else(|| "-".into()),
+            o.tolerance,
+            o.max_abs_err,
+            o.max_abs_ref,
+            o.cosine,
+            o.verdict,
+            if o.compared_as == "elementwise" || o.compared_as == "exact" {
+                String::new()
+            } else {
+                format!(" ({})", o.compared_as)
+            }
+        ));
+    }
+    for o in &r.intermediates {
+        s.push_str(&format!(
+            "  feeds a decision: {:<24} err {:.3e}  noise floor {:>9}  ratio {:>9}  {}\n",
+            o.name,
+            o.err_vs_reference.unwrap_or(o.max_abs_err),
+            fmt(o.noise_floor, 3),
+            o.ratio
+                .map(|r| format!("{r:.2}"))
+                .unwrap_or_else(|| "-".into()),
+            o.verdict
+        ));
+    }
+    s.push_str(&format!(
+        "{} ({} sample{}, seed {}; reference: {}; {})\n",
+        if r.passed {
+            "outputs match"
+        } else {
+            "outputs differ"
+        },
+        r.samples,
+        if r.samples == 1 { "" } else { "s" },
+        r.seed,
+        r.reference.describe(),
+        match r.reference {
+            Reference::Fixed => "fixed tolerance".to_string(),
+            _ => format!("pass when err ≤ {} × noise floor", r.noise_factor),
+        }
+    ));
+    s
 }
 
 /// SHA-256-free content identity: FNV-1a 64 of the bytes, hex. Enough to
@@ -57,7 +167,9 @@ pub fn optimize_json(
         "totals": {
             "nodes": { "before": before.nodes, "after": after.nodes },
             "parameters": { "before": before.parameters, "after": after.parameters },
+            "parameter_bytes": { "before": before.parameter_bytes, "after": after.parameter_bytes },
             "macs": { "before": before.macs, "after": after.macs },
+            "executed_macs": { "before": before.dense_macs, "after": after.dense_macs },
             "file_bytes": { "before": input.bytes, "after": output.bytes },
         },
         "disputes": before.disputes,
@@ -79,6 +191,7 @@ pub fn optimize_json(
             "reason": s.reason,
         })).collect::<Vec<_>>(),
         "verification": outcome.verification.as_ref().map(verification_json),
+        "unverified": outcome.unverified.as_ref().map(|r| format!("NOT VERIFIED: {r}")),
         "target": outcome.cost.as_ref().map(cost_json),
         "decisions": p.decisions.iter().map(decision_json).collect::<Vec<_>>(),
     })
@@ -155,6 +268,7 @@ pub fn decision_json(d: &Decision) -> Value {
         "estimated_latency_ms": { "before": d.latency_ms_before, "after": d.latency_ms_after },
         "reason": d.reason,
         "proposed": d.proposed,
+        "heavier": d.heavier.as_ref().map(|(growth, margin)| json!({ "growth": growth, "margin": margin })),
     })
 }
 

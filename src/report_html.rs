@@ -54,6 +54,9 @@ pub struct ReportInput<'a> {
     pub after: &'a ModelSummary,
     /// `None`: verification was skipped (the page says "NOT verified").
     pub verification: Option<&'a VerifyReport>,
+    /// Why verification could not run (`--allow-unverified`): the page
+    /// says `NOT VERIFIED: <reason>`.
+    pub unverified: Option<&'a str>,
     /// The int8 weight figures of the input and the output.
     pub quantization: Option<&'a crate::quant_view::QuantReport>,
 }
@@ -192,10 +195,19 @@ fn header(h: &mut String, input: &ReportInput) {
             "<div class=\"banner bad\" id=\"verified\">Verification FAILED: the optimized model \
              does not match the input (see Verification).</div>\n",
         ),
-        None => h.push_str(
-            "<div class=\"banner bad\" id=\"verified\">NOT verified: verification was skipped, \
-             the optimized model was not checked against the input.</div>\n",
-        ),
+        None => match input.unverified {
+            Some(reason) => {
+                let _ = writeln!(
+                    h,
+                    "<div class=\"banner bad\" id=\"verified\">NOT VERIFIED: {}</div>",
+                    escape(reason)
+                );
+            }
+            None => h.push_str(
+                "<div class=\"banner bad\" id=\"verified\">NOT verified: verification was skipped, \
+                 the optimized model was not checked against the input.</div>\n",
+            ),
+        },
     }
     if p.hit_iteration_cap {
         h.push_str(
@@ -221,6 +233,7 @@ fn totals(h: &mut String, input: &ReportInput) {
     row_u64(h, "Nodes", b.nodes as u64, a.nodes as u64);
     row_u64(h, "Parameters", b.parameters, a.parameters);
     row_u64(h, "MACs (useful)", b.macs, a.macs);
+    row_u64(h, "MACs (executed)", b.dense_macs, a.dense_macs);
     match (input.estimate_before, input.estimate_after) {
         (Some(eb), Some(ea)) => {
             row_u64(
@@ -712,16 +725,27 @@ fn verification(h: &mut String, v: Option<&VerifyReport>) {
     };
     let _ = writeln!(
         h,
-        "<p class=\"sub\">Both models were run with tract on {} random input set{} (seed {}); \
-         every output compared element by element.</p>",
+        "<p class=\"sub\">Both models were run with tract on {} random input set{} (seed {}). \
+         Reference: {}. {}</p>",
         v.samples,
         plural(v.samples),
-        v.seed
+        v.seed,
+        escape(&v.reference.describe()),
+        match v.reference {
+            crate::verify::Reference::Fixed => "Fixed tolerance.".to_string(),
+            _ => format!(
+                "An output passes when its error is at most {} times the input model's own \
+                 (its noise floor).",
+                v.noise_factor
+            ),
+        }
     );
     h.push_str(
         "<table class=\"verification\" id=\"verification-table\">\n<tr><th>Output</th>\
          <th>Shape</th><th class=\"num\">Max abs err</th><th class=\"num\">Relative err</th>\
-         <th class=\"num\">Cosine</th><th class=\"num\">Max |ref|</th><th>Result</th></tr>\n",
+         <th class=\"num\">Cosine</th><th class=\"num\">Max |ref|</th><th class=\"num\">Err vs reference</th>\
+         <th class=\"num\">Noise floor</th><th class=\"num\">Ratio</th><th>Verdict</th>\
+         <th>Result</th></tr>\n",
     );
     for o in &v.outputs {
         let shape = o
@@ -734,13 +758,20 @@ fn verification(h: &mut String, v: Option<&VerifyReport>) {
             h,
             "<tr><td class=\"name\">{}</td><td>{}</td><td class=\"num\">{}</td>\
              <td class=\"num\">{}</td><td class=\"num\">{:.6}</td><td class=\"num\">{}</td>\
-             <td class=\"{}\">{}</td></tr>",
+             <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
+             <td>{}</td><td class=\"{}\">{}</td></tr>",
             escape(&o.name),
             shape,
             sci(o.max_abs_err),
             sci(o.max_rel_err),
             o.cosine,
             sci(o.max_abs_ref),
+            o.err_vs_reference.map(sci).unwrap_or_else(|| "–".into()),
+            o.noise_floor.map(sci).unwrap_or_else(|| "–".into()),
+            o.ratio
+                .map(|r| format!("{r:.2}"))
+                .unwrap_or_else(|| "–".into()),
+            escape(&o.verdict),
             if o.passed { "pass-ok" } else { "pass-fail" },
             if o.passed { "pass" } else { "FAIL" }
         );

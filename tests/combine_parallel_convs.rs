@@ -1,13 +1,30 @@
 //! combine-parallel-convs: snapshot + tract check on the parallel-convs and
 //! SqueezeNet fire fixtures, and the cases that must not fire.
+//!
+//! Stacking a 1×1 beside a 3×3 makes it a 3×3: heavier, so without a
+//! target these combinations are refused (`heavier_is_refused_without_a_target`)
+//! and the rewrite itself is exercised with `--force-pass` on a target.
 
 mod common;
 
 use common::*;
 use npuopt::ir::proto::ModelProto;
 use npuopt_fixtures::{ConvSpec, ModelBuilder};
+use npuopt_passes::{Intent, PipelineOptions};
 
 const PASS: &[&str] = &["combine-parallel-convs", "eliminate-dead"];
+
+/// The pass forced on a target: applied whatever the cost model says.
+fn forced(m: &ModelProto) -> Run {
+    run_with(
+        m,
+        PASS,
+        PipelineOptions {
+            gate: gate(Some("edgetpu"), Intent::Deploy, &["combine-parallel-convs"]),
+            ..Default::default()
+        },
+    )
+}
 
 fn mine(r: &Run) -> usize {
     r.report
@@ -19,7 +36,7 @@ fn mine(r: &Run) -> usize {
 
 #[test]
 fn parallel_convs_concat() {
-    let r = run(&fixture("parallel_convs_concat"), PASS);
+    let r = forced(&fixture("parallel_convs_concat"));
     assert_eq!(count(&r.model, "Conv"), 1, "{}", r.snapshot);
     assert_eq!(count(&r.model, "Concat"), 0);
     assert_verified(&r, "parallel_convs_concat");
@@ -28,7 +45,7 @@ fn parallel_convs_concat() {
 
 #[test]
 fn squeezenet_fire() {
-    let r = run(&fixture("squeezenet_fire"), PASS);
+    let r = forced(&fixture("squeezenet_fire"));
     // Squeeze conv + one combined expand conv; one ReLU after each.
     assert_eq!(count(&r.model, "Conv"), 2, "{}", r.snapshot);
     assert_eq!(count(&r.model, "Relu"), 2, "{}", r.snapshot);
@@ -107,7 +124,7 @@ fn identical_clips_move_after_the_combined_conv() {
         &[ConvSpec::new(4, 3).pad(1).bias(true), ConvSpec::new(6, 1)],
         &[Some((0.0, 6.0)), Some((0.0, 6.0))],
     );
-    let r = run(&m, PASS);
+    let r = forced(&m);
     assert_eq!(count(&r.model, "Conv"), 1, "{}", r.snapshot);
     assert_eq!(count(&r.model, "Clip"), 1, "{}", r.snapshot);
     assert_verified(&r, "clips");
@@ -135,4 +152,32 @@ fn convs_of_different_inputs_are_left_alone() {
     let y = m.concat(&[&a, &b], 1);
     m.output(&y);
     refused(&m.build());
+}
+
+#[test]
+fn heavier_is_refused_without_a_target() {
+    for name in ["parallel_convs_concat", "squeezenet_fire"] {
+        let why = refused(&fixture(name));
+        assert!(
+            why.iter()
+                .any(|w| w.contains("executed MACs") && w.contains("without --target")),
+            "{name}: {why:?}"
+        );
+    }
+}
+
+#[test]
+fn equal_kernels_combine_without_a_target() {
+    // Two 3×3 convs stacked: the same MACs and weights, one conv fewer.
+    let m = concat_of(
+        &[
+            ConvSpec::new(4, 3).pad(1).bias(true),
+            ConvSpec::new(6, 3).pad(1).bias(true),
+        ],
+        &[None, None],
+    );
+    let r = run(&m, PASS);
+    assert_eq!(mine(&r), 1, "{:?}", r.report.skips);
+    assert_eq!(count(&r.model, "Conv"), 1, "{}", r.snapshot);
+    assert_verified(&r, "equal kernels");
 }

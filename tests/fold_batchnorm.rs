@@ -125,3 +125,56 @@ fn a_corrupted_folded_weight_fails_verification() {
     assert!(!report.passed, "{:?}", report.outputs);
     assert!(report.outputs[0].max_abs_err > 0.0);
 }
+
+/// Two convs share one weight, each followed by its BN: folding would store
+/// a second copy of the weight. Without a target nothing gets heavier, so
+/// the BNs stay (with the reason); with one, the cost model decides with
+/// the target's margin (and `--force-pass` folds them, into copies).
+#[test]
+fn bn_after_a_conv_with_a_shared_weight_waits_for_a_target() {
+    use npuopt_fixtures::{ConvSpec, ModelBuilder};
+    let mut m = ModelBuilder::new("shared_weight", 13);
+    let x = m.input("x", &[1, 4, 8, 8]);
+    let w = m.random_weight("w", &[6, 4, 3, 3], -0.5, 0.5);
+    let spec = ConvSpec::new(6, 3).pad(1);
+    let a = m.conv_with(&x, &w, None, &spec);
+    let a = m.batch_norm(&a);
+    let b = m.conv_with(&x, &w, None, &spec);
+    let b = m.batch_norm(&b);
+    let y = m.add(&a, &b);
+    m.output(&y);
+    let proto = m.build();
+    let r = run(&proto, PASS);
+    assert_eq!(count(&r.model, "BatchNormalization"), 2);
+    assert!(
+        r.report
+            .skips
+            .iter()
+            .any(|s| s.reason.contains("shared with another node")),
+        "{:?}",
+        r.report.skips
+    );
+    let opts = npuopt_passes::PipelineOptions {
+        gate: gate(Some("edgetpu"), npuopt_passes::Intent::Deploy, &[]),
+        ..Default::default()
+    };
+    let r = run_with(&proto, PASS, opts);
+    assert!(!r.report.decisions.is_empty());
+    for d in &r.report.decisions {
+        let (growth, margin) = d.heavier.as_ref().expect("a heavier proposal");
+        assert!(growth.contains("weights"), "{growth}");
+        let gain = 1.0 - d.cycles_after as f64 / d.cycles_before as f64;
+        assert_eq!(d.applied, gain > *margin, "{d:?}");
+    }
+    let opts = npuopt_passes::PipelineOptions {
+        gate: gate(
+            Some("edgetpu"),
+            npuopt_passes::Intent::Deploy,
+            &["fold-batchnorm"],
+        ),
+        ..Default::default()
+    };
+    let r = run_with(&proto, PASS, opts);
+    assert_eq!(count(&r.model, "BatchNormalization"), 0);
+    assert_verified(&r, "shared weight on a target, forced");
+}

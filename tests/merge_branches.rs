@@ -329,3 +329,25 @@ fn auto_pad_same_is_resolved_exactly() {
     assert_eq!(count(&r.model, "Conv"), 1, "{}", r.snapshot);
     assert_verified(&r, "auto_pad");
 }
+
+/// QARepVGG keeps a BN after the branches' sum, even in deploy form: the
+/// default pipeline merges the branches, then folds the BN into the merged
+/// conv — one conv left.
+#[test]
+fn bn_after_the_merged_sum_folds_qarepvgg() {
+    let mut m = ModelBuilder::new("qarepvgg", 13);
+    let x = m.input("x", &[1, 8, 10, 10]);
+    let a = m.conv(&x, ConvSpec::new(8, 3).pad(1).bias(true));
+    let b = m.conv(&x, ConvSpec::new(8, 1).bias(true));
+    let s = m.add(&a, &b);
+    let s = m.add(&s, &x);
+    let n = m.batch_norm(&s);
+    let y = m.relu(&n);
+    m.output(&y);
+    let passes = npuopt_passes::resolve_pass_list(None, None).unwrap();
+    let r = run(&m.build(), &passes);
+    assert_eq!(count(&r.model, "Conv"), 1, "{}", r.snapshot);
+    assert_eq!(count(&r.model, "BatchNormalization"), 0, "{}", r.snapshot);
+    assert_eq!(count(&r.model, "Add"), 0, "{}", r.snapshot);
+    assert_verified(&r, "qarepvgg");
+}

@@ -174,7 +174,21 @@ fn case() -> impl Strategy<Value = Case> {
 
 fn check(case: &Case) {
     let m = case.build();
-    let r = run(&m, &["merge-branches"]);
+    // The algebra, whatever the cost: a merge that makes the model heavier
+    // (a grouped 5×5 beside a dense 1×1 becomes a dense 5×5) is refused
+    // without a target (tests/no_heavier.rs), so it is forced on one here.
+    let r = run_with(
+        &m,
+        &["merge-branches"],
+        npuopt_passes::PipelineOptions {
+            gate: gate(
+                Some("edgetpu"),
+                npuopt_passes::Intent::Deploy,
+                &["merge-branches"],
+            ),
+            ..Default::default()
+        },
+    );
     let merged = r.report.changes.iter().any(|c| c.pass == "merge-branches");
     if merged {
         // A full merge, or a partial one of a mergeable inner sum.

@@ -1,8 +1,10 @@
 //! Property test of the whole default pipeline on random graphs of Conv,
-//! BatchNormalization, Add, Concat and Relu with random channel counts,
+//! BatchNormalization, Add, Concat, Relu and per-channel Mul/Add/Div/Sub
+//! with random channel counts,
 //! kernels, groups, strides and pads: every result verifies with tract
 //! against its input, the graph validates after every pass (the manager
-//! checks), and running twice gives the same dump and the same bytes.
+//! checks), running twice gives the same dump and the same bytes, and the
+//! result never has more executed MACs or weight bytes.
 
 mod common;
 
@@ -35,6 +37,11 @@ enum Step {
         a: usize,
         b: usize,
     },
+    /// Mul, Add, Div or Sub by a per-channel constant (`op` picks).
+    Affine {
+        src: usize,
+        op: usize,
+    },
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -45,6 +52,7 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (0..8usize).prop_map(|src| Step::Relu { src }),
         2 => (0..8usize, 0..8usize).prop_map(|(a, b)| Step::Add { a, b }),
         1 => (0..8usize, 0..8usize).prop_map(|(a, b)| Step::Concat { a, b }),
+        1 => (0..8usize, 0..4usize).prop_map(|(src, op)| Step::Affine { src, op }),
     ]
 }
 
@@ -115,6 +123,16 @@ fn build(steps: &[Step]) -> npuopt::ir::proto::ModelProto {
                 }
                 b.concat(&[&va, &vb], 1)
             }
+            Step::Affine { src, op } => {
+                let v = pick(*src, &live);
+                let k = b.per_channel(&v, &format!("k{}", live.len()), 0.5, 1.5);
+                match op {
+                    0 => b.mul(&v, &k),
+                    1 => b.add(&v, &k),
+                    2 => b.div(&v, &k),
+                    _ => b.sub(&v, &k),
+                }
+            }
         };
         live.push(new);
     }
@@ -127,6 +145,21 @@ fn check(steps: &[Step]) {
     let proto = build(steps);
     let passes = npuopt::default_passes();
     let r = run(&proto, &passes);
+    // Without a target nothing gets heavier.
+    let mut before = import_proto(&proto);
+    npuopt::ir::infer::infer_types(&mut before.graph);
+    let mut after =
+        npuopt::ir::import::from_bytes(r.model.to_bytes().unwrap().into(), None).unwrap();
+    npuopt::ir::infer::infer_types(&mut after.graph);
+    let (fb, fa) = (
+        npuopt_passes::footprint::Footprint::of(&before.graph),
+        npuopt_passes::footprint::Footprint::of(&after.graph),
+    );
+    assert!(
+        fa.executed_macs <= fb.executed_macs && fa.weight_bytes <= fb.weight_bytes,
+        "{steps:?}: heavier {fb:?} → {fa:?}\n{}",
+        r.snapshot
+    );
     let v = verify(&r);
     assert!(v.passed, "{steps:?}\n{:?}\n{}", v.outputs, r.snapshot);
     let again = run(&proto, &passes);

@@ -46,6 +46,7 @@ struct Run {
 impl Run {
     fn input<'a>(&'a self, model_name: &'a str) -> ReportInput<'a> {
         ReportInput {
+            unverified: None,
             model_name,
             target: Some(TARGET),
             estimate_before: Some(&self.est_before),

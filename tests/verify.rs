@@ -261,7 +261,10 @@ fn a_weight_changed_by_one_percent_fails() {
     assert!(y.cosine > 0.99 && y.cosine < 1.0, "{y:?}");
 
     // A loose enough tolerance accepts the same difference.
-    let loose = VerifyOptions { rtol: 0.05, ..opts };
+    let loose = VerifyOptions {
+        rtol: Some(0.05),
+        ..opts
+    };
     assert!(verify_bytes(&reference, &candidate, &loose).unwrap().passed);
 }
 
@@ -467,7 +470,7 @@ fn integer_outputs_are_compared_exactly_and_input_range_is_used() {
     // Exact comparison: even a tolerance that would accept the difference
     // for floats does not.
     let loose = VerifyOptions {
-        atol: 10.0,
+        atol: Some(10.0),
         ..Default::default()
     };
     assert!(!verify_bytes(&a, &b, &loose).unwrap().passed);
@@ -505,8 +508,8 @@ fn nan_in_the_candidate_fails() {
     let reference = sqrt_model(false);
     let candidate = sqrt_model(true);
     let loose = VerifyOptions {
-        rtol: 1.0,
-        atol: 1.0,
+        rtol: Some(1.0),
+        atol: Some(1.0),
         ..Default::default()
     };
     let report = verify_bytes(&reference, &candidate, &loose).unwrap();
@@ -551,7 +554,7 @@ fn options_are_checked() {
             ..Default::default()
         },
         VerifyOptions {
-            rtol: -1.0,
+            rtol: Some(-1.0),
             ..Default::default()
         },
         VerifyOptions {
@@ -623,4 +626,139 @@ fn all_real_fixtures_verify_against_themselves() {
         }
     }
     assert!(failures.is_empty(), "{failures:?}");
+}
+
+/// `s = ((C + D) + E) + 0·x` (or `C + (D + E)` reassociated), then
+/// `TopK(s, k=1)`. With C = [1, 1], D = E = [0, 2⁻²⁴] the first grouping
+/// rounds both scores to 1 (a tie: TopK picks index 0) and the second
+/// gives the second score 1 + 2⁻²³ (index 1 wins): the exact value, one
+/// rounding step from the tie. `second` replaces the candidate's second
+/// score with 1.5 — not a tie.
+fn topk_tie(reassociate: bool, second: Option<f32>) -> Vec<u8> {
+    let tiny = 2f32.powi(-24);
+    let mut c = vec![1.0, 1.0];
+    let mut d = vec![0.0, tiny];
+    let mut e = vec![0.0, tiny];
+    if let Some(v) = second {
+        (c[1], d[1], e[1]) = (v, 0.0, 0.0);
+    }
+    let sum = if reassociate {
+        vec![
+            node("Add", &["D", "E"], &["de"], vec![]),
+            node("Add", &["C", "de"], &["cde"], vec![]),
+        ]
+    } else {
+        vec![
+            node("Add", &["C", "D"], &["cd"], vec![]),
+            node("Add", &["cd", "E"], &["cde"], vec![]),
+        ]
+    };
+    let mut nodes = sum;
+    nodes.extend([
+        node("Mul", &["x", "Z"], &["zx"], vec![]),
+        node("Add", &["cde", "zx"], &["s"], vec![]),
+        node("TopK", &["s", "K"], &["values", "indices"], vec![]),
+    ]);
+    encode(&model(GraphProto {
+        name: Some("topk_tie".into()),
+        node: nodes,
+        initializer: vec![
+            f32_tensor("C", &[1, 2], c),
+            f32_tensor("D", &[1, 2], d),
+            f32_tensor("E", &[1, 2], e),
+            f32_tensor("Z", &[1, 2], vec![0.0, 0.0]),
+            i64_tensor("K", &[1], vec![1]),
+        ],
+        input: vec![vi("x", DataType::Float, &[V(1), V(2)])],
+        output: vec![
+            vi("values", DataType::Float, &[V(1), V(1)]),
+            vi("indices", DataType::Int64, &[V(1), V(1)]),
+        ],
+        ..Default::default()
+    }))
+}
+
+#[test]
+fn a_topk_tie_broken_by_rounding_passes_as_a_tie_and_a_real_change_does_not() {
+    let reference = topk_tie(false, None);
+    let report = verify(&reference, &topk_tie(true, None)).unwrap();
+    assert!(report.passed, "{report:#?}");
+    let indices = &report.outputs[1];
+    assert_eq!(indices.name, "indices");
+    // Element by element the indices differ (0 vs 1) ...
+    assert_eq!(indices.max_abs_err, 1.0, "{indices:?}");
+    // ... but the scores they are chosen from agree within noise.
+    assert_eq!(indices.verdict, "within noise up to ties", "{indices:?}");
+    assert_eq!(indices.compared_as, "rows up to ties");
+    let feed = report.intermediates.iter().find(|i| i.name == "s").unwrap();
+    assert!(feed.passed, "{feed:?}");
+
+    let report = verify(&reference, &topk_tie(true, Some(1.5))).unwrap();
+    assert!(!report.passed, "{report:#?}");
+    assert_eq!(report.outputs[1].verdict, "mismatch");
+}
+
+/// `y = Gather(data, idx)` with `data` a [5, 3] initializer, and
+/// `q = Div(a, d)` on int64 inputs; `computed_divisor` divides by
+/// `b − c` instead, which npuopt cannot see is a divisor.
+fn int_ops(computed_divisor: bool) -> ModelProto {
+    let data: Vec<f32> = (0..15).map(|i| i as f32).collect();
+    let mut nodes = vec![node("Gather", &["data", "idx"], &["y"], vec![])];
+    let mut inputs = vec![
+        vi("idx", DataType::Int64, &[V(4)]),
+        vi("a", DataType::Int64, &[V(64)]),
+    ];
+    if computed_divisor {
+        nodes.push(node("Sub", &["b", "c"], &["d"], vec![]));
+        inputs.push(vi("b", DataType::Int64, &[V(64)]));
+        inputs.push(vi("c", DataType::Int64, &[V(64)]));
+    } else {
+        inputs.push(vi("d", DataType::Int64, &[V(64)]));
+    }
+    nodes.push(node("Div", &["a", "d"], &["q"], vec![]));
+    model(GraphProto {
+        name: Some("int_ops".into()),
+        node: nodes,
+        initializer: vec![f32_tensor("data", &[5, 3], data)],
+        input: inputs,
+        output: vec![
+            vi("y", DataType::Float, &[V(4), V(3)]),
+            vi("q", DataType::Int64, &[V(64)]),
+        ],
+        ..Default::default()
+    })
+}
+
+#[test]
+fn integer_indices_and_divisors_are_drawn_valid() {
+    let m = encode(&int_ops(false));
+    let report = verify(&m, &m).unwrap();
+    assert!(report.passed, "{report:#?}");
+    let note = report
+        .notes
+        .iter()
+        .find(|n| n.starts_with("integer inputs drawn valid"))
+        .expect("a note says so");
+    assert!(
+        note.contains("'idx' in [0, 5)") && note.contains("'d' non-zero"),
+        "{note}"
+    );
+}
+
+#[test]
+fn a_tract_panic_is_npuopts_own_message_once_with_no_panic_text() {
+    // Integer division by a computed zero: tract panics.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.onnx");
+    write(&int_ops(true), &path, None);
+    let p = path.to_str().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_npuopt"))
+        .args(["verify", p, p])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("panicked at"), "{stderr}");
+    assert!(!stderr.contains("RUST_BACKTRACE"), "{stderr}");
+    assert_eq!(stderr.matches("tract panicked").count(), 1, "{stderr}");
 }

@@ -472,6 +472,13 @@ pub struct NewConv {
     pub geometry: Geometry,
 }
 
+impl NewConv {
+    /// False when every bias value is zero (`add_conv` then stores none).
+    pub fn has_bias(&self) -> bool {
+        self.bias.iter().any(|&b| b != 0.0)
+    }
+}
+
 /// Adds a Conv node computing `conv(x)` near `near`, its weight and bias
 /// as new initializers named after the node. Returns the node and its
 /// output.
@@ -488,14 +495,17 @@ pub fn add_conv(
         &format!("{node_name}.weight"),
         Tensor::from_f64_as("", c.dtype, &c.weight.dims(), &c.weight.data),
     );
-    let bv = g.add_initializer(
-        &format!("{node_name}.bias"),
-        Tensor::from_f64_as("", c.dtype, &[c.bias.len() as i64], &c.bias),
-    );
+    // A bias of zeros is no bias: not stored (the model gets no heavier).
+    let bv = c.has_bias().then(|| {
+        g.add_initializer(
+            &format!("{node_name}.bias"),
+            Tensor::from_f64_as("", c.dtype, &[c.bias.len() as i64], &c.bias),
+        )
+    });
     let (id, outs) = g.add_node(
         &node_name,
         conv_op(&c.geometry, c.weight.group),
-        &[Some(x), Some(wv), Some(bv)],
+        &[Some(x), Some(wv), bv][..if bv.is_some() { 3 } else { 2 }],
         &[&format!("{node_name}_output")],
         Some(near),
     );

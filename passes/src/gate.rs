@@ -155,6 +155,10 @@ pub struct Decision {
     /// before the estimates are added. Tells apart two proposals at one
     /// node (pad-channels trying 40 → 64, then 40 → 48).
     pub proposed: String,
+    /// For a rewrite that makes the model heavier (executed MACs or
+    /// weights, see [`crate::footprint`]): how, and the margin by which the
+    /// estimate had to fall (the target's `[cost] heavier_margin`).
+    pub heavier: Option<(String, f64)>,
 }
 
 /// The figures of one whole-model estimate the gate keeps.
@@ -265,6 +269,38 @@ impl PassContext {
     where
         F: FnOnce(&mut Graph) -> Result<Change, String>,
     {
+        self.propose_inner(g, p, None, apply)
+    }
+
+    /// [`PassContext::propose`] for a rewrite that makes the model heavier
+    /// (`growth` says how, see [`crate::footprint`]): the estimate must fall
+    /// by more than `margin` (a fraction of the model's cycles), a tie or a
+    /// smaller gain keeps the model as it is. The decision's reason names
+    /// the growth and the margin.
+    pub fn propose_heavier<F>(
+        &mut self,
+        g: &mut Graph,
+        p: Proposal,
+        margin: f64,
+        growth: &str,
+        apply: F,
+    ) -> Outcome
+    where
+        F: FnOnce(&mut Graph) -> Result<Change, String>,
+    {
+        self.propose_inner(g, p, Some((margin, growth)), apply)
+    }
+
+    fn propose_inner<F>(
+        &mut self,
+        g: &mut Graph,
+        p: Proposal,
+        heavier: Option<(f64, &str)>,
+        apply: F,
+    ) -> Outcome
+    where
+        F: FnOnce(&mut Graph) -> Result<Change, String>,
+    {
         let Some(target) = self.gate.target.clone() else {
             return Outcome::NotRun;
         };
@@ -316,6 +352,13 @@ impl PassContext {
                 ),
                 _ => format!("the estimate rises on {tname}"),
             })
+        } else if let Some((margin, growth)) =
+            heavier.filter(|(m, _)| (after.cycles as f64) >= before.cycles as f64 * (1.0 - m))
+        {
+            Some(format!(
+                "it makes the model heavier ({growth}) and the estimate does not fall by more than the {:.1}% margin of {tname}",
+                margin * 100.0
+            ))
         } else if after.cycles > before.cycles {
             Some(format!("the estimate rises on {tname}"))
         } else if after.cycles == before.cycles {
@@ -340,6 +383,7 @@ impl PassContext {
             latency_ms_after: after.latency_ms,
             reason: String::new(),
             proposed: change.note.clone(),
+            heavier: heavier.map(|(m, g)| (g.to_string(), m)),
         };
         match refusal {
             Some(why) => {
@@ -353,6 +397,11 @@ impl PassContext {
                 let mut change = change;
                 let why = if forced {
                     " (forced by --force-pass)".to_string()
+                } else if let Some((margin, growth)) = heavier {
+                    format!(
+                        " (heavier: {growth}; the gain passes the {:.1}% margin)",
+                        margin * 100.0
+                    )
                 } else if capacity && after.cycles > before.cycles {
                     format!(
                         " (within the capacity budget of est. {} cycles)",

@@ -50,7 +50,15 @@ fn registry() -> Vec<(Box<dyn Pass>, Slot)> {
             Slot::Default,
         ),
         (Box::new(fold_batchnorm::FoldBatchNorm), Slot::Default),
+        (
+            Box::new(fold_batchnorm_across::FoldBatchNormAcross),
+            Slot::Default,
+        ),
         (Box::new(merge_branches::MergeBranches), Slot::Default),
+        (
+            Box::new(merge_linear_branches::MergeLinearBranches),
+            Slot::Default,
+        ),
         (
             Box::new(merge_sequential_convs::MergeSequentialConvs::default()),
             Slot::Default,

@@ -121,3 +121,17 @@ pub fn bypass(g: &mut Graph, node: NodeId, replacement: ValueId) {
         g.remove_node(node);
     }
 }
+
+/// Why folding into `node`'s weight (input 1) would make the model heavier:
+/// the weight is a constant other nodes read too, so the folded weight is
+/// a second copy. `None` when `node` owns it (or it is not a constant).
+pub fn shared_weight(g: &Graph, node: NodeId) -> Option<String> {
+    let w = g.node(node).input(1)?;
+    g.constant(w)?;
+    (!owned_initializer(g, w, node)).then(|| {
+        format!(
+            "the weight '{}' is shared with another node: folding would store a second copy (without --target nothing gets heavier)",
+            g.value(w).name()
+        )
+    })
+}

@@ -178,3 +178,30 @@ fn ops_that_change_their_input_are_kept() {
     assert!(changes.is_empty(), "{changes:?}");
     assert_eq!(m.graph.node_count(), before);
 }
+
+#[test]
+fn reshape_of_a_reshape_collapses_and_may_vanish() {
+    // [1,16,12] → [16,12] → [1,16,12]: one Reshape, then none.
+    let build = |outer: &[i64], out: &[i64]| {
+        let mut b = M::new("reshapes", 13);
+        b.input("x", DType::FLOAT, &[1, 16, 12])
+            .init_i64("s1", &[2], &[16, 12])
+            .init_i64("s2", &[outer.len() as i64], outer)
+            .node("Reshape", &["x", "s1"], &["mid"], vec![])
+            .node("Reshape", &["mid", "s2"], &["y0"], vec![])
+            .node("Relu", &["y0"], &["y"], vec![])
+            .output("y", DType::FLOAT, out);
+        b.model()
+    };
+    let mut m = build(&[1, 16, 12], &[1, 16, 12]);
+    run(&mut m, PASS);
+    assert_eq!(count_op(&m, "Reshape"), 0);
+    let mut m = build(&[1, -1, 12], &[1, 16, 12]);
+    run(&mut m, PASS);
+    assert_eq!(count_op(&m, "Reshape"), 0);
+    // A 0 in the outer shape copies a dim of its input ([16,12] → 16,
+    // [1,16,12] → 1): left alone.
+    let mut m = build(&[0, 1, 12], &[16, 1, 12]);
+    run(&mut m, PASS);
+    assert_eq!(count_op(&m, "Reshape"), 2);
+}

@@ -234,6 +234,42 @@ fn large_constant_of_shape_read_once_is_left_alone() {
 }
 
 #[test]
+fn large_transpose_of_a_weight_only_it_reads_folds() {
+    // LeViT's stage-3 Linear: MatMul(x, Transpose(W)), W 768×384 f32
+    // (1.2 MB). Folding frees W: no growth, and the MatMul gets a constant.
+    let build = |shared: bool| {
+        let (k, n) = (384i64, 768i64);
+        let w: Vec<f32> = (0..k * n).map(|i| (i % 7) as f32).collect();
+        let mut b = M::new("big_t", 13);
+        b.input("x", DType::FLOAT, &[1, k])
+            .init_f32("w", &[n, k], &w)
+            .node(
+                "Transpose",
+                &["w"],
+                &["wt"],
+                vec![attr::ints("perm", &[1, 0])],
+            )
+            .node("MatMul", &["x", "wt"], &["y"], vec![])
+            .output("y", DType::FLOAT, &[1, n]);
+        if shared {
+            b.node("Identity", &["w"], &["w_again"], vec![]).output(
+                "w_again",
+                DType::FLOAT,
+                &[n, k],
+            );
+        }
+        b.model()
+    };
+    let mut m = build(false);
+    run(&mut m, PASS);
+    assert_eq!(count_op(&m, "Transpose"), 0);
+    // W read elsewhere too: folding would store it twice.
+    let mut m = build(true);
+    run(&mut m, PASS);
+    assert_eq!(count_op(&m, "Transpose"), 1);
+}
+
+#[test]
 fn graph_input_with_a_default_is_not_folded() {
     let mut b = M::new("default_input", 13);
     b.input("x", DType::FLOAT, &[3])

@@ -205,9 +205,13 @@ def optimize(
         input_range: ``(lo, hi)`` of integer inputs (default ``(0, 10)``).
         seed: seed of the random inputs (default 0).
         samples: number of random input sets (default 1).
-        rtol: relative tolerance (default 1e-4): outputs pass when
-            ``max|a-b| <= atol + rtol * max|ref|``.
-        atol: absolute tolerance (default 1e-6).
+        rtol: a fixed relative tolerance instead of the noise verdict
+            (by default an output passes when its error against an f64
+            evaluation of the input is at most 8 times the input model's
+            own): with ``rtol`` or ``atol`` given, outputs pass when
+            ``max|a-b| <= atol + rtol * max|ref|`` (the other defaulting to
+            1e-4 resp. 1e-6).
+        atol: a fixed absolute tolerance (see ``rtol``).
         base_dir: for a model in memory with external data, the folder its
             data files are in (a model file's are beside it).
 
@@ -330,9 +334,11 @@ def verify(
 
     Returns:
         The figures, as ``npuopt verify --json`` prints them: ``passed``,
-        ``seed``, ``samples``, ``notes`` and per output ``name``, ``shape``,
+        ``seed``, ``samples``, ``reference``, ``noise_factor``, ``notes``,
+        ``intermediates`` and per output ``name``, ``shape``,
         ``max_abs_err``, ``max_rel_err``, ``cosine``, ``max_abs_ref``,
-        ``passed``.
+        ``err_vs_reference``, ``noise_floor``, ``ratio``, ``tolerance``,
+        ``verdict``, ``compared_as``, ``passed``.
 
     Raises:
         VerificationError: the outputs differ (the figures are on it).

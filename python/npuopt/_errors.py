@@ -38,8 +38,11 @@ class VerificationError(NpuoptError):
     Attributes:
         report: the verification figures, exactly as in the JSON report's
             ``verification`` object: ``passed``, ``seed``, ``samples``,
-            ``notes`` and, per output, ``name``, ``shape``, ``max_abs_err``,
-            ``max_rel_err``, ``cosine``, ``max_abs_ref``, ``passed``.
+            ``reference``, ``noise_factor``, ``notes``, ``intermediates``
+            and, per output, ``name``, ``shape``, ``max_abs_err``,
+            ``max_rel_err``, ``cosine``, ``max_abs_ref``,
+            ``err_vs_reference``, ``noise_floor``, ``ratio``, ``tolerance``,
+            ``verdict``, ``compared_as``, ``passed``.
         failed_pass: with ``verify_each=True``, the first pass whose result
             failed verification.
         first_bad_rewrite: with ``verify_each=True``, the first rewrite that

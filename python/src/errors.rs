@@ -94,7 +94,15 @@ pub fn cli(py: Python<'_>, e: CliError) -> PyErr {
         if cause.is::<npuopt_targets::TargetError>() {
             return usage(py, message);
         }
-        match cause.downcast_ref::<VerifyError>() {
+        // `OptimizeError::Verify` carries its VerifyError in its message,
+        // not as a source (so error chains print it once).
+        let verify = cause.downcast_ref::<VerifyError>().or_else(|| {
+            match cause.downcast_ref::<OptimizeError>() {
+                Some(OptimizeError::Verify(v)) => Some(v),
+                _ => None,
+            }
+        });
+        match verify {
             Some(VerifyError::Options(_)) => return usage(py, message),
             Some(VerifyError::Cancelled) => return PyKeyboardInterrupt::new_err(message),
             _ => {}

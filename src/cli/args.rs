@@ -109,6 +109,12 @@ pub struct OptimizeArgs {
     /// pass and rewrite that breaks numerics.
     #[arg(long, conflicts_with = "no_verify")]
     pub verify_each: bool,
+    /// When tract cannot verify the output (an op it cannot load or run),
+    /// write it anyway, marked "NOT VERIFIED: REASON" in the summary, the
+    /// reports and the model's metadata_props, and exit 0. A mismatch still
+    /// exits 3.
+    #[arg(long, conflicts_with = "no_verify")]
+    pub allow_unverified: bool,
     /// Stop after N rewrites in total (bisect a bad rewrite by hand).
     #[arg(long, value_name = "N")]
     pub max_rewrites: Option<usize>,
@@ -157,12 +163,18 @@ pub struct CheckArgs {
     /// Range `LO,HI` of integer inputs (default 0,10).
     #[arg(long, value_name = "LO,HI")]
     pub input_range: Option<String>,
-    /// Relative tolerance: pass when max|a−b| ≤ atol + rtol·max|ref|.
-    #[arg(long, default_value_t = 1e-4)]
-    pub rtol: f32,
-    /// Absolute tolerance.
-    #[arg(long, default_value_t = 1e-6)]
-    pub atol: f32,
+    /// A fixed relative tolerance instead of the noise verdict: pass when
+    /// max|a−b| ≤ atol + rtol·max|ref| (atol then defaults to 1e-6).
+    #[arg(long)]
+    pub rtol: Option<f32>,
+    /// A fixed absolute tolerance instead of the noise verdict (rtol then
+    /// defaults to 1e-4).
+    #[arg(long)]
+    pub atol: Option<f32>,
+    /// k of the noise verdict: an output passes when its error against the
+    /// f64 reference is at most k times the input model's own.
+    #[arg(long, value_name = "K", default_value_t = crate::verify::NOISE_FACTOR)]
+    pub noise_factor: f64,
 }
 
 #[derive(Debug, Args)]

@@ -47,6 +47,7 @@ impl CheckArgs {
             input_range,
             rtol: self.rtol,
             atol: self.atol,
+            noise_factor: self.noise_factor,
             ..VerifyOptions::default()
         })
     }

@@ -36,6 +36,10 @@ pub fn run(a: OptimizeArgs, quiet: bool) -> Result<i32, CliError> {
     for d in &before.disputes {
         eprintln!("warning: {d}; no rewrite relies on its shape");
     }
+    if let (true, Some(reason)) = (quiet, &outcome.unverified) {
+        // The one line -q still prints: the output was written unchecked.
+        eprintln!("NOT VERIFIED: {reason}");
+    }
     if !quiet {
         if !outcome.pinned_symbols.is_empty() {
             let b: Vec<String> = outcome
@@ -125,13 +129,27 @@ pub fn run(a: OptimizeArgs, quiet: bool) -> Result<i32, CliError> {
         }
         let verified = match &outcome.verification {
             Some(v) => {
+                for line in crate::report::verification_text(v).lines() {
+                    eprintln!("  {line}");
+                }
                 let worst = v.outputs.iter().map(|o| o.max_abs_err).fold(0.0, f64::max);
-                format!("verified with tract (max abs err {worst:.2e})")
+                let ratio = v.outputs.iter().filter_map(|o| o.ratio).fold(0.0, f64::max);
+                match v.reference {
+                    crate::verify::Reference::Fixed => {
+                        format!("verified with tract (max abs err {worst:.2e})")
+                    }
+                    _ => format!(
+                        "verified with tract (max abs err {worst:.2e}; at most {ratio:.2}× the input's own noise floor)"
+                    ),
+                }
             }
-            None => "NOT verified (--no-verify)".to_string(),
+            None => match &outcome.unverified {
+                Some(reason) => format!("NOT VERIFIED: {reason}"),
+                None => "NOT verified (--no-verify)".to_string(),
+            },
         };
         eprintln!(
-            "{} → {}: nodes {} → {}, parameters {} → {}, MACs {} → {}, {} → {} in {:.2} s; {}",
+            "{} → {}: nodes {} → {}, parameters {} → {}, MACs {} → {} (executed {} → {}), {} → {} in {:.2} s; {}",
             a.input.display(),
             a.output.display(),
             before.nodes,
@@ -140,6 +158,8 @@ pub fn run(a: OptimizeArgs, quiet: bool) -> Result<i32, CliError> {
             after.parameters,
             before.macs,
             after.macs,
+            before.dense_macs,
+            after.dense_macs,
             human_bytes(done.input.bytes),
             human_bytes(done.written),
             start.elapsed().as_secs_f64(),

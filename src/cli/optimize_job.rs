@@ -139,6 +139,7 @@ pub fn options(a: &OptimizeArgs) -> Result<OptimizeOptions, CliError> {
         passes,
         verify,
         verify_each: a.verify_each,
+        allow_unverified: a.allow_unverified,
         max_rewrites: a.max_rewrites,
         dump_after,
         target,
@@ -262,6 +263,7 @@ pub fn execute(
             before: &done.before,
             after: &done.after,
             verification: done.outcome.verification.as_ref(),
+            unverified: done.outcome.unverified.as_deref(),
             quantization: done.quantization.as_ref(),
         };
         crate::report_html::write_html_report(path, &page).map_err(CliError::input)?;

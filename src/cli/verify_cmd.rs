@@ -18,30 +18,7 @@ pub fn run(a: VerifyArgs, quiet: bool) -> Result<i32, CliError> {
         for n in &report.notes {
             eprintln!("note: {n}");
         }
-        for o in &report.outputs {
-            println!(
-                "{} {:<24} max abs err {:.3e}  rel {:.3e}  cosine {:.8}  (max |ref| {:.3e})",
-                if o.passed { "ok      " } else { "MISMATCH" },
-                o.name,
-                o.max_abs_err,
-                o.max_rel_err,
-                o.cosine,
-                o.max_abs_ref
-            );
-        }
-        println!(
-            "{} ({} sample{}, seed {}, rtol {:e}, atol {:e})",
-            if report.passed {
-                "outputs match"
-            } else {
-                "outputs differ"
-            },
-            report.samples,
-            if report.samples == 1 { "" } else { "s" },
-            report.seed,
-            opts.rtol,
-            opts.atol
-        );
+        print!("{}", crate::report::verification_text(&report));
     }
     Ok(if report.passed {
         exit::OK

@@ -25,6 +25,90 @@ pub(crate) struct InputDecl {
     pub(crate) dims: Option<Vec<DeclDim>>,
 }
 
+/// What an integer input is used for, where the graph shows it: its draws
+/// stay valid, so tract never indexes out of range or divides by zero.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum IntRole {
+    /// Indices into an axis of this size (`Gather`, `GatherElements`,
+    /// `ScatterElements`): drawn from `[0, size)`.
+    Index(usize),
+    /// A divisor (`Div`, `Mod`): zero is never drawn.
+    Divisor,
+}
+
+/// The roles of the graph inputs the reference uses as indices or
+/// divisors. An index's axis size comes from the indexed tensor: an
+/// initializer, or an input of the plan.
+fn int_roles(
+    reference: &ParsedModel,
+    specs: &[InputSpec],
+    notes: &mut Vec<String>,
+) -> HashMap<String, IntRole> {
+    let mut roles = HashMap::new();
+    let Some(g) = reference.proto.graph.as_ref() else {
+        return roles;
+    };
+    let is_int_input = |name: &str| specs.iter().any(|s| s.name == name && s.dt.is_integer());
+    let dims_of = |name: &str| -> Option<Vec<usize>> {
+        if let Some(t) = g.initializer.iter().find(|t| t.name == name) {
+            return Some(t.dims.iter().map(|&d| d.max(0) as usize).collect());
+        }
+        specs
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| s.shape.clone())
+    };
+    for n in &g.node {
+        if !n.domain.is_empty() {
+            continue;
+        }
+        let port = |i: usize| n.input.get(i).filter(|s| is_int_input(s)).cloned();
+        match n.op_type.as_str() {
+            "Gather" | "GatherElements" | "ScatterElements" => {
+                let Some(idx) = port(1) else { continue };
+                let axis = n
+                    .attribute
+                    .iter()
+                    .find(|a| a.name == "axis")
+                    .map_or(0, |a| a.i);
+                let Some(dims) = n.input.first().and_then(|d| dims_of(d)) else {
+                    continue;
+                };
+                let axis = if axis < 0 {
+                    axis + dims.len() as i64
+                } else {
+                    axis
+                };
+                if let Some(&size) = dims.get(axis.max(0) as usize).filter(|&&d| d > 0) {
+                    let size = match roles.get(&idx) {
+                        Some(IntRole::Index(other)) => size.min(*other),
+                        _ => size,
+                    };
+                    roles.insert(idx.clone(), IntRole::Index(size));
+                }
+            }
+            "Div" | "Mod" => {
+                if let Some(d) = port(1) {
+                    roles.entry(d).or_insert(IntRole::Divisor);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut named: Vec<String> = roles
+        .iter()
+        .map(|(n, r)| match r {
+            IntRole::Index(size) => format!("'{n}' in [0, {size}) (indices)"),
+            IntRole::Divisor => format!("'{n}' non-zero (a divisor)"),
+        })
+        .collect();
+    named.sort();
+    if !named.is_empty() {
+        notes.push(format!("integer inputs drawn valid: {}", named.join(", ")));
+    }
+    roles
+}
+
 /// The concrete type and shape an input is verified with.
 #[derive(Clone, Debug)]
 pub(crate) struct InputSpec {
@@ -38,6 +122,8 @@ pub(crate) struct InputSpec {
 #[derive(Clone, Debug)]
 pub(crate) struct Plan {
     pub(crate) inputs: Vec<InputSpec>,
+    /// Integer inputs whose valid values the graph shows, by name.
+    pub(crate) roles: HashMap<String, IntRole>,
     pub(crate) reference_symbols: HashMap<String, usize>,
     pub(crate) candidate_symbols: HashMap<String, usize>,
 }
@@ -375,8 +461,10 @@ pub(crate) fn plan(
             .collect();
         notes.push(format!("inputs: {}", shapes.join(", ")));
     }
+    let roles = int_roles(reference, &specs, notes);
     Ok(Plan {
         inputs: specs,
+        roles,
         reference_symbols: symbols,
         candidate_symbols: cand_symbols,
     })
@@ -413,7 +501,32 @@ impl Generator {
 
     fn int(&mut self) -> f64 {
         let (a, b) = self.int_bounds();
+        self.int_in(a, b)
+    }
+
+    fn int_in(&mut self, a: f64, b: f64) -> f64 {
         (a + (self.rng.uniform() * (b - a + 1.0)).floor()).min(b)
+    }
+
+    /// An integer for an input with a role: an index in its axis, or a
+    /// non-zero divisor (the range without 0; `[1, 1]` if it holds only 0).
+    fn int_for(&mut self, role: Option<IntRole>) -> f64 {
+        match role {
+            None => self.int(),
+            Some(IntRole::Index(size)) => self.int_in(0.0, size as f64 - 1.0),
+            Some(IntRole::Divisor) => {
+                let (a, b) = self.int_bounds();
+                if a == 0.0 && b == 0.0 {
+                    return 1.0;
+                }
+                loop {
+                    let v = self.int_in(a, b);
+                    if v != 0.0 {
+                        return v;
+                    }
+                }
+            }
+        }
     }
 
     /// One tensor per input of the plan, in plan order. Floats are standard
@@ -436,20 +549,21 @@ impl Generator {
             .iter()
             .map(|spec| {
                 let shape = &spec.shape;
+                let role = plan.roles.get(&spec.name).copied();
                 // `as` from f64 to an integer saturates, which clamps
                 // out-of-range draws to the type's bounds.
                 match spec.dt {
                     DatumType::F16 => make(shape, || f16::from_f64(self.rng.normal())),
                     DatumType::F32 => make(shape, || self.rng.normal() as f32),
                     DatumType::F64 => make(shape, || self.rng.normal()),
-                    DatumType::I8 => make(shape, || self.int() as i8),
-                    DatumType::I16 => make(shape, || self.int() as i16),
-                    DatumType::I32 => make(shape, || self.int() as i32),
-                    DatumType::I64 => make(shape, || self.int() as i64),
-                    DatumType::U8 => make(shape, || self.int() as u8),
-                    DatumType::U16 => make(shape, || self.int() as u16),
-                    DatumType::U32 => make(shape, || self.int() as u32),
-                    DatumType::U64 => make(shape, || self.int() as u64),
+                    DatumType::I8 => make(shape, || self.int_for(role) as i8),
+                    DatumType::I16 => make(shape, || self.int_for(role) as i16),
+                    DatumType::I32 => make(shape, || self.int_for(role) as i32),
+                    DatumType::I64 => make(shape, || self.int_for(role) as i64),
+                    DatumType::U8 => make(shape, || self.int_for(role) as u8),
+                    DatumType::U16 => make(shape, || self.int_for(role) as u16),
+                    DatumType::U32 => make(shape, || self.int_for(role) as u32),
+                    DatumType::U64 => make(shape, || self.int_for(role) as u64),
                     DatumType::Bool => make(shape, || self.rng.bool()),
                     dt => Err(VerifyError::Inputs(format!(
                         "input '{}' is {}, for which no random values can be drawn",
@@ -457,6 +571,42 @@ impl Generator {
                         dt_name(dt)
                     ))),
                 }
+            })
+            .collect()
+    }
+
+    /// The same tensors with every float element moved by about one
+    /// rounding step (`x · (1 ± eps)`, the sign drawn from the stream);
+    /// other types unchanged. The input model's change on these estimates
+    /// its noise floor when there is no f64 reference.
+    pub(crate) fn perturb(
+        &mut self,
+        tensors: &[TValue],
+        eps: f64,
+    ) -> Result<Vec<TValue>, VerifyError> {
+        let err = |e: TractError| VerifyError::Inputs(super::load::condense(&e));
+        tensors
+            .iter()
+            .map(|t| {
+                let dt = t.datum_type();
+                if !dt.is_float() {
+                    return Ok(t.clone());
+                }
+                let wide = t.cast_to_dt(DatumType::F64).map_err(err)?;
+                let values: Vec<f64> = wide
+                    .try_as_plain_ram()
+                    .map_err(err)?
+                    .as_slice::<f64>()
+                    .map_err(err)?
+                    .iter()
+                    .map(|v| v * (1.0 + if self.rng.bool() { eps } else { -eps }))
+                    .collect();
+                let shaken = Tensor::from_shape(t.shape(), &values).map_err(err)?;
+                Ok(shaken
+                    .cast_to_dt(dt)
+                    .map_err(err)?
+                    .into_owned()
+                    .into_tvalue())
             })
             .collect()
     }

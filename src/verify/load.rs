@@ -32,23 +32,30 @@ impl Source<'_> {
 /// outputs, read from the ONNX graph.
 pub(crate) struct ParsedModel {
     pub(crate) label: String,
-    proto: pb::ModelProto,
-    dir: Option<String>,
+    pub(crate) proto: pb::ModelProto,
+    pub(crate) dir: Option<String>,
     model: InferenceModel,
     /// The graph inputs that are not initializers, in tract's input order.
     pub(crate) inputs: Vec<InputDecl>,
     /// The graph outputs' names, in order.
     pub(crate) outputs: Vec<String>,
+    /// Seconds tract took to parse it.
+    parse_s: f64,
 }
 
 /// A model ready to run on the plan's inputs.
 pub(crate) struct LoadedModel {
-    label: String,
+    pub(crate) label: String,
     runnable: Arc<TypedSimplePlan>,
     /// For each of this model's inputs, its index in the plan.
     input_order: Vec<usize>,
-    /// Output names, in order.
-    pub(crate) outputs: Vec<String>,
+    /// Each input's element type in this model (an f64 reference takes
+    /// f64 where the plan draws f32 or f16).
+    input_types: Vec<DatumType>,
+    /// Seconds spent parsing, typing, optimizing and planning it.
+    pub(crate) load_s: f64,
+    /// Seconds spent running it, all samples.
+    pub(crate) run_s: std::cell::Cell<f64>,
 }
 
 /// Condenses an error chain into one line: each distinct cause once,
@@ -95,9 +102,34 @@ fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     }
 }
 
+thread_local! {
+    /// Set while tract runs under [`guarded`]: its panics are reported as
+    /// npuopt's own errors, so the panic hook stays silent for them.
+    static QUIET_PANICS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Installs (once) a panic hook that says nothing for panics inside
+/// [`guarded`] on this thread and defers to the previous hook otherwise.
+fn install_quiet_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET_PANICS.with(|q| q.get()) {
+                previous(info);
+            }
+        }));
+    });
+}
+
 /// Runs `f`, turning both an error and a panic into a condensed message.
+/// tract's panic text never reaches stderr: the message is returned.
 fn guarded<T>(f: impl FnOnce() -> TractResult<T>) -> Result<T, String> {
-    match catch_unwind(AssertUnwindSafe(f)) {
+    install_quiet_hook();
+    let was = QUIET_PANICS.with(|q| q.replace(true));
+    let result = catch_unwind(AssertUnwindSafe(f));
+    QUIET_PANICS.with(|q| q.set(was));
+    match result {
         Ok(Ok(t)) => Ok(t),
         Ok(Err(e)) => Err(condense(&e)),
         Err(payload) => Err(panic_message(payload)),
@@ -105,7 +137,11 @@ fn guarded<T>(f: impl FnOnce() -> TractResult<T>) -> Result<T, String> {
 }
 
 /// Decodes and parses a model, and reads its declared inputs and outputs.
-pub(crate) fn parse(source: &Source<'_>) -> Result<ParsedModel, VerifyError> {
+/// A decoded model: its label, protobuf and external-data folder.
+pub(crate) type Decoded = (String, pb::ModelProto, Option<String>);
+
+/// Decodes a model's protobuf.
+pub(crate) fn decode(source: &Source<'_>) -> Result<Decoded, VerifyError> {
     let label = source.label().to_string();
     let load_err = |message: String| VerifyError::Load {
         model: label.clone(),
@@ -138,7 +174,24 @@ pub(crate) fn parse(source: &Source<'_>) -> Result<ParsedModel, VerifyError> {
             (proto, dir)
         }
     };
+    Ok((label, proto, dir))
+}
+
+/// Parses a decoded model (possibly rewritten: an f64 reference, extra
+/// outputs) and reads its declared inputs and outputs.
+pub(crate) fn from_proto(
+    label: String,
+    proto: pb::ModelProto,
+    dir: Option<String>,
+) -> Result<ParsedModel, VerifyError> {
+    let load_err = |message: String| VerifyError::Load {
+        model: label.clone(),
+        message,
+    };
+    let onnx = tract_onnx::onnx();
+    let start = std::time::Instant::now();
     let model = parse_proto(&onnx, &proto, dir.as_deref()).map_err(load_err)?;
+    let parse_s = start.elapsed().as_secs_f64();
 
     let graph = proto.graph.as_ref().ok_or_else(|| VerifyError::Load {
         model: label.clone(),
@@ -202,6 +255,7 @@ pub(crate) fn parse(source: &Source<'_>) -> Result<ParsedModel, VerifyError> {
         model,
         inputs,
         outputs,
+        parse_s,
     })
 }
 
@@ -238,7 +292,7 @@ fn build_runnable(
             let spec = plan
                 .spec(&decl.name)
                 .context("input missing from the plan")?;
-            model.set_input_fact(ix, InferenceFact::dt_shape(spec.dt, spec.shape.iter()))?;
+            model.set_input_fact(ix, InferenceFact::dt_shape(decl.dt, spec.shape.iter()))?;
         }
         let subs: HashMap<Symbol, TDim> = symbols
             .iter()
@@ -278,8 +332,10 @@ impl LoadedModel {
             dir,
             model,
             inputs,
-            outputs,
+            outputs: _,
+            parse_s,
         } = parsed;
+        let start = std::time::Instant::now();
         let runnable = match build_runnable(model, &inputs, plan, symbols) {
             Ok((r, note)) => {
                 notes.extend(note.map(|n| format!("{label}: {n}")));
@@ -320,26 +376,40 @@ impl LoadedModel {
             .iter()
             .map(|d| plan.index_of(&d.name).expect("plan covers every input"))
             .collect();
+        let input_types = inputs.iter().map(|d| d.dt).collect();
         Ok(LoadedModel {
             label,
             runnable,
             input_order,
-            outputs,
+            input_types,
+            load_s: parse_s + start.elapsed().as_secs_f64(),
+            run_s: std::cell::Cell::new(0.0),
         })
     }
 
     /// Runs the model once on the plan's tensors (in plan order).
     pub(crate) fn run(&self, tensors: &[TValue]) -> Result<Vec<Tensor>, VerifyError> {
-        let inputs: TVec<TValue> = self
-            .input_order
-            .iter()
-            .map(|&i| tensors[i].clone())
-            .collect();
+        let mut inputs: TVec<TValue> = TVec::new();
+        for (&i, &dt) in self.input_order.iter().zip(&self.input_types) {
+            let t = &tensors[i];
+            if t.datum_type() == dt {
+                inputs.push(t.clone());
+            } else {
+                let cast = t.cast_to_dt(dt).map_err(|e| VerifyError::Run {
+                    model: self.label.clone(),
+                    message: condense(&e),
+                })?;
+                inputs.push(cast.into_owned().into_tvalue());
+            }
+        }
+        let start = std::time::Instant::now();
         let outputs =
             guarded(|| self.runnable.run(inputs)).map_err(|message| VerifyError::Run {
                 model: self.label.clone(),
                 message,
             })?;
+        self.run_s
+            .set(self.run_s.get() + start.elapsed().as_secs_f64());
         outputs
             .into_iter()
             .map(|v| v.into_tensor().into_plain_ram())

@@ -29,6 +29,10 @@ pub struct Target {
     pub movement: MovementRules,
     pub memory: Memory,
     pub fallback: Fallback,
+    /// `[cost]`: how the cost model's decisions are taken (optional: the
+    /// defaults apply when the file has no such table).
+    #[serde(default)]
+    pub cost: CostRules,
     /// How the vendor's toolchain quantizes to int8; `None` when the file
     /// does not say (then nothing is assumed: no quantization pass joins
     /// the pipeline).
@@ -275,6 +279,31 @@ impl Quantization {
     pub fn equalization_helps(&self) -> bool {
         self.conv_weights == Granularity::PerTensor
             && self.equalization != VendorEqualization::Default
+    }
+}
+
+/// `[cost]`: how much the estimate must say before a rewrite is taken.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CostRules {
+    /// A rewrite that grows executed MACs or weight bytes is applied only
+    /// when the estimated cycles fall by more than this fraction of the
+    /// model's (default 0.02): an estimate a fraction of a percent lower is
+    /// inside the cost model's own error, and no reason to run a heavier
+    /// model.
+    #[serde(default = "default_heavier_margin")]
+    pub heavier_margin: f64,
+}
+
+fn default_heavier_margin() -> f64 {
+    0.02
+}
+
+impl Default for CostRules {
+    fn default() -> Self {
+        CostRules {
+            heavier_margin: default_heavier_margin(),
+        }
     }
 }
 
@@ -527,6 +556,13 @@ impl Target {
             if v == 0 {
                 return bad(f, "expected an integer ≥ 1, found 0".into());
             }
+        }
+        let m = self.cost.heavier_margin;
+        if !(0.0..1.0).contains(&m) {
+            return bad(
+                "cost.heavier_margin",
+                format!("expected a fraction in [0, 1), found {m}"),
+            );
         }
         if self.memory.sram_gbps < 0.0 || self.memory.dram_gbps < 0.0 {
             return bad("memory", "bandwidths must be ≥ 0 (0: not modelled)".into());

@@ -141,3 +141,25 @@ fn round_trips_through_serde() {
         assert_eq!(again.depthwise.kernels, t.depthwise.kernels);
     }
 }
+
+#[test]
+fn heavier_margin_is_a_fraction_with_a_default() {
+    let t = Target::from_toml(ETHOS, "e.toml").unwrap();
+    assert_eq!(t.cost.heavier_margin, 0.02);
+    // A file without [cost] gets the default.
+    let start = ETHOS.find("[cost]").unwrap();
+    let end = ETHOS[start..].find("\n[").unwrap() + start + 1;
+    let without = format!("{}{}", &ETHOS[..start], &ETHOS[end..]);
+    let t = Target::from_toml(&without, "e.toml").unwrap();
+    assert_eq!(t.cost.heavier_margin, 0.02);
+    let t = Target::from_toml(
+        &ETHOS.replace("heavier_margin = 0.02", "heavier_margin = 0.1"),
+        "e.toml",
+    )
+    .unwrap();
+    assert_eq!(t.cost.heavier_margin, 0.1);
+    for bad in ["1.5", "-0.1", "nan"] {
+        let e = err(&ETHOS.replace("heavier_margin = 0.02", &format!("heavier_margin = {bad}")));
+        assert!(e.contains("cost.heavier_margin"), "{bad}: {e}");
+    }
+}

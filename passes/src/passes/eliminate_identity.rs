@@ -20,11 +20,28 @@
 //! * `noop-expand`: Expand to a constant shape that broadcasts to the
 //!   input's own (fully known) shape;
 //! * `single-input`: Concat or Sum of a single input;
+//! * `reshape-reshape`: a Reshape of a Reshape, Flatten, Squeeze or
+//!   Unsqueeze read only by it reads the inner one's input instead (a
+//!   reshape depends only on the element order, which none changes), when the outer shape is a constant
+//!   without 0 (0 copies a dim of the input, which would change); the
+//!   outer one may then be a no-op (LeViT's `bn(x.flatten(0, 1))
+//!   .reshape_as(x)` once the BN is folded);
 //! * `neutral-operand`: `x + 0`, `0 + x`, `x − 0`, `x · 1`, `1 · x`, `x / 1`
 //!   with a constant of zeros (ones) that does not broadcast `x` to a
 //!   bigger shape (TorchScript exports MobileOne's absent identity branch
-//!   as `+ 0`). Exact: IEEE `x + 0 = x` for every x but −0, where it gives
-//!   +0, which compares equal.
+//!   as `+ 0`). `x · 1`, `x / 1`, `x − (+0)` and `x + (−0)` are `x` bit for
+//!   bit. `x + (+0)` and `x − (−0)` are not: at `x = −0` they give `+0`,
+//!   and `Reciprocal(x + 0)` at `x = −0` is `+inf` where `Reciprocal(x)` is
+//!   `−inf`. Those two are removed only when the sign of a zero cannot
+//!   reach anything that tells ±0 apart (`zero_sign_observer`):
+//!   every path from the result goes through ops whose *value* is the same
+//!   for ±0 inputs (Conv, Gemm, MatMul, Add, Mul, Relu, pools, BN, shape
+//!   ops, … — their own zero results may differ in sign only) and ends at
+//!   a graph output (±0 compare equal), at an op that maps ±0 to one
+//!   value (Sigmoid, Exp, Softmax, Abs, comparisons, …) or at a sum with a
+//!   constant that has no zero (a conv's bias: `±0 + b = b`). A divisor,
+//!   Reciprocal, Pow, an unknown op or a subgraph keeps the node, and the
+//!   report says which.
 //!
 //! Preconditions: default domain; no other output read. Graph outputs keep
 //! their names: when the removed node computes a graph output, its input
@@ -55,11 +72,14 @@ impl Pass for EliminateIdentity {
     fn run(&self, model: &mut npuopt_ir::Model, cx: &mut PassContext) -> Result<(), PassError> {
         let g = &mut model.graph;
         for_each_live_node(g, cx, |g, id, cx| {
+            if collapse_reshapes(g, id, cx) {
+                return;
+            }
             let matched = match match_noop(g, id) {
-                Some(rule) => g.node(id).input(0).map(|i| (rule, i)),
+                Some(rule) => g.node(id).input(0).map(|i| (rule, i, None)),
                 None => match_neutral_operand(g, id),
             };
-            let Some((rule, input)) = matched else {
+            let Some((rule, input, keep_reason)) = matched else {
                 return;
             };
             let n = g.node(id);
@@ -68,7 +88,7 @@ impl Pass for EliminateIdentity {
             let Some(out) = n.output(0) else {
                 return;
             };
-            if let Err(why) = can_bypass(g, out, input) {
+            if let Err(why) = keep_reason.map_or_else(|| can_bypass(g, out, input), Err) {
                 cx.skip(
                     NAME,
                     rule,
@@ -133,7 +153,7 @@ fn const_ints(g: &Graph, v: Option<ValueId>) -> Option<Vec<i64>> {
 
 /// The rule under which node `id` is a no-op, if it is one.
 /// `x + 0`, `x · 1` and friends: the operand that passes through.
-fn match_neutral_operand(g: &Graph, id: NodeId) -> Option<(&'static str, ValueId)> {
+fn match_neutral_operand(g: &Graph, id: NodeId) -> Option<(&'static str, ValueId, Option<String>)> {
     let n = g.node(id);
     if !(n.domain().is_empty() || n.domain() == "ai.onnx") {
         return None;
@@ -153,12 +173,29 @@ fn match_neutral_operand(g: &Graph, id: NodeId) -> Option<(&'static str, ValueId
                     .is_ok_and(|vals| vals.iter().all(|&x| x == neutral))
         })
     };
-    let keep = if is_neutral(b) {
-        a
+    let (keep, constant) = if is_neutral(b) {
+        (a, b)
     } else if commutative && is_neutral(a) {
-        b
+        (b, a)
     } else {
         return None;
+    };
+    // `x + (+0)` and `x − (−0)` turn −0 into +0 (see the header).
+    let flips_zero_sign = match n.op() {
+        Op::Add(_) => Some(true),
+        Op::Sub(_) => Some(false),
+        _ => None,
+    }
+    .is_some_and(|positive_flips| {
+        g.constant(constant)
+            .and_then(|t| t.to_f64().ok())
+            .is_some_and(|vals| vals.iter().any(|x| x.is_sign_positive() == positive_flips))
+    });
+    let keep_reason = if flips_zero_sign {
+        zero_sign_observer(g, n.output(0)?)
+            .map(|observer| format!("it turns −0 into +0, and {observer} tells the two apart"))
+    } else {
+        None
     };
     // The result must have exactly the kept operand's type: no broadcast
     // growth, no dtype change.
@@ -170,7 +207,150 @@ fn match_neutral_operand(g: &Graph, id: NodeId) -> Option<(&'static str, ValueId
     {
         return None;
     }
-    Some(("neutral-operand", keep))
+    Some(("neutral-operand", keep, keep_reason))
+}
+
+/// The first node, following the readers of `v`, where the sign of a zero
+/// in `v` could change a value (see the module header), described for the
+/// report; `None` when there is none. A sum with a constant that has no
+/// zero (a conv's or Gemm's bias, an Add of one) ends the path: `±0 + b`
+/// is `b`. Gives up (returns the reason) past 4096 values.
+fn zero_sign_observer(g: &Graph, v: ValueId) -> Option<String> {
+    // Same value for ±0 inputs; a zero result may carry either sign.
+    const TRANSPARENT: &[&str] = &[
+        "Conv",
+        "ConvTranspose",
+        "Gemm",
+        "MatMul",
+        "Add",
+        "Sub",
+        "Mul",
+        "Sum",
+        "Relu",
+        "LeakyRelu",
+        "PRelu",
+        "Clip",
+        "Max",
+        "Min",
+        "MaxPool",
+        "AveragePool",
+        "GlobalAveragePool",
+        "GlobalMaxPool",
+        "BatchNormalization",
+        "InstanceNormalization",
+        "Concat",
+        "Reshape",
+        "Flatten",
+        "Transpose",
+        "Squeeze",
+        "Unsqueeze",
+        "Slice",
+        "Identity",
+        "Dropout",
+        "Pad",
+        "Resize",
+        "Upsample",
+        "Split",
+        "Gather",
+        "Expand",
+        "Tile",
+        "DepthToSpace",
+        "SpaceToDepth",
+        "Neg",
+        "Sqrt",
+        "Tanh",
+        "Sin",
+        "HardSwish",
+        "HardSigmoid",
+        "Elu",
+        "Selu",
+        "Celu",
+        "Gelu",
+        "Mish",
+        "Erf",
+        // Normalizations divide by √(var + ε) > 0; sampling interpolates.
+        "LayerNormalization",
+        "GroupNormalization",
+        "GridSample",
+        "Einsum",
+        "ReduceSum",
+        "ReduceMean",
+        "ReduceMax",
+        "ReduceMin",
+        "Round",
+        "Floor",
+        "Ceil",
+        "Sign",
+        "Cast",
+    ];
+    // One value for ±0: the sign of a zero stops here.
+    const ABSORBING: &[&str] = &[
+        "Sigmoid",
+        "Exp",
+        "Softmax",
+        "LogSoftmax",
+        "Cos",
+        "Abs",
+        "Equal",
+        "Greater",
+        "Less",
+        "GreaterOrEqual",
+        "LessOrEqual",
+        "Shape",
+        "Size",
+        "Log",
+        "Softplus",
+        "ReduceL2",
+        "ReduceSumSquare",
+    ];
+    // A constant with no zero (and finite) added to a sum makes the sum's
+    // value independent of the sign of a zero term: `±0 + b = b`.
+    let nonzero = |v: Option<ValueId>| {
+        v.and_then(|v| g.constant(v))
+            .and_then(|t| t.to_f64().ok())
+            .is_some_and(|vals| vals.iter().all(|x| *x != 0.0 && x.is_finite()))
+    };
+    let mut stack = vec![v];
+    let mut visited = std::collections::HashSet::new();
+    while let Some(v) = stack.pop() {
+        if !visited.insert(v) {
+            continue;
+        }
+        if visited.len() > 4096 {
+            return Some("a reader more than 4096 values away".into());
+        }
+        for u in g.value(v).uses() {
+            let Use::Input { node, slot } = *u else {
+                return Some("a subgraph that reads it".into());
+            };
+            let n = g.node(node);
+            let name = || format!("{} '{}'", n.op_type(), n.name());
+            let default_domain = n.domain().is_empty() || n.domain() == "ai.onnx";
+            if !default_domain {
+                return Some(name());
+            }
+            let op = n.op_type();
+            if ABSORBING.contains(&op) {
+                continue;
+            }
+            // A bias with no zero: every output is a sum with it.
+            let biased = match op {
+                "Conv" | "ConvTranspose" | "Gemm" => nonzero(n.input(2)),
+                "Add" | "Sub" => nonzero(n.input(1 - slot.min(1))),
+                _ => false,
+            };
+            if biased {
+                continue;
+            }
+            // Dividing by a zero: its sign is the sign of the infinity.
+            if op == "Div" && slot == 0 || TRANSPARENT.contains(&op) {
+                stack.extend(n.outputs().iter().flatten().copied());
+                continue;
+            }
+            return Some(name());
+        }
+    }
+    None
 }
 
 fn match_noop(g: &Graph, id: NodeId) -> Option<&'static str> {
@@ -308,4 +488,54 @@ fn match_noop(g: &Graph, id: NodeId) -> Option<&'static str> {
         "Concat" | "Sum" => (n.inputs().len() == 1).then_some("single-input"),
         _ => None,
     }
+}
+
+/// `Reshape(Reshape(x, s1), s2)` → `Reshape(x, s2)` (rule
+/// `reshape-reshape`, see the module doc). True when it fired.
+fn collapse_reshapes(g: &mut Graph, id: NodeId, cx: &mut PassContext) -> bool {
+    let n = g.node(id);
+    if n.op_type() != "Reshape" || !(n.domain().is_empty() || n.domain() == "ai.onnx") {
+        return false;
+    }
+    let (Some(mid), Some(shape)) = (n.input(0), n.input(1)) else {
+        return false;
+    };
+    let Some(inner) = g.producer(mid) else {
+        return false;
+    };
+    let inner_node = g.node(inner);
+    let reshaping = matches!(
+        inner_node.op_type(),
+        "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze"
+    );
+    if !reshaping
+        || !(inner_node.domain().is_empty() || inner_node.domain() == "ai.onnx")
+        || !g.has_single_use(mid)
+        || g.value(mid)
+            .uses()
+            .iter()
+            .any(|u| matches!(u, Use::Capture { .. }))
+    {
+        return false;
+    }
+    let Some(x) = inner_node.input(0) else {
+        return false;
+    };
+    if !const_ints(g, Some(shape)).is_some_and(|s| s.iter().all(|&d| d != 0)) {
+        return false;
+    }
+    let (name, inner_name) = (n.name().to_string(), inner_node.name().to_string());
+    let inner_op = inner_node.op_type().to_string();
+    g.set_input(id, 0, Some(x));
+    g.remove_node(inner);
+    cx.record(
+        Change::new(
+            NAME,
+            "reshape-reshape",
+            &[&inner_name, &name],
+            format!("Reshape '{name}' reads the input of {inner_op} '{inner_name}', which is gone"),
+        )
+        .removed(&[&inner_name]),
+    );
+    true
 }

@@ -12,8 +12,16 @@
 //! C' = s·(β_gemm·C − μ) + β with β_gemm set to 1. MatMul (+ Add of a `[N]`
 //! bias) on a rank-2 tensor scales the columns of its weight and gets (or
 //! updates) the Add's bias.
-//! Per-channel constant Mul/Add after a Conv (layer scale, a folded affine):
+//! Per-channel constant Mul/Add/Div/Sub after a Conv, Gemm or MatMul
+//! (layer scale, a folded affine; rules `conv-*`, `linear-*`):
 //!   Mul by m: W' = m·W, b' = m·b        Add of a: b' = b + a
+//!   Div by d: as Mul by 1/d (d finite and non-zero: `x/0` is ±inf or NaN
+//!   whatever the weights)                Sub of a: as Add of −a
+//! For a Conv the constant is per output channel (`[C,1,1]`, `[1,C,1,1]`,
+//! `[C]` on rank 2, a scalar); for Gemm/MatMul per column (`[N]`, `[1,N]`,
+//! `[1,1,N]`, a scalar), on any rank of the MatMul's output. An Add after
+//! a MatMul without a bias is the MatMul's bias already and stays; `c / x`
+//! and `c − x` are not affine in the weights' sense and stay.
 //!
 //! Preconditions (else the rule does not fire, and the report says why for
 //! BN nodes):
@@ -28,7 +36,10 @@
 //!
 //! Weights are folded in f64 and stored back in their own dtype (f16, bf16,
 //! f32 or f64). A weight shared with another node is not changed in place:
-//! the folded copy is a new initializer.
+//! the folded copy would be a new initializer, a second copy — so without
+//! a target it is not folded (nothing gets heavier), with one the cost
+//! model decides (a heavier model must win by the target's margin; for a
+//! per-channel Mul/Add/Div/Sub or `fold-batchnorm-across` the copy is made).
 //!
 //! A standalone BN (no foldable producer: the identity branch of
 //! RepVGG/MobileOne/RepGhost blocks) is left as a BatchNormalization node.
@@ -41,7 +52,8 @@ use npuopt_ir::{DType, Graph, NodeId, Op, ValueId};
 use crate::change::Change;
 use crate::pass::{for_each_live_node, Pass, PassContext, PassError};
 use crate::rewrite::{
-    const_f64, per_channel_constant, set_constant_input, set_constant_tensor, single_consumer,
+    const_f64, per_channel_constant, set_constant_input, set_constant_tensor, shared_weight,
+    single_consumer,
 };
 
 pub struct FoldBatchNorm;
@@ -54,14 +66,14 @@ impl Pass for FoldBatchNorm {
     }
 
     fn description(&self) -> &'static str {
-        "fold inference BatchNormalization and per-channel Mul/Add into the preceding Conv, ConvTranspose, Gemm or MatMul"
+        "fold inference BatchNormalization and per-channel Mul/Add/Div/Sub into the preceding Conv, ConvTranspose, Gemm or MatMul"
     }
 
     fn run(&self, model: &mut npuopt_ir::Model, cx: &mut PassContext) -> Result<(), PassError> {
         let g = &mut model.graph;
         for_each_live_node(g, cx, |g, id, cx| match g.node(id).op().clone() {
             Op::BatchNormalization(bn) => fold_bn(g, id, &bn, cx),
-            Op::Mul(_) | Op::Add(_) => fold_affine_into_conv(g, id, cx),
+            Op::Mul(_) | Op::Add(_) | Op::Div(_) | Op::Sub(_) => fold_affine(g, id, cx),
             _ => {}
         })
     }
@@ -120,22 +132,17 @@ fn fold_bn(g: &mut Graph, id: NodeId, bn: &BatchNorm, cx: &mut PassContext) {
         Ok(a) => a,
         Err(why) => return skip(cx, format!("BN '{name}' is not folded: {why}")),
     };
-    let folded = match producer_op {
-        Op::Conv(_) => fold_into_conv(g, producer, &affine, false),
-        Op::ConvTranspose(_) => fold_into_conv(g, producer, &affine, true),
-        Op::Gemm(ref gemm) => fold_into_gemm(g, producer, gemm, &affine),
-        _ => fold_into_matmul(g, producer, &affine),
-    };
-    if let Err(why) = folded {
-        return skip(
-            cx,
-            format!("BN '{name}' is not folded into '{producer_name}': {why}"),
-        );
-    }
-    let producer_out = g.node(producer).output(0).expect("output");
-    crate::rewrite::bypass(g, id, producer_out);
-    cx.record(
-        Change::new(
+    let apply = |g: &mut Graph| -> Result<Change, String> {
+        let folded = match producer_op {
+            Op::Conv(_) => fold_into_conv(g, producer, &affine, false),
+            Op::ConvTranspose(_) => fold_into_conv(g, producer, &affine, true),
+            Op::Gemm(ref gemm) => fold_into_gemm(g, producer, gemm, &affine),
+            _ => fold_into_matmul(g, producer, &affine, false),
+        };
+        folded.map_err(|why| format!("BN '{name}' is not folded into '{producer_name}': {why}"))?;
+        let producer_out = g.node(producer).output(0).expect("output");
+        crate::rewrite::bypass(g, id, producer_out);
+        Ok(Change::new(
             NAME,
             rule,
             &[&producer_name, &name],
@@ -144,8 +151,41 @@ fn fold_bn(g: &mut Graph, id: NodeId, bn: &BatchNorm, cx: &mut PassContext) {
                 g.node(producer).op_type()
             ),
         )
-        .removed(&[&name]),
-    );
+        .removed(&[&name]))
+    };
+    // A weight other nodes read too: the folded weight is a second copy,
+    // heavier — not without a target; with one, the cost model decides.
+    if let Some(wn) = weight_node(g, producer) {
+        if let Some(why) = shared_weight(g, wn) {
+            if cx.target().is_none() {
+                return skip(cx, format!("BN '{name}' is not folded: {why}"));
+            }
+            let copy = g
+                .node(wn)
+                .input(1)
+                .and_then(|w| g.constant(w))
+                .map_or(0, |t| t.byte_size());
+            let growth = crate::footprint::Growth {
+                macs_before: 0,
+                macs_after: 0,
+                weight_bytes_before: crate::footprint::region_weight_bytes(g, &[id]),
+                weight_bytes_after: copy,
+            };
+            let proposal = crate::gate::Proposal {
+                pass: NAME,
+                rule,
+                node: &name,
+                adds_capacity: false,
+                veto: None,
+            };
+            cx.admit(g, proposal, growth, apply);
+            return;
+        }
+    }
+    match apply(g) {
+        Ok(change) => cx.record(change),
+        Err(why) => skip(cx, why),
+    }
 }
 
 /// `Add(MatMul(x, W), bias)` with a constant bias.
@@ -364,7 +404,9 @@ fn fold_into_gemm(g: &mut Graph, node: NodeId, gemm: &Gemm, a: &Affine) -> Resul
 }
 
 /// MatMul(x, W) on rank 2, optionally followed by Add(·, bias[N]).
-fn fold_into_matmul(g: &mut Graph, node: NodeId, a: &Affine) -> Result<(), String> {
+/// `any_rank`: the affine acts on the last axis whatever the rank (a
+/// per-column constant); a BN acts on axis 1, the last only at rank 2.
+fn fold_into_matmul(g: &mut Graph, node: NodeId, a: &Affine, any_rank: bool) -> Result<(), String> {
     let (matmul, add) = match g.node(node).op() {
         Op::MatMul => (node, None),
         Op::Add(_) => {
@@ -386,7 +428,8 @@ fn fold_into_matmul(g: &mut Graph, node: NodeId, a: &Affine) -> Result<(), Strin
         _ => return Err("not a MatMul".into()),
     };
     let out = g.node(matmul).output(0).expect("output");
-    if g.ty(out).and_then(|t| t.rank()) != Some(2) {
+    let rank = g.ty(out).and_then(|t| t.rank());
+    if !(rank == Some(2) || any_rank && rank.is_some_and(|r| r >= 2)) {
         return Err("the MatMul output is not known to be rank 2".into());
     }
     let (_, dtype, dims, mut w) = weight(g, matmul)?;
@@ -437,9 +480,20 @@ fn fold_into_matmul(g: &mut Graph, node: NodeId, a: &Affine) -> Result<(), Strin
                 &folded,
             );
         }
+        None if a.shift.iter().all(|&t| t == 0.0) => {
+            set_constant_input(
+                g,
+                matmul,
+                1,
+                &format!("{base}.weight_folded"),
+                dtype,
+                &dims,
+                &w,
+            );
+        }
         None => {
-            // A MatMul without bias gets an Add carrying the BN shift; the
-            // BN's output is then rewired to the Add by the caller.
+            // A MatMul without bias would need a new Add for the shift
+            // (fold-batchnorm-across adds one where it pays).
             return Err(
                 "a MatMul without a bias Add is not folded (it would need a new Add)".into(),
             );
@@ -448,91 +502,203 @@ fn fold_into_matmul(g: &mut Graph, node: NodeId, a: &Affine) -> Result<(), Strin
     Ok(())
 }
 
-/// Conv → Mul/Add by a per-channel constant.
-fn fold_affine_into_conv(g: &mut Graph, id: NodeId, cx: &mut PassContext) {
+/// A per-channel constant after a linear op: Conv (`[C,1,1]`, `[1,C,1,1]`,
+/// `[C]` on the channel axis, a scalar), Gemm or MatMul (`[N]`, `[1,N]`,
+/// … on the last axis, a scalar).
+fn fold_affine(g: &mut Graph, id: NodeId, cx: &mut PassContext) {
     let n = g.node(id);
     let (Some(a), Some(b)) = (n.input(0), n.input(1)) else {
         return;
     };
-    let is_mul = matches!(n.op(), Op::Mul(_));
-    if !matches!(n.op(), Op::Mul(bin) | Op::Add(bin) if bin.is_numpy_broadcast(g.opset())) {
-        return;
-    }
+    let (what, commutative) = match n.op() {
+        Op::Mul(bin) if bin.is_numpy_broadcast(g.opset()) => ("Mul", true),
+        Op::Add(bin) if bin.is_numpy_broadcast(g.opset()) => ("Add", true),
+        Op::Div(bin) if bin.is_numpy_broadcast(g.opset()) => ("Div", false),
+        Op::Sub(bin) if bin.is_numpy_broadcast(g.opset()) => ("Sub", false),
+        _ => return,
+    };
     let (x, c) = if g.constant(b).is_some() {
         (a, b)
-    } else {
+    } else if commutative && g.constant(a).is_some() {
         (b, a)
+    } else {
+        return;
     };
-    let Some(conv) = g.producer(x) else { return };
-    if !matches!(g.node(conv).op(), Op::Conv(_)) || single_consumer(g, x) != Some(id) {
+    if g.constant(x).is_some() || single_consumer(g, x) != Some(id) {
         return;
     }
-    let Some(ty) = g.ty(x).cloned() else { return };
-    let Some(rank) = ty.rank() else { return };
-    let Ok((_, dtype, dims, mut w)) = weight(g, conv) else {
+    let Some(producer) = g.producer(x) else {
         return;
     };
-    let cout = dims[0] as usize;
-    let Some(vals) = per_channel_constant(g, c, cout, rank) else {
+    let Some(rank) = g.ty(x).and_then(|t| t.rank()) else {
         return;
     };
     // The output's shape must not grow by broadcasting against the constant.
-    if g.ty(n.output(0).expect("output")).map(|t| t.rank()) != Some(Some(rank)) {
+    if g.ty(n.output(0).expect("output")).and_then(|t| t.rank()) != Some(rank) {
         return;
-    }
-    let Ok(mut bias) = bias(g, conv, 2, cout) else {
-        return;
-    };
-    if is_mul {
-        let per = w.len() / cout;
-        for o in 0..cout {
-            w[o * per..(o + 1) * per]
-                .iter_mut()
-                .for_each(|x| *x *= vals[o]);
-            bias[o] *= vals[o];
-        }
-    } else {
-        for o in 0..cout {
-            bias[o] += vals[o];
-        }
     }
     let name = n.name().to_string();
-    let conv_name = g.node(conv).name().to_string();
-    let base = conv_name.clone();
-    if is_mul {
-        set_constant_input(
-            g,
-            conv,
-            1,
-            &format!("{base}.weight_folded"),
-            dtype,
-            &dims,
-            &w,
+    // The producer, what it is, and its output channels.
+    let (kind, channels) = match g.node(producer).op() {
+        Op::Conv(_) => match weight(g, producer) {
+            Ok((_, _, dims, _)) => ("conv", dims[0] as usize),
+            Err(_) => return,
+        },
+        Op::Gemm(gm) => match weight(g, producer) {
+            Ok((_, _, dims, _)) if dims.len() == 2 => {
+                ("gemm", if gm.trans_b { dims[0] } else { dims[1] } as usize)
+            }
+            _ => return,
+        },
+        Op::MatMul => match weight(g, producer) {
+            // A MatMul + Add of a per-column constant is already a Linear
+            // with a bias: only a scale folds into it.
+            Ok((_, _, dims, _)) if dims.len() == 2 && matches!(what, "Mul" | "Div") => {
+                ("matmul", dims[1] as usize)
+            }
+            _ => return,
+        },
+        Op::Add(_) if is_matmul_bias_add(g, producer) && g.has_single_use(x) => {
+            let mm_out = [g.node(producer).input(0), g.node(producer).input(1)]
+                .into_iter()
+                .flatten()
+                .find(|&v| g.constant(v).is_none())
+                .expect("a MatMul input");
+            let mm = g.producer(mm_out).expect("a MatMul");
+            match weight(g, mm) {
+                Ok((_, _, dims, _)) if dims.len() == 2 => ("matmul", dims[1] as usize),
+                _ => return,
+            }
+        }
+        _ => return,
+    };
+    let vals = if kind == "conv" {
+        per_channel_constant(g, c, channels, rank)
+    } else {
+        per_last_axis_constant(g, c, channels, rank)
+    };
+    let Some(vals) = vals else { return };
+    let affine = match what {
+        "Mul" => Affine {
+            scale: vals,
+            shift: vec![0.0; channels],
+        },
+        "Div" => {
+            // x / 0 is ±inf or NaN whatever the weights: not a scale.
+            if vals.iter().any(|v| *v == 0.0 || !v.is_finite()) {
+                return;
+            }
+            Affine {
+                scale: vals.iter().map(|v| 1.0 / v).collect(),
+                shift: vec![0.0; channels],
+            }
+        }
+        "Add" => Affine {
+            scale: vec![1.0; channels],
+            shift: vals,
+        },
+        _ => Affine {
+            scale: vec![1.0; channels],
+            shift: vals.iter().map(|v| -v).collect(),
+        },
+    };
+    if affine
+        .scale
+        .iter()
+        .chain(&affine.shift)
+        .any(|v| !v.is_finite())
+    {
+        return;
+    }
+    let producer_name = g.node(producer).name().to_string();
+    if cx.target().is_none() {
+        if let Some(why) = weight_node(g, producer).and_then(|w| shared_weight(g, w)) {
+            return cx.skip(
+                NAME,
+                "linear-affine",
+                &name,
+                format!("{what} '{name}' is not folded into '{producer_name}': {why}"),
+            );
+        }
+    }
+    let folded = match g.node(producer).op().clone() {
+        Op::Conv(_) => fold_into_conv(g, producer, &affine, false),
+        Op::Gemm(ref gemm) => fold_into_gemm(g, producer, gemm, &affine),
+        _ => fold_into_matmul(g, producer, &affine, true),
+    };
+    if let Err(why) = folded {
+        return cx.skip(
+            NAME,
+            "linear-affine",
+            &name,
+            format!("{what} '{name}' is not folded into '{producer_name}': {why}"),
         );
     }
-    set_constant_input(
-        g,
-        conv,
-        2,
-        &format!("{base}.bias_folded"),
-        dtype,
-        &[cout as i64],
-        &bias,
-    );
-    let out = g.node(conv).output(0).expect("output");
+    let out = g.node(producer).output(0).expect("output");
     crate::rewrite::bypass(g, id, out);
-    let (rule, what) = if is_mul {
-        ("conv-mul", "Mul")
-    } else {
-        ("conv-add", "Add")
+    let rule = match (kind, what) {
+        ("conv", "Mul") => "conv-mul",
+        ("conv", "Add") => "conv-add",
+        ("conv", "Div") => "conv-div",
+        ("conv", _) => "conv-sub",
+        (_, "Mul") => "linear-mul",
+        (_, "Add") => "linear-add",
+        (_, "Div") => "linear-div",
+        _ => "linear-sub",
+    };
+    let target = match g.node(producer).op() {
+        Op::Conv(_) => format!("conv '{producer_name}'"),
+        Op::Add(_) => {
+            let mm = [g.node(producer).input(0), g.node(producer).input(1)]
+                .into_iter()
+                .flatten()
+                .filter_map(|v| g.producer(v))
+                .map(|p| g.node(p).name().to_string())
+                .next()
+                .unwrap_or_default();
+            format!("MatMul '{mm}' and its bias Add '{producer_name}'")
+        }
+        _ => format!("{} '{producer_name}'", g.node(producer).op_type()),
     };
     cx.record(
         Change::new(
             NAME,
             rule,
-            &[&conv_name, &name],
-            format!("folded per-channel {what} '{name}' into conv '{conv_name}'"),
+            &[&producer_name, &name],
+            format!("folded per-channel {what} '{name}' into {target}"),
         )
         .removed(&[&name]),
     );
+}
+
+/// A constant that acts per column on a `[…, N]` tensor of `rank`: a
+/// scalar, or `[N]`, `[1, N]`, `[1, 1, N]` … (every other dim 1).
+fn per_last_axis_constant(g: &Graph, v: ValueId, n: usize, rank: usize) -> Option<Vec<f64>> {
+    let t = g.constant(v)?;
+    if !t.dtype().is_float() {
+        return None;
+    }
+    let dims = t.dims();
+    let vals = t.to_f64().ok()?;
+    if dims.len() > rank {
+        return None;
+    }
+    if vals.len() == 1 {
+        return Some(vec![vals[0]; n]);
+    }
+    let (last, rest) = dims.split_last()?;
+    (*last as usize == n && rest.iter().all(|&d| d == 1)).then_some(vals)
+}
+
+/// The node holding the weight of a linear producer: itself, or the MatMul
+/// behind a bias Add.
+fn weight_node(g: &Graph, producer: NodeId) -> Option<NodeId> {
+    match g.node(producer).op() {
+        Op::Add(_) => [g.node(producer).input(0), g.node(producer).input(1)]
+            .into_iter()
+            .flatten()
+            .filter_map(|v| g.producer(v))
+            .find(|&p| matches!(g.node(p).op(), Op::MatMul)),
+        _ => Some(producer),
+    }
 }

@@ -14,9 +14,11 @@
 //!
 //! Not folded: what the evaluator declines, a graph
 //! input with an initializer (a caller may override it), nodes of other
-//! domains or with subgraphs, and — when the result is read at most once —
-//! a result larger than 1 MiB or, for ConstantOfShape and Range, more than
-//! 64× the bytes of its inputs (folding would only grow the file).
+//! domains or with subgraphs, and — when the result is read at most once
+//! and is larger than the constants folding frees (inputs nothing else
+//! reads) — a result larger than 1 MiB or, for ConstantOfShape and Range,
+//! more than 64× the bytes of its inputs (folding would only grow the
+//! file). A Transpose of a weight only it reads folds whatever its size.
 
 use npuopt_ir::eval::{self, Val};
 use npuopt_ir::{Graph, NodeId, Op, Tensor};
@@ -92,10 +94,20 @@ fn fold_node(g: &mut Graph, id: NodeId, cx: &mut PassContext) {
         .filter_map(|&v| g.constant(v))
         .map(Tensor::byte_size)
         .sum();
+    // The bytes folding frees: constant inputs nothing else reads.
+    let freed: u64 = g
+        .node(id)
+        .inputs()
+        .iter()
+        .flatten()
+        .filter(|&&v| !g.is_graph_output(v) && g.value(v).uses().iter().all(|u| u.node() == id))
+        .filter_map(|&v| g.constant(v))
+        .map(Tensor::byte_size)
+        .sum();
     let growth_op = matches!(op_type.as_str(), "ConstantOfShape" | "Range");
     let large = out_bytes > LARGE_BYTES || (growth_op && out_bytes > MAX_GROWTH * in_bytes.max(1));
     let uses = g.value(out).uses().len() + usize::from(g.is_graph_output(out));
-    if large && uses <= 1 {
+    if large && uses <= 1 && out_bytes > freed {
         cx.skip(
             NAME,
             "evaluate",

@@ -42,6 +42,12 @@
 //! * every value inside the tree has the output's shape (no broadcasting)
 //!   and is read only inside it; a branch read elsewhere is reported.
 //!
+//! Cost: a merge that raises executed MACs or weight bytes (`x + BN(x)`
+//! becomes a conv where there was none; a depthwise 3×3 beside a dense
+//! 1×1 becomes a dense 3×3) is not applied without a target, and with one
+//! only when the estimate falls by more than the target's margin
+//! ([`crate::footprint`], [`PassContext::admit`]).
+//!
 //! The merged Conv is placed where the top node was and takes over its
 //! output (so graph output names survive); the absorbed nodes are removed,
 //! their initializers left for `eliminate-dead`.
@@ -52,6 +58,7 @@ use crate::change::Change;
 use crate::conv_algebra::{
     add_conv, align, bn_as_affine, gcd, read_conv, Geometry, Kernel, NewConv,
 };
+use crate::gate::Proposal;
 use crate::pass::{Pass, PassContext, PassError};
 use crate::rewrite::per_channel_constant;
 
@@ -321,7 +328,19 @@ fn try_merge(g: &mut Graph, root: NodeId, cx: &mut PassContext) {
         return;
     }
     match build(g, &tree, x) {
-        Ok(merged) => apply(g, root, &tree, x, merged, cx),
+        Ok(merged) => {
+            let growth = crate::footprint::conv_growth(g, &tree.absorbed, out, &merged.conv);
+            let proposal = Proposal {
+                pass: NAME,
+                rule: RULE,
+                node: &root_name,
+                adds_capacity: false,
+                veto: None,
+            };
+            cx.admit(g, proposal, growth, |g| {
+                Ok(apply(g, root, &tree, x, merged))
+            });
+        }
         Err(why) => cx.skip(
             NAME,
             RULE,
@@ -533,7 +552,7 @@ fn build(g: &Graph, tree: &Tree, x: ValueId) -> Result<Merged, String> {
     })
 }
 
-fn apply(g: &mut Graph, root: NodeId, tree: &Tree, x: ValueId, m: Merged, cx: &mut PassContext) {
+fn apply(g: &mut Graph, root: NodeId, tree: &Tree, x: ValueId, m: Merged) -> Change {
     let root_name = g.node(root).name().to_string();
     let out = g.node(root).output(0).expect("an output");
     let (id, new_out) = add_conv(g, &format!("{root_name}_merged"), x, &m.conv, root);
@@ -549,14 +568,12 @@ fn apply(g: &mut Graph, root: NodeId, tree: &Tree, x: ValueId, m: Merged, cx: &m
     let x_name = g.value(x).name().to_string();
     let new_name = g.node(id).name().to_string();
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    cx.record(
-        Change::new(
-            NAME,
-            RULE,
-            &refs,
-            format!("merged branches of '{x_name}': {}", m.summary),
-        )
-        .removed(&refs)
-        .added(&[&new_name]),
-    );
+    Change::new(
+        NAME,
+        RULE,
+        &refs,
+        format!("merged branches of '{x_name}': {}", m.summary),
+    )
+    .removed(&refs)
+    .added(&[&new_name])
 }

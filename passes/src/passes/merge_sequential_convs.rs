@@ -19,12 +19,14 @@
 //!
 //! Preconditions: the first conv's output is read only by the second;
 //! weights and biases are float constants of one dtype; shapes are known.
-//! Cost: the rule fires when the merged conv's MACs are at most the two
-//! convs' together ([`sequential_macs`]). When they grow (MobileDets' fused
-//! inverted bottleneck: 1×1 then depthwise → one dense k×k), a target's
-//! cost model decides: with `--target` the merge is proposed through
-//! [`PassContext::propose`] (applied only when the estimate falls);
-//! without one it records a skip with both MAC figures.
+//! Cost: the rule fires when the merged conv's executed MACs and weight
+//! bytes are at most the two convs' together. When either grows
+//! (MobileDets' fused inverted bottleneck: 1×1 then depthwise → one dense
+//! k×k; a ShuffleNet 1×1 → depthwise 3×3 pair: 7.8× the MACs), a target's
+//! cost model decides: with `--target` the merge is applied only when the
+//! estimate falls by more than the target's `[cost] heavier_margin`;
+//! without one it records a skip with both figures ([`crate::footprint`],
+//! [`PassContext::admit`]).
 
 use npuopt_ir::macs::node_macs;
 use npuopt_ir::{Graph, NodeId, Op};
@@ -170,35 +172,26 @@ fn try_merge(g: &mut Graph, second: NodeId, gate: bool, cx: &mut PassContext) {
     if p1.dtype != p2.dtype {
         return skip(cx, "the two weights differ in dtype".into());
     }
-    match sequential_macs(g, first, second) {
-        _ if !gate => {}
-        None => return skip(cx, "the MACs are unknown (shapes not inferred)".into()),
-        Some((merged, original)) if merged > original && cx.target().is_some() => {
-            let proposal = Proposal {
-                pass: NAME,
-                rule: rule.name(),
-                node: &n2,
-                adds_capacity: false,
-                veto: None,
-            };
-            let note = format!("{merged} MACs instead of {original}");
-            cx.propose(g, proposal, |g| {
-                let mut c = apply_merge(g, first, second, rule, &p1, &p2);
-                c.note = format!("{} ({note})", c.note);
-                Ok(c)
-            });
-            return;
-        }
-        Some((merged, original)) if merged > original => {
-            return skip(
-                cx,
-                format!("the merged conv costs {merged} MACs, the two convs {original}"),
-            )
-        }
-        Some(_) => {}
+    let merged = match rule {
+        Rule::KxK1x1 => kxk_then_1x1(&p1, &p2),
+        Rule::OneKxK | Rule::OneDepthwise => one_then_kxk(&p1, &p2),
+    };
+    if !gate {
+        let change = apply_merge(g, first, second, rule, &merged);
+        return cx.record(change);
     }
-    let change = apply_merge(g, first, second, rule, &p1, &p2);
-    cx.record(change);
+    let out = g.node(second).output(0).expect("an output");
+    let growth = crate::footprint::conv_growth(g, &[first, second], out, &merged);
+    let proposal = Proposal {
+        pass: NAME,
+        rule: rule.name(),
+        node: &n2,
+        adds_capacity: false,
+        veto: None,
+    };
+    cx.admit(g, proposal, growth, |g| {
+        Ok(apply_merge(g, first, second, rule, &merged))
+    });
 }
 
 /// Replaces `first` → `second` by the merged conv.
@@ -207,18 +200,13 @@ fn apply_merge(
     first: NodeId,
     second: NodeId,
     rule: Rule,
-    p1: &ConvParams,
-    p2: &ConvParams,
+    merged: &NewConv,
 ) -> Change {
     let n1 = g.node(first).name().to_string();
     let n2 = g.node(second).name().to_string();
-    let merged = match rule {
-        Rule::KxK1x1 => kxk_then_1x1(p1, p2),
-        Rule::OneKxK | Rule::OneDepthwise => one_then_kxk(p1, p2),
-    };
     let x = g.node(first).input(0).expect("an input");
     let out = g.node(second).output(0).expect("an output");
-    let (id, new_out) = add_conv(g, &format!("{n2}_merged"), x, &merged, second);
+    let (id, new_out) = add_conv(g, &format!("{n2}_merged"), x, merged, second);
     g.replace_all_uses(out, new_out);
     g.remove_node(second);
     g.remove_node(first);

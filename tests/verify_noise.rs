@@ -1,0 +1,405 @@
+//! The noise verdict on detection-style, TopK and fp16 models: the default
+//! pipeline's output verifies (exit 0), and broken models — one conv's
+//! weights off by 1 %, a bias dropped, two output channels swapped, a wrong
+//! BatchNorm epsilon — are caught (exit 3).
+//!
+//! The fixtures are the committed exports of
+//! `fixtures/scripts/make_deploy_models.py`: `yolov8_ts.onnx` (Ultralytics
+//! C2f + SPPF + Detect with DFL at width 1/16, boxes in pixels, BN
+//! unfused), `topk_head_ts.onnx` (a TopK over scores, gathered boxes in
+//! pixels) and `mobilenetv2_fp16.onnx` (f16 weights, inputs and outputs).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use bytes::Bytes;
+use npuopt::ir::proto::{ModelProto, NodeProto, TensorProto};
+use prost::Message;
+
+fn real(name: &str) -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/real")
+        .join(name);
+    assert!(p.is_file(), "{} is missing", p.display());
+    p
+}
+
+fn npuopt(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_npuopt"))
+        .args(args)
+        .output()
+        .expect("npuopt runs")
+}
+
+fn read(path: &Path) -> ModelProto {
+    ModelProto::decode(std::fs::read(path).unwrap().as_slice()).unwrap()
+}
+
+fn write(m: &ModelProto, path: &Path) {
+    std::fs::write(path, m.encode_to_vec()).unwrap();
+}
+
+fn op(n: &NodeProto) -> &str {
+    n.op_type.as_deref().unwrap_or("")
+}
+
+/// The index of the initializer called `name`.
+fn init_ix(m: &ModelProto, name: &str) -> usize {
+    let g = m.graph.as_ref().unwrap();
+    g.initializer
+        .iter()
+        .position(|t| t.name.as_deref() == Some(name))
+        .unwrap_or_else(|| panic!("no initializer '{name}'"))
+}
+
+/// Indices of the Conv nodes whose weight is an initializer (and, with
+/// `bias`, which have a bias initializer).
+fn convs(m: &ModelProto, bias: bool) -> Vec<usize> {
+    let g = m.graph.as_ref().unwrap();
+    let inits: Vec<&str> = g
+        .initializer
+        .iter()
+        .filter_map(|t| t.name.as_deref())
+        .collect();
+    g.node
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| op(n) == "Conv" && inits.contains(&n.input[1].as_str()))
+        .filter(|(_, n)| !bias || n.input.get(2).is_some_and(|b| inits.contains(&b.as_str())))
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// The element size of a float tensor (f32: 4, f16: 2).
+fn elem_size(t: &TensorProto) -> usize {
+    match t.data_type {
+        Some(1) => 4,
+        Some(10) => 2,
+        other => panic!("unexpected data type {other:?}"),
+    }
+}
+
+fn raw(t: &TensorProto) -> Vec<u8> {
+    match &t.raw_data {
+        Some(r) if !r.is_empty() => r.to_vec(),
+        _ if !t.float_data.is_empty() => {
+            t.float_data.iter().flat_map(|v| v.to_le_bytes()).collect()
+        }
+        _ => t
+            .int32_data
+            .iter()
+            .flat_map(|v| (*v as u16).to_le_bytes())
+            .collect(),
+    }
+}
+
+fn set_raw(t: &mut TensorProto, data: Vec<u8>) {
+    t.float_data.clear();
+    t.int32_data.clear();
+    t.raw_data = Some(Bytes::from(data));
+}
+
+fn f16_to_f32(h: u16) -> f32 {
+    let (s, e, m) = (
+        (h >> 15) as u32,
+        ((h >> 10) & 0x1f) as u32,
+        (h & 0x3ff) as u32,
+    );
+    let v = if e == 0 {
+        m as f32 * 2f32.powi(-24)
+    } else {
+        (1.0 + m as f32 / 1024.0) * 2f32.powi(e as i32 - 15)
+    };
+    if s == 1 {
+        -v
+    } else {
+        v
+    }
+}
+
+/// Nearest f16 (normal range; what the mutations need).
+fn f32_to_f16(v: f32) -> u16 {
+    let s = if v < 0.0 { 0x8000 } else { 0 };
+    let a = v.abs();
+    if a < 2f32.powi(-14) {
+        return s | (a / 2f32.powi(-24)).round() as u16;
+    }
+    let e = a.log2().floor() as i32;
+    let m = ((a / 2f32.powi(e) - 1.0) * 1024.0).round() as u32;
+    let (e, m) = if m == 1024 { (e + 1, 0) } else { (e, m) };
+    s | (((e + 15) as u16) << 10) | m as u16
+}
+
+/// Multiplies every element of an f32 or f16 tensor by `k`.
+fn scale(t: &mut TensorProto, k: f32) {
+    let data = raw(t);
+    let out: Vec<u8> = match elem_size(t) {
+        4 => data
+            .chunks_exact(4)
+            .flat_map(|c| (f32::from_le_bytes(c.try_into().unwrap()) * k).to_le_bytes())
+            .collect(),
+        _ => data
+            .chunks_exact(2)
+            .flat_map(|c| {
+                f32_to_f16(f16_to_f32(u16::from_le_bytes([c[0], c[1]])) * k).to_le_bytes()
+            })
+            .collect(),
+    };
+    set_raw(t, out);
+}
+
+/// Swaps output channels 0 and 1 of a tensor whose first dim is the
+/// output channel.
+fn swap_channels(t: &mut TensorProto) {
+    let per = t.dims[1..].iter().product::<i64>() as usize * elem_size(t);
+    let mut data = raw(t);
+    let (a, b) = data.split_at_mut(per);
+    a.swap_with_slice(&mut b[..per]);
+    set_raw(t, data);
+}
+
+enum Mutation {
+    /// The middle conv's weights times this factor.
+    Weight(f32),
+    /// The middle conv with a bias loses it.
+    DropBias,
+    /// Output channels 0 and 1 of the middle conv (weights and bias).
+    Swap,
+    /// Every BatchNormalization's epsilon set to this value.
+    Epsilon(f32),
+}
+
+fn mutate(m: &mut ModelProto, mutation: &Mutation) {
+    let with_bias = matches!(mutation, Mutation::DropBias | Mutation::Swap);
+    let cs = convs(m, with_bias);
+    let conv = match mutation {
+        Mutation::Epsilon(_) => 0,
+        _ => *cs.get(cs.len() / 2).expect("a conv to mutate"),
+    };
+    match mutation {
+        Mutation::Weight(k) => {
+            let w = m.graph.as_ref().unwrap().node[conv].input[1].clone();
+            let ix = init_ix(m, &w);
+            scale(&mut m.graph.as_mut().unwrap().initializer[ix], *k);
+        }
+        Mutation::DropBias => {
+            m.graph.as_mut().unwrap().node[conv].input.truncate(2);
+        }
+        Mutation::Swap => {
+            let n = m.graph.as_ref().unwrap().node[conv].clone();
+            for name in &n.input[1..3] {
+                let ix = init_ix(m, name);
+                swap_channels(&mut m.graph.as_mut().unwrap().initializer[ix]);
+            }
+        }
+        Mutation::Epsilon(eps) => {
+            let g = m.graph.as_mut().unwrap();
+            let mut seen = 0;
+            for n in g.node.iter_mut().filter(|n| op(n) == "BatchNormalization") {
+                seen += 1;
+                n.attribute.retain(|a| a.name.as_deref() != Some("epsilon"));
+                n.attribute.push(npuopt::ir::proto::AttributeProto {
+                    name: Some("epsilon".into()),
+                    r#type: Some(1),
+                    f: Some(*eps),
+                    ..Default::default()
+                });
+            }
+            assert!(seen > 0, "no BatchNormalization to mutate");
+        }
+    }
+}
+
+/// `optimize` with the default pipeline verifies the fixture (exit 0);
+/// each mutation of its output (or, for the BN epsilon, of the input)
+/// fails `verify` with exit 3.
+fn check(fixture: &str, mutations: &[Mutation]) {
+    let dir = tempfile::tempdir().unwrap();
+    let input = real(fixture);
+    let out = dir.path().join("opt.onnx");
+    let done = npuopt(&[
+        "optimize",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert_eq!(done.status.code(), Some(0), "{fixture}: {stderr}");
+    assert!(stderr.contains("noise floor"), "{stderr}");
+    let ok = npuopt(&[
+        "verify",
+        input.to_str().unwrap(),
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(ok.status.code(), Some(0));
+    let json: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
+    for o in json["outputs"].as_array().unwrap() {
+        if let Some(ratio) = o["ratio"].as_f64() {
+            assert!(ratio <= json["noise_factor"].as_f64().unwrap(), "{o}");
+        }
+    }
+
+    for (i, mutation) in mutations.iter().enumerate() {
+        let base = match mutation {
+            Mutation::Epsilon(_) => &input,
+            _ => &out,
+        };
+        let mut m = read(base);
+        mutate(&mut m, mutation);
+        let bad = dir.path().join(format!("bad{i}.onnx"));
+        write(&m, &bad);
+        let done = npuopt(&["verify", input.to_str().unwrap(), bad.to_str().unwrap()]);
+        let stdout = String::from_utf8_lossy(&done.stdout);
+        assert_eq!(
+            done.status.code(),
+            Some(3),
+            "{fixture}, mutation {i}: {stdout}{}",
+            String::from_utf8_lossy(&done.stderr)
+        );
+        assert!(stdout.contains("MISMATCH"), "{stdout}");
+    }
+}
+
+#[test]
+fn yolo_head_with_pixel_outputs_verifies_and_every_mutation_is_caught() {
+    // Ultralytics' BN epsilon is 1e-3; 1e-5 is the PyTorch default a
+    // converter might assume.
+    check(
+        "yolov8_ts.onnx",
+        &[
+            Mutation::Weight(1.01),
+            Mutation::DropBias,
+            Mutation::Swap,
+            Mutation::Epsilon(1e-5),
+        ],
+    );
+}
+
+#[test]
+fn topk_head_verifies_and_every_mutation_is_caught() {
+    check(
+        "topk_head_ts.onnx",
+        &[
+            Mutation::Weight(1.01),
+            Mutation::DropBias,
+            Mutation::Swap,
+            Mutation::Epsilon(1e-3),
+        ],
+    );
+}
+
+#[test]
+fn fp16_model_verifies_and_mutations_above_its_precision_are_caught() {
+    // f16 resolves 2⁻¹⁰ ≈ 1e-3 per operation: folding BN exactly and
+    // rounding once moves this model's output by 7.0e-3 (max |ref| 0.40),
+    // and scaling one conv by 1.01 by 1.5e-2 — the same order, so a 1 %
+    // change is below what an f16 model can tell from its own rounding.
+    // Changes above the model's precision are caught: a 10 % weight
+    // change, a dropped bias, swapped channels, and an epsilon of 0.1
+    // where the model has 1e-5 (an epsilon of 1e-3 moves the output by
+    // 9.6e-5, a hundredth of the model's own noise).
+    check(
+        "mobilenetv2_fp16.onnx",
+        &[
+            Mutation::Weight(1.10),
+            Mutation::DropBias,
+            Mutation::Swap,
+            Mutation::Epsilon(0.1),
+        ],
+    );
+}
+
+#[test]
+fn fp16_verification_runs_in_f64_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = real("mobilenetv2_fp16.onnx");
+    let out = dir.path().join("opt.onnx");
+    let done = npuopt(&[
+        "optimize",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(done.status.code(), Some(0));
+    let v = npuopt(&[
+        "verify",
+        input.to_str().unwrap(),
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    let json: serde_json::Value = serde_json::from_slice(&v.stdout).unwrap();
+    assert_eq!(json["reference"], "f64-low-precision", "{json}");
+    let o = &json["outputs"][0];
+    let floor = o["noise_floor"].as_f64().unwrap();
+    // The floor is at f16's scale, not f32's.
+    assert!(floor > 1e-3 * 0.1, "{o}");
+    assert_eq!(o["verdict"], "within noise");
+}
+
+#[test]
+fn a_model_that_cannot_be_verified_says_what_to_do_and_allow_unverified_writes_it_marked() {
+    // Symbolic height and width: no shape to run tract at.
+    let dir = tempfile::tempdir().unwrap();
+    let input = real("yolov8_dynhw_ts.onnx");
+    let out = dir.path().join("opt.onnx");
+    let args = [
+        "optimize",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ];
+    let done = npuopt(&args);
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert_eq!(done.status.code(), Some(1), "{stderr}");
+    assert!(!out.exists());
+    assert!(
+        stderr.contains("--no-verify") && stderr.contains("--input-shape"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("'height'"), "names the dim: {stderr}");
+    assert_eq!(
+        stderr.matches("verification could not run").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    let report = dir.path().join("r.json");
+    let mut args = args.to_vec();
+    args.extend(["--allow-unverified", "--report", report.to_str().unwrap()]);
+    let done = npuopt(&args);
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert_eq!(done.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("NOT VERIFIED: "), "{stderr}");
+    let m = read(&out);
+    let note = m
+        .metadata_props
+        .iter()
+        .find(|p| p.key.as_deref() == Some("npuopt.verification"))
+        .and_then(|p| p.value.clone())
+        .expect("the output records it");
+    assert!(note.starts_with("NOT VERIFIED: "), "{note}");
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert!(json["unverified"]
+        .as_str()
+        .unwrap()
+        .starts_with("NOT VERIFIED: "));
+    assert!(json["verification"].is_null());
+}
+
+#[test]
+fn rtdetr_with_topk_query_selection_verifies_and_every_mutation_is_caught() {
+    // Its output rows come from two TopKs; the tensors they select on are
+    // compared too, so a change upstream of a decision cannot hide behind
+    // a floor that rounding-flipped decisions inflate.
+    check(
+        "rtdetr_ts.onnx",
+        &[
+            Mutation::Weight(1.01),
+            Mutation::DropBias,
+            Mutation::Swap,
+            Mutation::Epsilon(1e-5),
+        ],
+    );
+}

@@ -42,7 +42,16 @@ fn main() {
     println!("default pipeline: {}", passes.join(", "));
     println!(
         "{:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>5}",
-        "nodes", "MiB", "import s", "passes s", "export s", "total s", "cpu s", "after", "µs/node", "runs"
+        "nodes",
+        "MiB",
+        "import s",
+        "passes s",
+        "export s",
+        "total s",
+        "cpu s",
+        "after",
+        "µs/node",
+        "runs"
     );
     let mut prev: Option<(usize, f64, f64)> = None;
     // A warm-up run of the smallest size, not reported: the first run in a

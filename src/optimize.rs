@@ -117,6 +117,18 @@ fn baseline_estimate(model: &Model, t: &Target) -> (Estimate, bool) {
     }
 }
 
+/// What the user can do when verification cannot run: the shape advice
+/// only when the message does not already give it for a named input.
+fn what_to_do(e: &VerifyError) -> &'static str {
+    if e.to_string().contains("--input-shape") {
+        "or skip verification with --no-verify (--allow-unverified writes the output marked \
+         NOT VERIFIED)"
+    } else {
+        "give concrete shapes with --input-shape NAME=D,D,… if that is the cause, or skip \
+         verification with --no-verify (--allow-unverified writes the output marked NOT VERIFIED)"
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum OptimizeError {
     #[error(transparent)]
@@ -125,11 +137,7 @@ pub enum OptimizeError {
     Pipeline(#[from] PipelineError),
     /// Verification could not run. (Not an error `source`: the message
     /// already carries it, and error chains would print it twice.)
-    #[error(
-        "verification could not run: {0}; give concrete shapes with --input-shape NAME=D,D,… \
-         if that is the cause, or skip verification with --no-verify (--allow-unverified \
-         writes the output marked NOT VERIFIED)"
-    )]
+    #[error("verification could not run: {}; {}", .0, what_to_do(.0))]
     Verify(VerifyError),
     /// The optimized model does not match the input.
     #[error("verification failed: {summary}")]
@@ -444,4 +452,26 @@ fn first_bad_rewrite(
         }
     }
     changes.get(hi - 1).cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The advice is given once: the shape hint only when the message
+    /// does not already name the input and its `--input-shape`.
+    #[test]
+    fn an_unverifiable_model_gets_each_piece_of_advice_once() {
+        let named = OptimizeError::Verify(VerifyError::Inputs(
+            "input 'x' has symbolic dim 2 ('H'); give its shape with --input-shape x=1,3,H,W"
+                .into(),
+        ))
+        .to_string();
+        assert_eq!(named.matches("--input-shape").count(), 1, "{named}");
+        assert!(named.contains("--no-verify") && named.contains("--allow-unverified"));
+        let other =
+            OptimizeError::Verify(VerifyError::Inputs("tract refused node 'n'".into())).to_string();
+        assert!(other.contains("--input-shape NAME=D,D,…"), "{other}");
+        assert!(other.contains("--no-verify") && other.contains("--allow-unverified"));
+    }
 }

@@ -196,6 +196,27 @@ fn settings(g: &pb::GraphProto) -> std::collections::HashSet<String> {
     names
 }
 
+/// A scalar f64 initializer.
+fn f64_scalar(name: String, v: f64) -> pb::TensorProto {
+    pb::TensorProto {
+        name,
+        data_type: DataType::Double as i32,
+        raw_data: v.to_le_bytes().to_vec(),
+        ..Default::default()
+    }
+}
+
+/// A node of a lowered op, named after the node it replaces.
+fn lowered_node(of: &str, op: &str, input: Vec<String>, output: String) -> pb::NodeProto {
+    pb::NodeProto {
+        op_type: op.into(),
+        input,
+        name: format!("{of}_{op}_{output}"),
+        output: vec![output],
+        ..Default::default()
+    }
+}
+
 /// Rewrites the ops tract cannot evaluate in f64 into ones it can, with
 /// the same arithmetic: `Sigmoid(x)` → `1 / (1 + Exp(−x))`, `Gemm` →
 /// `MatMul`, `Transpose`, `Mul`, `Add`; `HardSigmoid` and `HardSwish` →
@@ -203,23 +224,11 @@ fn settings(g: &pb::GraphProto) -> std::collections::HashSet<String> {
 fn lower_for_f64(g: &mut pb::GraphProto) {
     let mut nodes = Vec::with_capacity(g.node.len());
     let mut extra_init = Vec::new();
-    let one = |name: &str| pb::TensorProto {
-        name: name.to_string(),
-        data_type: DataType::Double as i32,
-        raw_data: 1f64.to_le_bytes().to_vec(),
-        ..Default::default()
-    };
     for (ix, n) in std::mem::take(&mut g.node).into_iter().enumerate() {
         let tmp = |what: &str| format!("npuopt_f64_{ix}_{what}");
         if n.op_type == "Sigmoid" && n.domain.is_empty() && n.input.len() == 1 {
-            let mk = |op: &str, inputs: Vec<String>, output: String| pb::NodeProto {
-                op_type: op.into(),
-                input: inputs,
-                name: format!("{}_{op}_{output}", n.name),
-                output: vec![output],
-                ..Default::default()
-            };
-            extra_init.push(one(&tmp("one")));
+            let mk = |op: &str, inputs, output| lowered_node(&n.name, op, inputs, output);
+            extra_init.push(f64_scalar(tmp("one"), 1.0));
             nodes.push(mk("Neg", vec![n.input[0].clone()], tmp("neg")));
             nodes.push(mk("Exp", vec![tmp("neg")], tmp("exp")));
             nodes.push(mk("Add", vec![tmp("exp"), tmp("one")], tmp("den")));
@@ -243,23 +252,11 @@ fn lower_for_f64(g: &mut pb::GraphProto) {
             } else {
                 (attr("alpha", 0.2), attr("beta", 0.5))
             };
-            let scalar = |name: String, v: f64| pb::TensorProto {
-                name,
-                data_type: DataType::Double as i32,
-                raw_data: v.to_le_bytes().to_vec(),
-                ..Default::default()
-            };
-            let mk = |op: &str, inputs: Vec<String>, output: String| pb::NodeProto {
-                op_type: op.into(),
-                input: inputs,
-                name: format!("{}_{op}_{output}", n.name),
-                output: vec![output],
-                ..Default::default()
-            };
-            extra_init.push(scalar(tmp("alpha"), alpha));
-            extra_init.push(scalar(tmp("beta"), beta));
-            extra_init.push(scalar(tmp("zero"), 0.0));
-            extra_init.push(scalar(tmp("one"), 1.0));
+            let mk = |op: &str, inputs, output| lowered_node(&n.name, op, inputs, output);
+            extra_init.push(f64_scalar(tmp("alpha"), alpha));
+            extra_init.push(f64_scalar(tmp("beta"), beta));
+            extra_init.push(f64_scalar(tmp("zero"), 0.0));
+            extra_init.push(f64_scalar(tmp("one"), 1.0));
             let x = n.input[0].clone();
             let hs = n.op_type == "HardSwish";
             nodes.push(mk("Mul", vec![x.clone(), tmp("alpha")], tmp("ax")));
@@ -278,28 +275,17 @@ fn lower_for_f64(g: &mut pb::GraphProto) {
             let alpha = attr("alpha").map_or(1.0, |a| a.f as f64);
             let beta = attr("beta").map_or(1.0, |a| a.f as f64);
             let trans = |name: &str| attr(name).is_some_and(|a| a.i != 0);
-            let mk = |op: &str, inputs: Vec<String>, output: String, perm: bool| pb::NodeProto {
-                op_type: op.into(),
-                input: inputs,
-                name: format!("{}_{op}_{output}", n.name),
-                output: vec![output],
-                attribute: if perm {
-                    vec![pb::AttributeProto {
+            let mk = |op: &str, inputs, output, perm: bool| {
+                let mut node = lowered_node(&n.name, op, inputs, output);
+                if perm {
+                    node.attribute = vec![pb::AttributeProto {
                         name: "perm".into(),
                         r#type: pb::attribute_proto::AttributeType::Ints as i32,
                         ints: vec![1, 0],
                         ..Default::default()
-                    }]
-                } else {
-                    vec![]
-                },
-                ..Default::default()
-            };
-            let scalar = |name: String, v: f64| pb::TensorProto {
-                name,
-                data_type: DataType::Double as i32,
-                raw_data: v.to_le_bytes().to_vec(),
-                ..Default::default()
+                    }];
+                }
+                node
             };
             let operand = |ix: usize, t: bool, nodes: &mut Vec<pb::NodeProto>| {
                 if t {
@@ -328,7 +314,7 @@ fn lower_for_f64(g: &mut pb::GraphProto) {
             let scaled = if alpha == 1.0 {
                 mm
             } else {
-                extra_init.push(scalar(tmp("alpha"), alpha));
+                extra_init.push(f64_scalar(tmp("alpha"), alpha));
                 let out = if c.is_none() { y.clone() } else { tmp("amm") };
                 nodes.push(mk("Mul", vec![mm, tmp("alpha")], out.clone(), false));
                 out
@@ -337,7 +323,7 @@ fn lower_for_f64(g: &mut pb::GraphProto) {
                 let c = if beta == 1.0 {
                     c
                 } else {
-                    extra_init.push(scalar(tmp("beta"), beta));
+                    extra_init.push(f64_scalar(tmp("beta"), beta));
                     nodes.push(mk("Mul", vec![c, tmp("beta")], tmp("bc"), false));
                     tmp("bc")
                 };

@@ -42,7 +42,7 @@
 //! leaves those alone, but for a MatMul without a bias Add.
 
 use npuopt_ir::attr::Attrs;
-use npuopt_ir::op::{BatchNorm, Binary};
+use npuopt_ir::op::{BatchNorm, Binary, Gemm};
 use npuopt_ir::{Graph, NodeId, Op, ValueId};
 
 use crate::change::Change;
@@ -499,21 +499,7 @@ fn fold_backward(
                 "MatMul '{name}' (with a new bias Add '{add_name}')"
             ))
         }
-        (Op::Gemm(gm), _) => {
-            set_constant_input(
-                g,
-                n,
-                2,
-                &format!("{name}.bias_folded"),
-                dtype,
-                &bdims,
-                &bias,
-            );
-            let mut new = gm.clone();
-            new.beta = 1.0;
-            g.set_op(n, Op::Gemm(new));
-            Ok(format!("Gemm '{name}'"))
-        }
+        (Op::Gemm(gm), _) => Ok(set_gemm_bias(g, n, &gm, &name, dtype, &bias)),
         _ => {
             set_constant_input(
                 g,
@@ -625,19 +611,7 @@ fn fold_forward(g: &mut Graph, c: &Chain, (s, t): &(Vec<f64>, Vec<f64>)) -> Resu
                 .map(|o| gm.beta as f64 * c_now[o] + alpha * shift[o])
                 .collect();
             set_constant_input(g, n, 1, &format!("{name}.weight_folded"), dtype, &dims, &w);
-            set_constant_input(
-                g,
-                n,
-                2,
-                &format!("{name}.bias_folded"),
-                dtype,
-                &bdims,
-                &bias,
-            );
-            let mut new = gm.clone();
-            new.beta = 1.0;
-            g.set_op(n, Op::Gemm(new));
-            Ok(format!("Gemm '{name}'"))
+            Ok(set_gemm_bias(g, n, &gm, &name, dtype, &bias))
         }
         Op::Conv(_) => {
             let b_now = match g.node(n).input(2) {
@@ -698,6 +672,24 @@ fn fold_forward(g: &mut Graph, c: &Chain, (s, t): &(Vec<f64>, Vec<f64>)) -> Resu
             }
         }
     }
+}
+
+/// Stores `bias` as Gemm `n`'s C, with beta 1 (the folded bias already
+/// carries the old beta); returns the change's description.
+fn set_gemm_bias(
+    g: &mut Graph,
+    n: NodeId,
+    gm: &Gemm,
+    name: &str,
+    dtype: npuopt_ir::DType,
+    bias: &[f64],
+) -> String {
+    let dims = [bias.len() as i64];
+    set_constant_input(g, n, 2, &format!("{name}.bias_folded"), dtype, &dims, bias);
+    let mut new = gm.clone();
+    new.beta = 1.0;
+    g.set_op(n, Op::Gemm(new));
+    format!("Gemm '{name}'")
 }
 
 /// Puts `Add(out, bias)` after the MatMul `n`; its readers read the Add.

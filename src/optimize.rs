@@ -8,7 +8,11 @@ pub use npuopt_passes::{Cancel, Decision, Intent};
 use npuopt_passes::{Change, GateOptions, Pass, PipelineError, PipelineOptions, PipelineReport};
 use npuopt_targets::{Estimate, Target};
 
-use crate::verify::{verify_bytes, VerifyError, VerifyOptions, VerifyReport};
+use crate::verify::{verify_encoded, VerifyError, VerifyOptions, VerifyReport};
+
+/// The encoded input verification compares with, and its external data's
+/// folder.
+type Encoded<'a> = (&'a [u8], Option<&'a std::path::Path>);
 
 #[derive(Clone, Debug, Default)]
 pub struct OptimizeOptions {
@@ -49,7 +53,11 @@ pub struct OptimizeOptions {
     /// a caller honours Ctrl-C or a deadline (the Python package turns a
     /// `KeyboardInterrupt` into it). It also stops verification, whatever
     /// `verify.cancel` says.
-    pub cancel: Cancel,
+    pub cancel: Cancel,    /// The encoded model `model` was imported from, unchanged, and the
+    /// folder of its external data, when the caller has them: verification
+    /// reads the input from these bytes instead of encoding `model` again
+    /// (and so also checks the import). `None`: `model` is encoded.
+    pub source: Option<(bytes::Bytes, Option<std::path::PathBuf>)>,
 }
 
 /// Metadata key marking the intent of an optimized model.
@@ -234,9 +242,14 @@ pub fn optimize_with_passes(
     });
     // The reference is the model as given: pinned inputs are checked
     // against it at the pinned shapes.
-    let reference = match &opts.verify {
-        Some(_) => Some(model.to_bytes()?),
-        None => None,
+    let encoded;
+    let reference: Option<Encoded<'_>> = match (&opts.verify, &opts.source) {
+        (None, _) => None,
+        (Some(_), Some((bytes, dir))) => Some((bytes, dir.as_deref())),
+        (Some(_), None) => {
+            encoded = model.to_bytes()?;
+            Some((&encoded, None))
+        }
     };
     let pinned_symbols = if opts.input_shapes.is_empty() {
         Vec::new()
@@ -262,7 +275,8 @@ pub fn optimize_with_passes(
         }
         if let (true, Some(vopts), Some(reference)) = (opts.verify_each, &vopts, &reference) {
             let candidate = m.to_bytes().map_err(|e| e.to_string())?;
-            let report = verify_bytes(reference, &candidate, vopts).map_err(|e| e.to_string())?;
+            let report = verify_encoded(reference.0, reference.1, &candidate, vopts)
+                .map_err(|e| e.to_string())?;
             if !report.passed {
                 broken = Some((pass.to_string(), report));
                 return Err("verification failed".into());
@@ -290,7 +304,7 @@ pub fn optimize_with_passes(
     if let Some((pass, report)) = broken {
         let first_bad_rewrite = original
             .zip(reference.as_ref())
-            .and_then(|(orig, reference)| first_bad_rewrite(orig, reference, passes, opts));
+            .and_then(|(orig, reference)| first_bad_rewrite(orig, *reference, passes, opts));
         if opts.cancel.is_cancelled() {
             return Err(OptimizeError::Cancelled);
         }
@@ -331,7 +345,7 @@ pub fn optimize_with_passes(
     let verification = match (&vopts, &reference) {
         (Some(vopts), Some(reference)) => {
             let candidate = model.to_bytes()?;
-            let report = match verify_bytes(reference, &candidate, vopts) {
+            let report = match verify_encoded(reference.0, reference.1, &candidate, vopts) {
                 Ok(r) => r,
                 Err(VerifyError::Cancelled) => return Err(OptimizeError::Cancelled),
                 Err(
@@ -407,7 +421,7 @@ fn gate_options(opts: &OptimizeOptions, capacity_budget: Option<u64>) -> GateOpt
 /// whose result fails verification ends with the first bad rewrite.
 fn first_bad_rewrite(
     original: Model,
-    reference: &[u8],
+    reference: Encoded<'_>,
     passes: &[Box<dyn Pass>],
     opts: &OptimizeOptions,
 ) -> Option<Change> {
@@ -434,7 +448,7 @@ fn first_bad_rewrite(
         )
         .ok()?;
         let bytes = m.to_bytes().ok()?;
-        let v = verify_bytes(reference, &bytes, &vopts).ok()?;
+        let v = verify_encoded(reference.0, reference.1, &bytes, &vopts).ok()?;
         Some((!v.passed, report.changes))
     };
     let (full_fails, changes) = fails(usize::MAX)?;

@@ -109,13 +109,24 @@ class Result:
     @property
     def verification(self) -> Optional[Dict[str, Any]]:
         """The verification figures (``report["verification"]``); ``None``
-        with ``verify=False``."""
+        with ``verify=False``, or when it could not run and
+        ``allow_unverified`` was given (see :attr:`unverified`)."""
         return self.report["verification"]
+
+    @property
+    def unverified(self) -> Optional[str]:
+        """``"NOT VERIFIED: <reason>"`` when ``allow_unverified`` let the
+        run finish without the verification it could not carry out
+        (``report["unverified"]``); ``None`` otherwise."""
+        return self.report.get("unverified")
 
     def __repr__(self) -> str:
         nodes = self.report["totals"]["nodes"]
         v = self.verification
-        verified = "not verified" if v is None else ("verified" if v["passed"] else "MISMATCH")
+        if self.unverified is not None:
+            verified = "NOT VERIFIED"
+        else:
+            verified = "not verified" if v is None else ("verified" if v["passed"] else "MISMATCH")
         where = f" at {self.path!r}" if self.path else ""
         return f"<npuopt.Result{where}: nodes {nodes['before']} -> {nodes['after']}, {verified}>"
 
@@ -167,6 +178,7 @@ def optimize(
     force_passes: Sequence[str] = (),
     verify: bool = True,
     verify_each: bool = False,
+    allow_unverified: bool = False,
     max_rewrites: Optional[int] = None,
     input_shapes: Optional[Mapping[str, Sequence[int]]] = None,
     input_range: Optional[Tuple[float, float]] = None,
@@ -199,6 +211,13 @@ def optimize(
             on a mismatch :class:`VerificationError` is raised.
         verify_each: verify after every pass that changed the graph, and
             name the first pass and rewrite that breaks numerics.
+        allow_unverified: when verification cannot run (tract cannot load
+            or run a model, or an input has a symbolic dim without a
+            shape), return the result anyway, marked: :attr:`Result.unverified`
+            and ``report["unverified"]`` say ``"NOT VERIFIED: <reason>"``,
+            and so does the model's ``npuopt.verification`` metadata
+            (``--allow-unverified``). A mismatch still raises
+            :class:`VerificationError`.
         max_rewrites: stop after this many rewrites in total.
         input_shapes: shapes for inputs with symbolic dims, e.g.
             ``{"images": (1, 3, 640, 640)}``.
@@ -241,7 +260,8 @@ def optimize(
     """
     flags = _optimize_flags(
         target=target, intent=intent, passes=passes, skip=skip, force_passes=force_passes,
-        verify=verify, verify_each=verify_each, max_rewrites=max_rewrites,
+        verify=verify, verify_each=verify_each, allow_unverified=allow_unverified,
+        max_rewrites=max_rewrites,
         input_shapes=input_shapes, input_range=input_range, seed=seed, samples=samples,
         rtol=rtol, atol=atol,
     )
@@ -263,6 +283,7 @@ def optimize_file(
     force_passes: Sequence[str] = (),
     verify: bool = True,
     verify_each: bool = False,
+    allow_unverified: bool = False,
     max_rewrites: Optional[int] = None,
     input_shapes: Optional[Mapping[str, Sequence[int]]] = None,
     input_range: Optional[Tuple[float, float]] = None,
@@ -300,7 +321,8 @@ def optimize_file(
     """
     flags = _optimize_flags(
         target=target, intent=intent, passes=passes, skip=skip, force_passes=force_passes,
-        verify=verify, verify_each=verify_each, max_rewrites=max_rewrites,
+        verify=verify, verify_each=verify_each, allow_unverified=allow_unverified,
+        max_rewrites=max_rewrites,
         input_shapes=input_shapes, input_range=input_range, seed=seed, samples=samples,
         rtol=rtol, atol=atol,
     )
@@ -470,6 +492,7 @@ def _optimize_flags(
     force_passes: Sequence[str],
     verify: bool,
     verify_each: bool,
+    allow_unverified: bool,
     max_rewrites: Optional[int],
     input_shapes: Optional[Mapping[str, Sequence[int]]],
     input_range: Optional[Tuple[float, float]],
@@ -494,6 +517,8 @@ def _optimize_flags(
         flags.append("--no-verify")
     if verify_each:
         flags.append("--verify-each")
+    if allow_unverified:
+        flags.append("--allow-unverified")
     if max_rewrites is not None:
         flags += ["--max-rewrites", str(int(max_rewrites))]
     return flags + _check_flags(input_shapes, input_range, seed, samples, rtol, atol)

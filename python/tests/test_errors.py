@@ -9,6 +9,7 @@ import pytest
 from onnx import TensorProto, helper
 
 import npuopt
+from conftest import REAL
 
 
 def two_adds(c: float) -> onnx.ModelProto:
@@ -106,3 +107,39 @@ def test_a_panic_is_an_internal_error_not_a_crash() -> None:
 def test_errors_share_a_base_class() -> None:
     for e in (npuopt.InvalidModelError, npuopt.UsageError, npuopt.VerificationError, npuopt.InternalError):
         assert issubclass(e, npuopt.NpuoptError)
+
+
+def test_allow_unverified_returns_a_marked_result_where_verification_cannot_run(
+    tmp_path: Path,
+) -> None:
+    # Symbolic height and width: tract has no shape to run the model at.
+    dynhw = REAL / "yolov8_dynhw_ts.onnx"
+    with pytest.raises(npuopt.InvalidModelError, match="--input-shape"):
+        npuopt.optimize(dynhw)
+
+    r = npuopt.optimize(dynhw, allow_unverified=True)
+    assert r.unverified is not None and r.unverified.startswith("NOT VERIFIED: ")
+    assert "'height'" in r.unverified
+    assert r.report["unverified"] == r.unverified
+    assert r.verification is None
+    assert "NOT VERIFIED" in repr(r)
+    meta = {p.key: p.value for p in r.model.metadata_props}
+    assert meta["npuopt.verification"] == r.unverified
+
+    dst = tmp_path / "out.onnx"
+    w = npuopt.optimize_file(dynhw, dst, allow_unverified=True)
+    assert dst.exists() and w.unverified == r.unverified
+    assert {p.key: p.value for p in w.model.metadata_props}["npuopt.verification"] == w.unverified
+
+
+def test_allow_unverified_still_raises_on_a_mismatch_and_changes_nothing_when_verified(
+    repvgg: Path, tmp_path: Path,
+) -> None:
+    # Verification ran and failed: allow_unverified does not excuse that.
+    dst = tmp_path / "out.onnx"
+    with pytest.raises(npuopt.VerificationError):
+        npuopt.optimize_file(repvgg, dst, rtol=0.0, atol=0.0, allow_unverified=True)
+    assert not dst.exists()
+    r = npuopt.optimize(repvgg, allow_unverified=True)
+    assert r.unverified is None and r.verification["passed"]
+    assert "npuopt.verification" not in {p.key for p in r.model.metadata_props}

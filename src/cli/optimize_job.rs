@@ -146,6 +146,7 @@ pub fn options(a: &OptimizeArgs) -> Result<OptimizeOptions, CliError> {
         intent,
         force_passes: a.force_pass.clone(),
         cancel: Cancel::never(),
+        source: None,
     })
 }
 
@@ -197,6 +198,14 @@ pub fn execute(
         std::thread::spawn(move || content_hash(&bytes))
     });
     let input_len = input_bytes.len() as u64;
+    // Verification reads the input from its bytes as they came.
+    let opts = OptimizeOptions {
+        source: opts
+            .verify
+            .is_some()
+            .then(|| (input_bytes.clone(), dir.map(Path::to_path_buf))),
+        ..opts
+    };
     let mut model = npuopt_ir::import::from_bytes(input_bytes, dir).map_err(CliError::input)?;
     let before = summarize_resolving_shapes(&model, &opts.input_shapes);
     // The input's quantization figures read every weight: taken only when

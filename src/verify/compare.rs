@@ -3,13 +3,13 @@
 
 use tract_onnx::prelude::*;
 
-use super::load::{condense, ParsedModel};
+use super::load::{condense, Declared};
 use super::{OutputComparison, VerifyError};
 
 /// Both models must declare the same outputs, in the same order.
 pub(crate) fn check_output_names(
-    reference: &ParsedModel,
-    candidate: &ParsedModel,
+    reference: &Declared,
+    candidate: &Declared,
 ) -> Result<(), VerifyError> {
     let (r, c) = (&reference.outputs, &candidate.outputs);
     if r.len() != c.len() {

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use tract_onnx::prelude::*;
 
-use super::load::ParsedModel;
+use super::load::Declared;
 use super::rng::SplitMix64;
 use super::VerifyError;
 
@@ -40,7 +40,7 @@ pub(crate) enum IntRole {
 /// divisors. An index's axis size comes from the indexed tensor: an
 /// initializer, or an input of the plan.
 fn int_roles(
-    reference: &ParsedModel,
+    reference: &Declared,
     specs: &[InputSpec],
     notes: &mut Vec<String>,
 ) -> HashMap<String, IntRole> {
@@ -132,10 +132,6 @@ impl Plan {
     pub(crate) fn index_of(&self, name: &str) -> Option<usize> {
         self.inputs.iter().position(|s| s.name == name)
     }
-
-    pub(crate) fn spec(&self, name: &str) -> Option<&InputSpec> {
-        self.inputs.iter().find(|s| s.name == name)
-    }
 }
 
 fn supported(dt: DatumType) -> bool {
@@ -210,8 +206,8 @@ fn bind(
 /// Chooses every input's concrete shape from the reference's declarations
 /// and the overrides, and checks the candidate declares the same inputs.
 pub(crate) fn plan(
-    reference: &ParsedModel,
-    candidate: &ParsedModel,
+    reference: &Declared,
+    candidate: &Declared,
     overrides: &[(String, Vec<usize>)],
     notes: &mut Vec<String>,
 ) -> Result<Plan, VerifyError> {

@@ -1,8 +1,14 @@
-//! Loading a model with tract: decode, parse, fix the input facts, optimize,
+//! Loading a model with tract: decode, parse, fix the input facts, type,
 //! plan; and running the plan. Every tract failure becomes a
 //! [`VerifyError`] naming the model, with tract's error chain condensed.
+//!
+//! A model is loaded from its source each time it is needed and dropped
+//! after its runs, so only one model's parameters are in memory at a time,
+//! and only once: the top-level initializers are moved out of the decoded
+//! protobuf before tract parses the graph, and each becomes a tract
+//! constant (in f64 for the reference) as its protobuf bytes are freed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 
@@ -10,37 +16,65 @@ use anyhow::{bail, Context};
 use tract_onnx::pb;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::Factoid;
+use tract_onnx::tract_hir::ops::konst::Const;
 
 use super::inputs::{DeclDim, InputDecl, Plan};
+use super::precision;
+use super::rng::SplitMix64;
 use super::VerifyError;
 
 /// Where a model comes from, with the label errors and notes call it by.
 pub(crate) enum Source<'a> {
-    Bytes { label: String, bytes: &'a [u8] },
-    Path { label: String, path: &'a Path },
+    /// An encoded model, its external data (if any) in `dir`.
+    Bytes {
+        label: String,
+        bytes: &'a [u8],
+        dir: Option<&'a Path>,
+    },
+    Path {
+        label: String,
+        path: &'a Path,
+    },
 }
 
 impl Source<'_> {
-    fn label(&self) -> &str {
+    pub(crate) fn label(&self) -> &str {
         match self {
             Source::Bytes { label, .. } | Source::Path { label, .. } => label,
         }
     }
 }
 
-/// A model tract has parsed but not yet typed: its declared inputs and
-/// outputs, read from the ONNX graph.
-pub(crate) struct ParsedModel {
+/// What a model declares, read from its protobuf: its inputs (graph
+/// inputs that are not initializers, in order) and outputs.
+pub(crate) struct Declared {
     pub(crate) label: String,
+    /// The decoded model, with the outputs a comparison adds.
     pub(crate) proto: pb::ModelProto,
-    pub(crate) dir: Option<String>,
-    model: InferenceModel,
-    /// The graph inputs that are not initializers, in tract's input order.
     pub(crate) inputs: Vec<InputDecl>,
     /// The graph outputs' names, in order.
     pub(crate) outputs: Vec<String>,
-    /// Seconds tract took to parse it.
-    parse_s: f64,
+}
+
+/// The form a model is loaded in.
+pub(crate) enum Form<'a> {
+    /// As it is, at its own precision.
+    Native,
+    /// In f64 (see [`precision`]); with `perturb`, every float parameter
+    /// not in `unchanged` rounded once more at that epsilon.
+    F64 {
+        perturb: Option<f64>,
+        unchanged: &'a HashSet<String>,
+    },
+}
+
+/// A model to load: where it comes from, the values a comparison adds as
+/// outputs, its symbols' values.
+pub(crate) struct Spec<'a> {
+    pub(crate) source: &'a Source<'a>,
+    pub(crate) extra_outputs: &'a [String],
+    /// The values of its symbolic dims the plan implies.
+    pub(crate) symbols: &'a HashMap<String, usize>,
 }
 
 /// A model ready to run on the plan's inputs.
@@ -136,31 +170,30 @@ fn guarded<T>(f: impl FnOnce() -> TractResult<T>) -> Result<T, String> {
     }
 }
 
-/// Decodes and parses a model, and reads its declared inputs and outputs.
-/// A decoded model: its label, protobuf and external-data folder.
-pub(crate) type Decoded = (String, pb::ModelProto, Option<String>);
+/// A decoded model: its protobuf and external-data folder.
+pub(crate) type Decoded = (pb::ModelProto, Option<String>);
 
-/// Decodes a model's protobuf.
-pub(crate) fn decode(source: &Source<'_>) -> Result<Decoded, VerifyError> {
-    let label = source.label().to_string();
+/// Decodes a model's protobuf; errors name the model `label`.
+pub(crate) fn decode(source: &Source<'_>, label: &str) -> Result<Decoded, VerifyError> {
     let load_err = |message: String| VerifyError::Load {
-        model: label.clone(),
+        model: label.to_string(),
         message,
     };
-    let onnx = tract_onnx::onnx();
-    let (proto, dir) = match source {
-        Source::Bytes { bytes, .. } => {
+    match source {
+        // Decoded from the caller's bytes as they are (tract's reader would
+        // copy them first).
+        Source::Bytes { bytes, dir, .. } => {
             let proto = guarded(|| {
-                let mut reader: &[u8] = bytes;
-                onnx.proto_model_for_read(&mut reader)
-                    .context("decoding the ONNX protobuf")
+                Ok(<pb::ModelProto as prost::Message>::decode(*bytes)
+                    .context("decoding the ONNX protobuf")?)
             })
             .map_err(load_err)?;
-            (proto, None)
+            Ok((proto, dir.map(|d| d.to_string_lossy().into_owned())))
         }
         Source::Path { path, .. } => {
             let proto = guarded(|| {
-                onnx.proto_model_for_path(path)
+                tract_onnx::onnx()
+                    .proto_model_for_path(path)
                     .with_context(|| format!("reading {}", path.display()))
             })
             .map_err(load_err)?;
@@ -171,128 +204,195 @@ pub(crate) fn decode(source: &Source<'_>) -> Result<Decoded, VerifyError> {
                     d.to_string_lossy().into_owned()
                 }
             });
-            (proto, dir)
+            Ok((proto, dir))
         }
-    };
-    Ok((label, proto, dir))
+    }
 }
 
-/// Parses a decoded model (possibly rewritten: an f64 reference, extra
-/// outputs) and reads its declared inputs and outputs.
-pub(crate) fn from_proto(
-    label: String,
-    proto: pb::ModelProto,
-    dir: Option<String>,
-) -> Result<ParsedModel, VerifyError> {
-    let load_err = |message: String| VerifyError::Load {
-        model: label.clone(),
-        message,
-    };
-    let onnx = tract_onnx::onnx();
-    let start = std::time::Instant::now();
-    let model = parse_proto(&onnx, &proto, dir.as_deref()).map_err(load_err)?;
-    let parse_s = start.elapsed().as_secs_f64();
-
+/// Reads what a decoded model declares: the inputs tract will take (graph
+/// inputs that are not initializers, in order) and the outputs.
+pub(crate) fn declared(label: String, proto: pb::ModelProto) -> Result<Declared, VerifyError> {
     let graph = proto.graph.as_ref().ok_or_else(|| VerifyError::Load {
         model: label.clone(),
         message: "the model has no graph".into(),
     })?;
+    let initializers: HashSet<&str> = graph.initializer.iter().map(|t| &*t.name).collect();
     let mut inputs = Vec::new();
-    for (ix, outlet) in model
-        .input_outlets()
-        .map_err(|e| load_err(condense(&e)))?
+    for input in graph
+        .input
         .iter()
-        .enumerate()
+        .filter(|i| !initializers.contains(&*i.name))
     {
-        let name = model.node(outlet.node).name.clone();
-        let fact = model.input_fact(ix).map_err(|e| load_err(condense(&e)))?;
-        let dt = fact.datum_type.concretize().ok_or_else(|| {
-            VerifyError::Inputs(format!("{label}: input '{name}' has no element type"))
-        })?;
-        let declared = graph.input.iter().find(|i| i.name == name);
-        let dims = declared
-            .and_then(|i| i.r#type.as_ref())
-            .and_then(|t| t.value.as_ref())
-            .and_then(|v| {
-                let pb::type_proto::Value::TensorType(t) = v;
-                t.shape.as_ref()
-            })
-            .map(|s| {
-                s.dim
-                    .iter()
-                    .map(|d| match &d.value {
-                        Some(pb::tensor_shape_proto::dimension::Value::DimValue(v)) if *v >= 0 => {
-                            DeclDim::Fixed(*v as usize)
-                        }
-                        Some(pb::tensor_shape_proto::dimension::Value::DimParam(p)) => {
-                            DeclDim::Symbolic(p.clone())
-                        }
-                        _ => DeclDim::Symbolic(String::new()),
-                    })
-                    .collect()
+        let name = input.name.clone();
+        let Some(pb::type_proto::Value::TensorType(t)) =
+            input.r#type.as_ref().and_then(|t| t.value.as_ref())
+        else {
+            return Err(VerifyError::Load {
+                model: label,
+                message: format!("graph input '{name}' has no tensor type"),
             });
+        };
+        let dt = pb::tensor_proto::DataType::try_from(t.elem_type)
+            .ok()
+            .and_then(|d| DatumType::try_from(d).ok())
+            .ok_or_else(|| {
+                VerifyError::Inputs(format!("{label}: input '{name}' has no element type"))
+            })?;
+        let dims = t.shape.as_ref().map(|s| {
+            s.dim
+                .iter()
+                .map(|d| match &d.value {
+                    Some(pb::tensor_shape_proto::dimension::Value::DimValue(v)) if *v >= 0 => {
+                        DeclDim::Fixed(*v as usize)
+                    }
+                    Some(pb::tensor_shape_proto::dimension::Value::DimParam(p)) => {
+                        DeclDim::Symbolic(p.clone())
+                    }
+                    _ => DeclDim::Symbolic(String::new()),
+                })
+                .collect()
+        });
         inputs.push(InputDecl { name, dt, dims });
     }
-    let outputs = graph
-        .output
-        .iter()
-        .map(|o| o.name.clone())
-        .collect::<Vec<_>>();
-    let tract_outputs = model
-        .output_outlets()
-        .map_err(|e| load_err(condense(&e)))?
-        .len();
-    if tract_outputs != outputs.len() {
-        return Err(load_err(format!(
-            "the graph declares {} outputs but tract sees {tract_outputs}",
-            outputs.len()
-        )));
-    }
-    Ok(ParsedModel {
+    let outputs = graph.output.iter().map(|o| o.name.clone()).collect();
+    Ok(Declared {
         label,
         proto,
-        dir,
-        model,
         inputs,
         outputs,
-        parse_s,
     })
 }
 
+/// Frees the values of the top-level initializers, keeping their names,
+/// types and shapes: what is declared without what is computed.
+pub(crate) fn strip_initializer_values(proto: &mut pb::ModelProto) {
+    for t in proto
+        .graph
+        .as_mut()
+        .map_or(&mut [][..], |g| &mut g.initializer[..])
+    {
+        t.raw_data = Vec::new();
+        t.float_data = Vec::new();
+        t.int32_data = Vec::new();
+        t.int64_data = Vec::new();
+        t.double_data = Vec::new();
+        t.uint64_data = Vec::new();
+        t.string_data = Vec::new();
+    }
+}
+
+/// Moves the top-level initializers out of the graph (all but those that
+/// are also graph outputs, which tract reads from the graph itself).
+fn take_initializers(proto: &mut pb::ModelProto) -> Vec<pb::TensorProto> {
+    let Some(g) = proto.graph.as_mut() else {
+        return Vec::new();
+    };
+    let outputs: HashSet<String> = g.output.iter().map(|o| o.name.clone()).collect();
+    let (kept, taken) = std::mem::take(&mut g.initializer)
+        .into_iter()
+        .partition(|t| outputs.contains(&t.name));
+    g.initializer = kept;
+    taken
+}
+
+/// Parses a graph whose top-level initializers were taken out: the values
+/// they define are tract sources until [`attach_initializers`]. Any other
+/// value used but never defined is an error.
 fn parse_proto(
     onnx: &tract_onnx::Onnx,
     proto: &pb::ModelProto,
     dir: Option<&str>,
+    taken: &[pb::TensorProto],
 ) -> Result<InferenceModel, String> {
     guarded(|| {
         let parsed = onnx.parse(proto, dir)?;
-        if !parsed.unresolved_inputs.is_empty() {
+        let names: HashSet<&str> = taken.iter().map(|t| &*t.name).collect();
+        let undefined: Vec<&str> = parsed
+            .unresolved_inputs
+            .iter()
+            .map(|s| s.as_str())
+            .filter(|s| !names.contains(s))
+            .collect();
+        if !undefined.is_empty() {
             bail!(
                 "these values are used but never defined: {}",
-                parsed.unresolved_inputs.join(", ")
+                undefined.join(", ")
             );
         }
         Ok(parsed.model)
     })
 }
 
-/// Fixes every input's fact, substitutes the symbols, optimizes and plans.
-/// When tract's own graph optimizer fails on a model it could type (its
-/// `ChangeAxes` declutter mis-wires some convs with a 1-channel input, and
-/// LeViT's reshapes), the model is planned as typed, unoptimized: slower,
-/// but the same arithmetic, and the note says so.
+/// Turns the sources standing for taken initializers into constants, one
+/// initializer at a time, each freed as its constant is made. `convert`
+/// makes the constant's tensor.
+fn attach_initializers(
+    model: &mut InferenceModel,
+    taken: Vec<pb::TensorProto>,
+    mut convert: impl FnMut(&pb::TensorProto) -> TractResult<Tensor>,
+) -> TractResult<()> {
+    let sources: HashMap<String, OutletId> = model
+        .input_outlets()?
+        .iter()
+        .map(|o| (model.node(o.node).name.clone(), *o))
+        .collect();
+    let mut attached = HashSet::new();
+    for t in taken {
+        // An initializer nothing reads is not in the graph tract built.
+        let Some(&outlet) = sources.get(&t.name) else {
+            continue;
+        };
+        let value = Arc::new(convert(&t).with_context(|| format!("initializer '{}'", t.name))?);
+        drop(t);
+        let fact = TypedFact::try_from(value.clone())?;
+        model.node_mut(outlet.node).op = Box::new(Const::new(value)?);
+        model.set_outlet_fact(outlet, fact.into())?;
+        attached.insert(outlet);
+    }
+    let inputs: Vec<OutletId> = model
+        .input_outlets()?
+        .iter()
+        .filter(|o| !attached.contains(*o))
+        .copied()
+        .collect();
+    model.set_input_outlets(&inputs)?;
+    Ok(())
+}
+
+/// Fixes every input's fact, substitutes the symbols, types and plans:
+/// with `optimize`, through tract's graph optimizer — and when that fails
+/// on a model tract could type (its `ChangeAxes` declutter mis-wires some
+/// convs with a 1-channel input, and LeViT's reshapes), as typed, with a
+/// note: slower, but the same arithmetic.
+///
+/// The f64 reference is planned as typed: for its one run per sample the
+/// optimizer costs more than it saves, and its repacked weights would be a
+/// second f64 copy of the parameters, the largest allocation of a
+/// verification. The models at their own precision are optimized: their
+/// runs are faster so, and they round as tract deploys them.
 fn build_runnable(
     mut model: InferenceModel,
-    inputs: &[InputDecl],
     plan: &Plan,
     symbols: &HashMap<String, usize>,
-) -> Result<(Arc<TypedSimplePlan>, Option<String>), String> {
+    optimize: bool,
+) -> Result<(Planned, Option<String>), String> {
     guarded(|| {
-        for (ix, decl) in inputs.iter().enumerate() {
-            let spec = plan
-                .spec(&decl.name)
-                .context("input missing from the plan")?;
-            model.set_input_fact(ix, InferenceFact::dt_shape(decl.dt, spec.shape.iter()))?;
+        let mut types = Vec::new();
+        let mut order = Vec::new();
+        for (ix, outlet) in model.input_outlets()?.to_vec().iter().enumerate() {
+            let name = model.node(outlet.node).name.clone();
+            let dt = model
+                .input_fact(ix)?
+                .datum_type
+                .concretize()
+                .with_context(|| format!("input '{name}' has no element type"))?;
+            let spec_ix = plan
+                .index_of(&name)
+                .with_context(|| format!("input '{name}' is missing from the plan"))?;
+            let spec = &plan.inputs[spec_ix];
+            model.set_input_fact(ix, InferenceFact::dt_shape(dt, spec.shape.iter()))?;
+            types.push(dt);
+            order.push(spec_ix);
         }
         let subs: HashMap<Symbol, TDim> = symbols
             .iter()
@@ -302,11 +402,15 @@ fn build_runnable(
             model.set_symbols(&subs)?;
         }
         let typed = model.into_typed()?;
+        if !optimize {
+            return Ok(((typed.into_runnable()?, types, order), None));
+        }
+        // The clone shares the typed model's constants.
         let candidate = typed.clone();
         match guarded(move || candidate.into_optimized()) {
-            Ok(optimized) => Ok((optimized.into_runnable()?, None)),
+            Ok(optimized) => Ok(((optimized.into_runnable()?, types, order), None)),
             Err(why) => Ok((
-                typed.into_runnable()?,
+                (typed.into_runnable()?, types, order),
                 Some(format!(
                     "tract's graph optimizer failed ({why}); run unoptimized"
                 )),
@@ -315,74 +419,107 @@ fn build_runnable(
     })
 }
 
+/// A plan, and for each of its inputs the element type and the index of
+/// the plan input it takes.
+type Planned = (Arc<TypedSimplePlan>, Vec<DatumType>, Vec<usize>);
+
 impl LoadedModel {
-    /// Types, optimizes and plans a parsed model for the plan's concrete
-    /// inputs. If tract rejects the model's `value_info` shape hints (which
-    /// may name symbols no input pins down) the model is parsed again
-    /// without them, with a note.
-    pub(crate) fn build(
-        parsed: ParsedModel,
+    /// Loads the model `spec` names in `form`, typed and planned for the
+    /// plan's concrete inputs; `label` names it in errors and notes. If
+    /// tract rejects the model's `value_info` shape hints (which may name
+    /// symbols no input pins down) the model is loaded again without them,
+    /// with a note.
+    pub(crate) fn load(
+        spec: &Spec<'_>,
+        label: String,
+        form: &Form<'_>,
         plan: &Plan,
-        symbols: &HashMap<String, usize>,
         notes: &mut Vec<String>,
     ) -> Result<LoadedModel, VerifyError> {
-        let ParsedModel {
-            label,
-            proto,
-            dir,
-            model,
-            inputs,
-            outputs: _,
-            parse_s,
-        } = parsed;
+        let symbols = spec.symbols;
         let start = std::time::Instant::now();
-        let runnable = match build_runnable(model, &inputs, plan, symbols) {
-            Ok((r, note)) => {
-                notes.extend(note.map(|n| format!("{label}: {n}")));
-                r
+        let load_err = |message: String| VerifyError::Load {
+            model: label.clone(),
+            message,
+        };
+        let has_value_info = std::cell::Cell::new(false);
+        let attempt = |ignore_value_info: bool| -> Result<_, VerifyError> {
+            let (mut proto, dir) = decode(spec.source, &label)?;
+            if let Some(g) = proto.graph.as_mut() {
+                has_value_info.set(!g.value_info.is_empty());
+                g.output
+                    .extend(spec.extra_outputs.iter().map(|name| pb::ValueInfoProto {
+                        name: name.clone(),
+                        ..Default::default()
+                    }));
             }
-            Err(first) => {
-                let has_value_info = proto
-                    .graph
-                    .as_ref()
-                    .is_some_and(|g| !g.value_info.is_empty());
-                let retry = if has_value_info {
-                    let onnx = tract_onnx::onnx().with_ignore_value_info(true);
-                    parse_proto(&onnx, &proto, dir.as_deref())
-                        .and_then(|m| build_runnable(m, &inputs, plan, symbols))
-                        .ok()
-                } else {
-                    None
-                };
-                match retry {
-                    Some((r, note)) => {
-                        notes.extend(note.map(|n| format!("{label}: {n}")));
+            let taken = take_initializers(&mut proto);
+            let onnx = tract_onnx::onnx().with_ignore_value_info(ignore_value_info);
+            let model = match form {
+                Form::Native => {
+                    let model = parse_proto(&onnx, &proto, dir.as_deref(), &taken);
+                    drop(proto);
+                    let mut model = model.map_err(load_err)?;
+                    guarded(|| {
+                        attach_initializers(&mut model, taken, |t| {
+                            tract_onnx::tensor::load_tensor(&*onnx.provider, t, dir.as_deref())
+                        })
+                    })
+                    .map_err(load_err)?;
+                    model
+                }
+                Form::F64 { perturb, unchanged } => {
+                    let keep = guarded(|| precision::to_f64(&mut proto, dir.as_deref(), None))
+                        .map_err(load_err)?;
+                    let model = parse_proto(&onnx, &proto, dir.as_deref(), &taken);
+                    drop(proto);
+                    let mut model = model.map_err(load_err)?;
+                    let mut rng = SplitMix64::new(0x6e6f697365);
+                    guarded(|| {
+                        attach_initializers(&mut model, taken, |t| {
+                            let perturb = perturb
+                                .filter(|_| !unchanged.contains(&t.name))
+                                .map(|eps| (&mut rng, eps));
+                            if keep.contains(&t.name) {
+                                tract_onnx::tensor::load_tensor(&*onnx.provider, t, dir.as_deref())
+                            } else {
+                                precision::tensor_f64(t, &onnx, dir.as_deref(), perturb)
+                            }
+                        })
+                    })
+                    .map_err(load_err)?;
+                    model
+                }
+            };
+            Ok(model)
+        };
+        let optimize = matches!(form, Form::Native);
+        let first = attempt(false)?;
+        let ((runnable, input_types, input_order), note) =
+            match build_runnable(first, plan, symbols, optimize) {
+                Ok(r) => r,
+                Err(first) if has_value_info.get() => match attempt(true)
+                    .ok()
+                    .and_then(|m| build_runnable(m, plan, symbols, optimize).ok())
+                {
+                    Some(r) => {
                         notes.push(format!(
                             "{label}: tract rejected the value_info shape hints ({first}); \
                              loaded without them"
                         ));
                         r
                     }
-                    None => {
-                        return Err(VerifyError::Load {
-                            model: label,
-                            message: first,
-                        })
-                    }
-                }
-            }
-        };
-        let input_order = inputs
-            .iter()
-            .map(|d| plan.index_of(&d.name).expect("plan covers every input"))
-            .collect();
-        let input_types = inputs.iter().map(|d| d.dt).collect();
+                    None => return Err(load_err(first)),
+                },
+                Err(first) => return Err(load_err(first)),
+            };
+        notes.extend(note.map(|n| format!("{label}: {n}")));
         Ok(LoadedModel {
             label,
             runnable,
             input_order,
             input_types,
-            load_s: parse_s + start.elapsed().as_secs_f64(),
+            load_s: start.elapsed().as_secs_f64(),
             run_s: std::cell::Cell::new(0.0),
         })
     }

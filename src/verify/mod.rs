@@ -51,8 +51,11 @@ mod rng;
 
 use std::path::Path;
 
+use std::collections::HashSet;
+
 use compare::Accumulator;
 use load::{LoadedModel, Source};
+use tract_onnx::prelude::{TValue, Tensor};
 
 /// How to verify: which inputs to draw and how close the outputs must be.
 #[derive(Clone, Debug, PartialEq)]
@@ -289,14 +292,27 @@ pub fn verify_bytes(
     candidate: &[u8],
     opts: &VerifyOptions,
 ) -> Result<VerifyReport, VerifyError> {
+    verify_encoded(reference, None, candidate, opts)
+}
+
+/// [`verify_bytes`], the reference's external data (if any) read from
+/// `reference_dir`.
+pub(crate) fn verify_encoded(
+    reference: &[u8],
+    reference_dir: Option<&Path>,
+    candidate: &[u8],
+    opts: &VerifyOptions,
+) -> Result<VerifyReport, VerifyError> {
     verify_sources(
         Source::Bytes {
             label: "reference model".into(),
             bytes: reference,
+            dir: reference_dir,
         },
         Source::Bytes {
             label: "candidate model".into(),
             bytes: candidate,
+            dir: None,
         },
         opts,
     )
@@ -351,65 +367,131 @@ fn check_options(opts: &VerifyOptions) -> Result<(), VerifyError> {
     Ok(())
 }
 
-/// The models a verification runs, and how their runs are compared.
+/// One model's outputs on every sample, and what it cost.
+struct Ran {
+    outputs: Vec<Vec<Tensor>>,
+    timing: ModelTiming,
+}
+
+/// The runs a verification made, and how they are compared.
 enum Runs {
     /// Reference, candidate and noise: `ref64` vs `cand`, `noise` vs `ref64`.
-    F64 {
-        ref64: LoadedModel,
-        cand: LoadedModel,
-        noise: LoadedModel,
-    },
+    F64 { ref64: Ran, noise: Ran, cand: Ran },
     /// Like `F64`, with the candidate in f64 and the noise model the input in
     /// f64 with perturbed parameters.
     /// `cand_noise64` is the candidate with its parameters rounded once
     /// more: an exact rewrite's error is one rounding of the candidate's
     /// (new) parameters, so the floor is the smaller of the two.
     Low {
-        ref64: LoadedModel,
-        cand64: LoadedModel,
-        noise64: LoadedModel,
-        cand_noise64: LoadedModel,
+        ref64: Ran,
+        cand64: Ran,
+        noise64: Ran,
+        cand_noise64: Ran,
         eps: f64,
     },
-    /// `reference` vs `cand`; `reference` on perturbed inputs as noise.
+    /// `reference` vs `cand`; the reference on perturbed inputs
+    /// (`shaken`) as noise.
     Perturbed {
-        reference: LoadedModel,
-        cand: LoadedModel,
+        reference: Ran,
+        shaken: Vec<Vec<Tensor>>,
+        cand: Ran,
         eps: f64,
     },
-    Fixed {
-        reference: LoadedModel,
-        cand: LoadedModel,
-    },
+    Fixed { reference: Ran, cand: Ran },
 }
 
-/// Builds the f64 form of a parsed model (`perturb`: its parameters
-/// rounded once more at that epsilon, from a fixed stream).
-fn build_f64(
-    parsed: &load::ParsedModel,
-    plan: &inputs::Plan,
-    symbols: &std::collections::HashMap<String, usize>,
-    perturb: Option<f64>,
-    unchanged: Option<&load::ParsedModel>,
-    notes: &mut Vec<String>,
-) -> Result<LoadedModel, VerifyError> {
-    let label = match perturb {
-        None => format!("{} in f64", parsed.label),
-        Some(_) => format!("{} in f64, parameters rounded once more", parsed.label),
-    };
-    let mut rng = rng::SplitMix64::new(0x6e6f697365);
-    let proto = precision::to_f64(
-        &parsed.proto,
-        parsed.dir.as_deref(),
-        perturb.map(|e| (&mut rng, e)),
-        unchanged.map(|u| &u.proto),
-    )
-    .map_err(|e| VerifyError::Load {
-        model: label.clone(),
-        message: load::condense(&e),
-    })?;
-    let p = load::from_proto(label, proto, parsed.dir.clone())?;
-    LoadedModel::build(p, plan, symbols, notes)
+impl Runs {
+    fn ran(&self) -> Vec<&Ran> {
+        match self {
+            Runs::F64 { ref64, noise, cand } => vec![ref64, noise, cand],
+            Runs::Low {
+                ref64,
+                cand64,
+                noise64,
+                cand_noise64,
+                ..
+            } => vec![ref64, cand64, noise64, cand_noise64],
+            Runs::Perturbed {
+                reference, cand, ..
+            }
+            | Runs::Fixed { reference, cand } => vec![reference, cand],
+        }
+    }
+
+    /// Sample `s`'s outputs as the comparison reads them.
+    fn sample(&self, s: usize) -> compare::Sample<'_> {
+        match self {
+            // The input's own run is the noise against the f64 reference.
+            Runs::F64 { ref64, noise, cand } => compare::Sample {
+                input: &noise.outputs[s],
+                reference: &ref64.outputs[s],
+                candidate: &cand.outputs[s],
+                noise: Some(&noise.outputs[s]),
+                candidate_noise: None,
+            },
+            Runs::Low {
+                ref64,
+                cand64,
+                noise64,
+                cand_noise64,
+                ..
+            } => compare::Sample {
+                input: &ref64.outputs[s],
+                reference: &ref64.outputs[s],
+                candidate: &cand64.outputs[s],
+                noise: Some(&noise64.outputs[s]),
+                candidate_noise: Some(&cand_noise64.outputs[s]),
+            },
+            Runs::Perturbed {
+                reference,
+                shaken,
+                cand,
+                ..
+            } => compare::Sample {
+                input: &reference.outputs[s],
+                reference: &reference.outputs[s],
+                candidate: &cand.outputs[s],
+                noise: Some(&shaken[s]),
+                candidate_noise: None,
+            },
+            Runs::Fixed { reference, cand } => compare::Sample {
+                input: &reference.outputs[s],
+                reference: &reference.outputs[s],
+                candidate: &cand.outputs[s],
+                noise: None,
+                candidate_noise: None,
+            },
+        }
+    }
+}
+
+/// Runs a loaded model on every input set, then drops it (and its
+/// parameters).
+fn run_all(
+    model: LoadedModel,
+    sets: &[Vec<TValue>],
+    go_on: &dyn Fn() -> Result<(), VerifyError>,
+) -> Result<Ran, VerifyError> {
+    let mut outputs = Vec::with_capacity(sets.len());
+    for tensors in sets {
+        go_on()?;
+        outputs.push(model.run(tensors)?);
+    }
+
+    Ok(Ran {
+        outputs,
+        timing: ModelTiming {
+            model: model.label.clone(),
+            load_s: model.load_s,
+            run_s: model.run_s.get(),
+        },
+    })
+}
+
+/// Failures that mean tract cannot evaluate a model (as opposed to bad
+/// inputs, a cancellation, …).
+fn is_tract_failure(e: &VerifyError) -> bool {
+    matches!(e, VerifyError::Load { .. } | VerifyError::Run { .. })
 }
 
 fn verify_sources(
@@ -424,243 +506,172 @@ fn verify_sources(
     };
     let mut notes = Vec::new();
 
-    let (ref_label, mut ref_proto, ref_dir) = load::decode(&reference)?;
-    let (cand_label, mut cand_proto, cand_dir) = load::decode(&candidate)?;
+    // What both models declare, and the inputs, from the graphs without
+    // their parameters' values (needed only to compare the parameters of
+    // low-precision models).
+    let (mut ref_proto, _) = load::decode(&reference, reference.label())?;
+    let low = precision::low_precision(&ref_proto);
+    if low.is_none() {
+        load::strip_initializer_values(&mut ref_proto);
+    }
+    let (mut cand_proto, _) = load::decode(&candidate, candidate.label())?;
+    let unchanged = match low {
+        Some(_) => precision::shared_initializers(&ref_proto, &cand_proto),
+        None => HashSet::new(),
+    };
+    load::strip_initializer_values(&mut ref_proto);
+    load::strip_initializer_values(&mut cand_proto);
     let n_outputs = ref_proto.graph.as_ref().map_or(0, |g| g.output.len());
     let decisions = discrete::analyse(&mut ref_proto, &mut cand_proto);
-    let ref_parsed = load::from_proto(ref_label, ref_proto, ref_dir)?;
+    let ref_decl = load::declared(reference.label().to_string(), ref_proto)?;
+    let cand_decl = load::declared(candidate.label().to_string(), cand_proto)?;
     go_on()?;
-    let cand_parsed = load::from_proto(cand_label, cand_proto, cand_dir)?;
-    go_on()?;
+    let plan = inputs::plan(&ref_decl, &cand_decl, &opts.input_shapes, &mut notes)?;
+    compare::check_output_names(&ref_decl, &cand_decl)?;
+    let output_names = ref_decl.outputs.clone();
+    drop((ref_decl, cand_decl));
 
-    let plan = inputs::plan(&ref_parsed, &cand_parsed, &opts.input_shapes, &mut notes)?;
-    compare::check_output_names(&ref_parsed, &cand_parsed)?;
-    let output_names = ref_parsed.outputs.clone();
     let keep: Vec<bool> = output_names
         .iter()
         .enumerate()
         .map(|(i, n)| i >= n_outputs || decisions.downstream.contains(n))
         .collect();
     let fixed = opts.rtol.is_some() || opts.atol.is_some();
-    let low = precision::low_precision(&ref_parsed.proto);
     let eps = precision::epsilon(low);
 
-    // The f64 forms are derived from the parsed protos before the native
-    // builds consume them.
-    let ref64 = if fixed {
-        None
-    } else {
-        Some(build_f64(
-            &ref_parsed,
-            &plan,
-            &plan.reference_symbols,
-            None,
-            None,
-            &mut notes,
-        ))
-    };
-    go_on()?;
-    let (runs, reference_kind) = match ref64 {
-        None => {
-            let r = LoadedModel::build(ref_parsed, &plan, &plan.reference_symbols, &mut notes)?;
-            go_on()?;
-            let c = LoadedModel::build(cand_parsed, &plan, &plan.candidate_symbols, &mut notes)?;
-            (
-                Runs::Fixed {
-                    reference: r,
-                    cand: c,
-                },
-                Reference::Fixed,
-            )
-        }
-        Some(Ok(ref64)) => {
-            // The native runs first: where tract runs a low-precision model
-            // at its own precision, that run is the floor and the f64
-            // evaluations of both models below are not needed.
-            let native = |parsed: &load::ParsedModel,
-                          symbols: &std::collections::HashMap<String, usize>,
-                          notes: &mut Vec<String>| {
-                load::from_proto(
-                    parsed.label.clone(),
-                    parsed.proto.clone(),
-                    parsed.dir.clone(),
-                )
-                .and_then(|p| LoadedModel::build(p, &plan, symbols, notes))
-            };
-            let (native_ref, native_cand, low_parts) = if let Some(dt) = low {
-                let r = native(&ref_parsed, &plan.reference_symbols, &mut notes);
-                let c = native(&cand_parsed, &plan.candidate_symbols, &mut notes);
-                go_on()?;
-                let parts = if r.is_ok() && c.is_ok() {
-                    None
-                } else {
-                    Some((
-                        build_f64(
-                            &cand_parsed,
-                            &plan,
-                            &plan.candidate_symbols,
-                            None,
-                            None,
-                            &mut notes,
-                        ),
-                        build_f64(
-                            &ref_parsed,
-                            &plan,
-                            &plan.reference_symbols,
-                            Some(eps),
-                            None,
-                            &mut notes,
-                        ),
-                        build_f64(
-                            &cand_parsed,
-                            &plan,
-                            &plan.candidate_symbols,
-                            Some(eps),
-                            Some(&ref_parsed),
-                            &mut notes,
-                        ),
-                        dt,
-                    ))
-                };
-                (r, c, parts)
-            } else {
-                let r = LoadedModel::build(ref_parsed, &plan, &plan.reference_symbols, &mut notes);
-                go_on()?;
-                let c = LoadedModel::build(cand_parsed, &plan, &plan.candidate_symbols, &mut notes);
-                (r, c, None)
-            };
-            match (native_ref, native_cand, low_parts) {
-                (Ok(noise), Ok(cand), _) => (Runs::F64 { ref64, cand, noise }, Reference::F64),
-                (r, c, Some((Ok(cand64), Ok(noise64), Ok(cand_noise64), dt))) => {
-                    let why = r
-                        .err()
-                        .or(c.err())
-                        .map(|e| e.to_string())
-                        .unwrap_or_default();
-                    notes.push(format!(
-                        "tract cannot run the models at {}: {why}",
-                        dt.name()
-                    ));
-                    (
-                        Runs::Low {
-                            ref64,
-                            cand64,
-                            noise64,
-                            cand_noise64,
-                            eps,
-                        },
-                        Reference::F64LowPrecision(dt.name().to_string()),
-                    )
-                }
-                (_, _, Some((Err(e), _, _, _) | (_, Err(e), _, _) | (_, _, Err(e), _))) => {
-                    return Err(e)
-                }
-                (Err(e), _, None) | (_, Err(e), None) => return Err(e),
+    // The samples' inputs; with `shake`, each sample's perturbed copy too,
+    // drawn right after it.
+    let draw = |shake: Option<f64>| -> Result<(Vec<Vec<TValue>>, Vec<Vec<TValue>>), VerifyError> {
+        let mut gen = inputs::Generator::new(opts.seed, opts.input_range.unwrap_or((0.0, 10.0)));
+        let (mut sets, mut shaken) = (Vec::new(), Vec::new());
+        for _ in 0..opts.samples {
+            let tensors = gen.draw(&plan)?;
+            if let Some(eps) = shake {
+                shaken.push(gen.perturb(&tensors, eps)?);
             }
+            sets.push(tensors);
         }
-        Some(Err(why)) => {
-            let r = LoadedModel::build(ref_parsed, &plan, &plan.reference_symbols, &mut notes)?;
-            go_on()?;
-            let c = LoadedModel::build(cand_parsed, &plan, &plan.candidate_symbols, &mut notes)?;
-            let why = why.to_string();
-            notes.push(format!("no f64 reference: {why}"));
-            (
-                Runs::Perturbed {
-                    reference: r,
-                    cand: c,
-                    eps,
-                },
-                Reference::Perturbed(why),
-            )
-        }
+        Ok((sets, shaken))
     };
-
-    let mut gen = inputs::Generator::new(opts.seed, opts.input_range.unwrap_or((0.0, 10.0)));
-    let mut accs: Vec<Accumulator> = Vec::new();
-    let (mut runs, mut reference_kind) = (runs, reference_kind);
-    for sample in 0..opts.samples {
+    // Each model is loaded, run on every sample and dropped before the
+    // next is loaded.
+    let ref_spec = load::Spec {
+        source: &reference,
+        extra_outputs: &decisions.extra,
+        symbols: &plan.reference_symbols,
+    };
+    let cand_spec = load::Spec {
+        source: &candidate,
+        extra_outputs: &decisions.extra,
+        symbols: &plan.candidate_symbols,
+    };
+    let ref_label = reference.label();
+    let cand_label = candidate.label();
+    let native = load::Form::Native;
+    let f64_form = |perturb: Option<f64>, unchanged| load::Form::F64 { perturb, unchanged };
+    let none = HashSet::new();
+    let run = |spec: &load::Spec<'_>,
+                   label: String,
+                   form: &load::Form<'_>,
+                   sets: &[Vec<TValue>],
+                   notes: &mut Vec<String>|
+     -> Result<Ran, VerifyError> {
         go_on()?;
-        let tensors = gen.draw(&plan)?;
-        // (f64 reference if separate, candidate, input at its own
-        // precision, noise run against the reference if separate).
-        let mut alt = None;
-        let (r64, c, input, n) = loop {
-            match &runs {
-                Runs::F64 { ref64, cand, noise } => match ref64.run(&tensors) {
-                    Ok(r) => {
-                        go_on()?;
-                        let n = noise.run(&tensors)?;
-                        break (Some(r), cand.run(&tensors)?, n, None);
+        let model = LoadedModel::load(spec, label, form, &plan, notes)?;
+        run_all(model, sets, &go_on)
+    };
+
+    let (runs, reference_kind) = if fixed {
+        let (sets, _) = draw(None)?;
+        let reference = run(&ref_spec, ref_label.into(), &native, &sets, &mut notes)?;
+        let cand = run(&cand_spec, cand_label.into(), &native, &sets, &mut notes)?;
+        (Runs::Fixed { reference, cand }, Reference::Fixed)
+    } else {
+        let (sets, _) = draw(None)?;
+        let f64_label = format!("{ref_label} in f64");
+        let ref64 = run(&ref_spec, f64_label, &f64_form(None, &none), &sets, &mut notes);
+        match ref64 {
+            // tract cannot load or run the input in f64: the floor is the
+            // input's change on inputs perturbed at the rounding level.
+            Err(e) if is_tract_failure(&e) => {
+                let why = e.to_string();
+                notes.push(format!("no f64 reference: {why}"));
+                drop(sets);
+                let (sets, shaken) = draw(Some(eps))?;
+                let n = sets.len();
+                let both: Vec<Vec<TValue>> = sets.iter().chain(&shaken).cloned().collect();
+                drop(shaken);
+                let mut reference = run(&ref_spec, ref_label.into(), &native, &both, &mut notes)?;
+                drop(both);
+                let shaken = reference.outputs.split_off(n);
+                let cand = run(&cand_spec, cand_label.into(), &native, &sets, &mut notes)?;
+                (
+                    Runs::Perturbed {
+                        reference,
+                        shaken,
+                        cand,
+                        eps,
+                    },
+                    Reference::Perturbed(why),
+                )
+            }
+            Err(e) => return Err(e),
+            Ok(ref64) => {
+                // Where tract runs a low-precision model at its own
+                // precision, that run is the floor and the f64 evaluations
+                // of the candidate below are not needed.
+                let noise = run(&ref_spec, ref_label.into(), &native, &sets, &mut notes);
+                let cand = match &noise {
+                    Ok(_) => run(&cand_spec, cand_label.into(), &native, &sets, &mut notes),
+                    Err(e) => Err(e.clone()),
+                };
+                match (noise, cand, low) {
+                    (Ok(noise), Ok(cand), _) => (Runs::F64 { ref64, noise, cand }, Reference::F64),
+                    (Err(e), _, Some(dt)) | (_, Err(e), Some(dt)) if is_tract_failure(&e) => {
+                        notes.push(format!("tract cannot run the models at {}: {e}", dt.name()));
+                        let rounded = |label: &str| format!("{label} in f64, parameters rounded once more");
+                        let cand64 = run(
+                            &cand_spec,
+                            format!("{cand_label} in f64"),
+                            &f64_form(None, &none),
+                            &sets,
+                            &mut notes,
+                        )?;
+                        let noise64 = run(
+                            &ref_spec,
+                            rounded(ref_label),
+                            &f64_form(Some(eps), &none),
+                            &sets,
+                            &mut notes,
+                        )?;
+                        let cand_noise64 = run(
+                            &cand_spec,
+                            rounded(cand_label),
+                            &f64_form(Some(eps), &unchanged),
+                            &sets,
+                            &mut notes,
+                        )?;
+                        (
+                            Runs::Low {
+                                ref64,
+                                cand64,
+                                noise64,
+                                cand_noise64,
+                                eps,
+                            },
+                            Reference::F64LowPrecision(dt.name().to_string()),
+                        )
                     }
-                    // tract loaded the f64 form but cannot run one of its
-                    // ops in f64 (Erf, …): fall back to perturbed inputs.
-                    Err(e) if sample == 0 => {
-                        let why = e.to_string();
-                        notes.push(format!("no f64 reference: {why}"));
-                        let Runs::F64 { cand, noise, .. } = runs else {
-                            unreachable!()
-                        };
-                        runs = Runs::Perturbed {
-                            reference: noise,
-                            cand,
-                            eps,
-                        };
-                        reference_kind = Reference::Perturbed(why);
-                    }
-                    Err(e) => return Err(e),
-                },
-                Runs::Low {
-                    ref64,
-                    cand64,
-                    noise64,
-                    cand_noise64,
-                    ..
-                } => {
-                    let r = ref64.run(&tensors)?;
-                    go_on()?;
-                    let n = noise64.run(&tensors)?;
-                    alt = Some(cand_noise64.run(&tensors)?);
-                    break (None, cand64.run(&tensors)?, r, Some(n));
-                }
-                Runs::Perturbed {
-                    reference,
-                    cand,
-                    eps,
-                } => {
-                    let r = reference.run(&tensors)?;
-                    go_on()?;
-                    let shaken = gen.perturb(&tensors, *eps)?;
-                    let n = reference.run(&shaken)?;
-                    break (None, cand.run(&tensors)?, r, Some(n));
-                }
-                Runs::Fixed { reference, cand } => {
-                    let r = reference.run(&tensors)?;
-                    go_on()?;
-                    break (None, cand.run(&tensors)?, r, None);
+                    (Err(e), _, _) | (_, Err(e), _) => return Err(e),
                 }
             }
-        };
-        drop(tensors);
-        let sample = match &r64 {
-            // F64: the input's own run is the noise against the reference.
-            Some(r64) => compare::Sample {
-                input: &input,
-                reference: r64,
-                candidate: &c,
-                noise: Some(&input),
-                candidate_noise: None,
-            },
-            None => compare::Sample {
-                input: &input,
-                reference: &input,
-                candidate: &c,
-                noise: n.as_deref(),
-                candidate_noise: alt.as_deref(),
-            },
-        };
-        compare::accumulate(&mut accs, &output_names, sample, n_outputs, &keep)?;
-    }
+        }
+    };
 
+    let mut accs: Vec<Accumulator> = Vec::new();
+    for s in 0..opts.samples {
+        compare::accumulate(&mut accs, &output_names, runs.sample(s), n_outputs, &keep)?;
+    }
     let criterion = match (&runs, opts.rtol, opts.atol) {
         (Runs::Fixed { .. }, rtol, atol) => compare::Criterion::Fixed {
             rtol: rtol.unwrap_or(1e-4) as f64,
@@ -675,32 +686,8 @@ fn verify_sources(
             eps,
         },
     };
-    let models: Vec<&LoadedModel> = match &runs {
-        Runs::F64 { ref64, cand, noise } => vec![ref64, noise, cand],
-        Runs::Low {
-            ref64,
-            cand64,
-            noise64,
-            cand_noise64,
-            ..
-        } => vec![ref64, cand64, noise64, cand_noise64],
-        Runs::Perturbed {
-            reference, cand, ..
-        }
-        | Runs::Fixed { reference, cand } => {
-            vec![reference, cand]
-        }
-    };
-    let timings = Timings(
-        models
-            .iter()
-            .map(|m| ModelTiming {
-                model: m.label.clone(),
-                load_s: m.load_s,
-                run_s: m.run_s.get(),
-            })
-            .collect(),
-    );
+    let timings = Timings(runs.ran().iter().map(|r| r.timing.clone()).collect());
+    drop(runs);
     let mut outputs: Vec<OutputComparison> = accs
         .iter()
         .map(|a| a.finish(criterion, &mut notes))
@@ -842,3 +829,4 @@ fn judge_discrete(
         }
     }
 }
+

@@ -16,6 +16,8 @@
 //! once more at that precision — the noise floor of a low-precision model
 //! whose own run tract cannot carry out.
 
+use std::collections::HashSet;
+
 use tract_onnx::pb;
 use tract_onnx::pb::tensor_proto::DataType;
 use tract_onnx::prelude::*;
@@ -81,6 +83,23 @@ pub(crate) fn low_precision(proto: &pb::ModelProto) -> Option<Low> {
     found
 }
 
+/// The names of the top-level initializers both models hold with the
+/// same type, shape and values: a rewrite rounds only the parameters it
+/// computes, so these are not rounded once more in the candidate's noise
+/// run.
+pub(crate) fn shared_initializers(a: &pb::ModelProto, b: &pb::ModelProto) -> HashSet<String> {
+    let (Some(a), Some(b)) = (a.graph.as_ref(), b.graph.as_ref()) else {
+        return HashSet::new();
+    };
+    let by_name: std::collections::HashMap<&str, &pb::TensorProto> =
+        a.initializer.iter().map(|t| (&*t.name, t)).collect();
+    b.initializer
+        .iter()
+        .filter(|t| by_name.get(&*t.name).is_some_and(|u| u == t))
+        .map(|t| t.name.clone())
+        .collect()
+}
+
 /// Machine epsilon of the model's precision: f32's, or its low one's.
 pub(crate) fn epsilon(low: Option<Low>) -> f64 {
     low.map_or(f32::EPSILON as f64, Low::epsilon)
@@ -106,45 +125,60 @@ fn bf16_values(t: &pb::TensorProto) -> TractResult<Vec<f64>> {
         .collect())
 }
 
-/// The f64 form of `proto` (see the module docs). External data is read
-/// from `dir`. Fails on a float tensor tract cannot read.
+/// Rewrites `proto` into its f64 form (see the module docs), in place.
+/// External data is read from `dir`. Returns the names of the top-level
+/// float values that stay as they are (operator settings, see
+/// [`settings`]): the caller converting initializers taken out of the
+/// graph leaves those be. Fails on a float tensor tract cannot read.
 pub(crate) fn to_f64(
-    proto: &pb::ModelProto,
+    proto: &mut pb::ModelProto,
     dir: Option<&str>,
     mut perturb: Option<(&mut SplitMix64, f64)>,
-    unchanged: Option<&pb::ModelProto>,
-) -> TractResult<pb::ModelProto> {
-    let mut out = proto.clone();
+) -> TractResult<HashSet<String>> {
     let onnx = tract_onnx::onnx();
-    if let Some(g) = out.graph.as_mut() {
-        // Initializers `unchanged` holds with the same name and bytes are
-        // not perturbed: a rewrite rounds only the parameters it computes.
-        let same: std::collections::HashSet<String> = match unchanged.and_then(|u| u.graph.as_ref())
-        {
-            Some(u) => g
-                .initializer
-                .iter()
-                .filter(|t| u.initializer.iter().any(|v| v == *t))
-                .map(|t| t.name.clone())
-                .collect(),
-            None => Default::default(),
-        };
-        // Converted now, they are f64 and the pass below leaves them be.
-        for t in &mut g.initializer {
-            if same.contains(&t.name) {
-                tensor_to_f64(t, &onnx, dir, &mut None)?;
-            }
+    match proto.graph.as_mut() {
+        Some(g) => {
+            let keep = settings(g);
+            graph_to_f64(g, &onnx, dir, &mut perturb)?;
+            Ok(keep)
         }
-        graph_to_f64(g, &onnx, dir, &mut perturb)?;
+        None => Ok(HashSet::new()),
     }
-    Ok(out)
+}
+
+/// The f64 tensor of a float initializer (other types as they are), its
+/// values rounded once more with `perturb`.
+pub(crate) fn tensor_f64(
+    t: &pb::TensorProto,
+    onnx: &tract_onnx::Onnx,
+    dir: Option<&str>,
+    perturb: Option<(&mut SplitMix64, f64)>,
+) -> TractResult<Tensor> {
+    if !is_float(t.data_type) {
+        return tract_onnx::tensor::load_tensor(&*onnx.provider, t, dir);
+    }
+    let dims: Vec<usize> = t.dims.iter().map(|&d| d.max(0) as usize).collect();
+    let mut wide = if t.data_type == DataType::Bfloat16 as i32 {
+        Tensor::from_shape(&dims, &bf16_values(t)?)?
+    } else {
+        tract_onnx::tensor::load_tensor(&*onnx.provider, t, dir)?
+            .cast_to_dt(DatumType::F64)?
+            .into_owned()
+    };
+    if let Some((rng, eps)) = perturb {
+        let mut view = wide.try_as_plain_ram_mut()?;
+        for v in view.as_slice_mut::<f64>()? {
+            *v *= 1.0 + (2.0 * rng.uniform() - 1.0) * eps * 0.5;
+        }
+    }
+    Ok(wide)
 }
 
 /// Float tensors that are not data but operator settings tract reads as
 /// f32 whatever the model's precision: `Resize`'s `roi` and `scales`,
 /// `Upsample`'s `scales`.
-fn settings(g: &pb::GraphProto) -> std::collections::HashSet<String> {
-    let mut names = std::collections::HashSet::new();
+fn settings(g: &pb::GraphProto) -> HashSet<String> {
+    let mut names = HashSet::new();
     for n in &g.node {
         let ports: &[usize] = match n.op_type.as_str() {
             "Resize" => &[1, 2],
@@ -569,6 +603,7 @@ fn graph_to_f64(
     Ok(())
 }
 
+/// Rewrites a float tensor of the protobuf as f64 (see [`tensor_f64`]).
 fn tensor_to_f64(
     t: &mut pb::TensorProto,
     onnx: &tract_onnx::Onnx,
@@ -578,25 +613,19 @@ fn tensor_to_f64(
     if !is_float(t.data_type) {
         return Ok(());
     }
-    let mut values: Vec<f64> = if t.data_type == DataType::Bfloat16 as i32 {
-        bf16_values(t)?
-    } else {
-        let tensor = tract_onnx::tensor::load_tensor(&*onnx.provider, t, dir)?;
-        let wide = tensor.cast_to_dt(DatumType::F64)?;
-        wide.try_as_plain_ram()?.as_slice::<f64>()?.to_vec()
-    };
-    if let Some((rng, eps)) = perturb.as_mut() {
-        for v in &mut values {
-            *v *= 1.0 + (2.0 * rng.uniform() - 1.0) * *eps * 0.5;
-        }
-    }
+    let wide = tensor_f64(t, onnx, dir, perturb.as_mut().map(|(rng, eps)| (&mut **rng, *eps)))?;
     t.data_type = DataType::Double as i32;
     t.float_data.clear();
     t.int32_data.clear();
     t.double_data.clear();
     t.external_data.clear();
     t.data_location = None;
-    t.raw_data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    t.raw_data = wide
+        .try_as_plain_ram()?
+        .as_slice::<f64>()?
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
     Ok(())
 }
 
@@ -618,8 +647,14 @@ mod tests {
     }
 
     /// The model's f64 form, run by tract on `inputs`.
+    fn wide(proto: &pb::ModelProto) -> pb::ModelProto {
+        let mut wide = proto.clone();
+        to_f64(&mut wide, None, None).unwrap();
+        wide
+    }
+
     fn run_f64(proto: &pb::ModelProto, inputs: TVec<TValue>) -> Vec<Tensor> {
-        let wide = to_f64(proto, None, None, None).unwrap();
+        let wide = wide(proto);
         let plan = tract_onnx::onnx()
             .model_for_proto_model(&wide)
             .unwrap()
@@ -677,8 +712,8 @@ mod tests {
     fn lowered_erf_matches_the_erf_table_to_f64_rounding() {
         let model = fixture("erf.onnx");
         assert_eq!(ops(&model), ["Erf"]);
-        let wide = to_f64(&model, None, None, None).unwrap();
-        assert!(!ops(&wide).contains(&"Erf"), "{:?}", ops(&wide));
+        let lowered = wide(&model);
+        assert!(!ops(&lowered).contains(&"Erf"), "{:?}", ops(&lowered));
 
         let xs: Vec<f64> = ERF_TABLE.iter().map(|r| r.0).collect();
         let input = tensor1(&xs).into_tvalue();
@@ -724,8 +759,8 @@ mod tests {
             tract_ndarray::Array2::from_shape_vec((2, 64), xs.iter().map(|&v| v as f64).collect())
                 .unwrap(),
         );
+        assert!(!ops(&wide(&model)).contains(&"Gelu"));
         let wide = run_f64(&model, tvec![wide_in.into_tvalue()]);
-        assert!(!ops(&to_f64(&model, None, None, None).unwrap()).contains(&"Gelu"));
         let diff = |a: &Tensor, b: &Tensor| -> f64 {
             let (a, b) = (as_f64(a).unwrap(), as_f64(b).unwrap());
             a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)

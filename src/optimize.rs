@@ -53,7 +53,8 @@ pub struct OptimizeOptions {
     /// a caller honours Ctrl-C or a deadline (the Python package turns a
     /// `KeyboardInterrupt` into it). It also stops verification, whatever
     /// `verify.cancel` says.
-    pub cancel: Cancel,    /// The encoded model `model` was imported from, unchanged, and the
+    pub cancel: Cancel,
+    /// The encoded model `model` was imported from, unchanged, and the
     /// folder of its external data, when the caller has them: verification
     /// reads the input from these bytes instead of encoding `model` again
     /// (and so also checks the import). `None`: `model` is encoded.

@@ -455,42 +455,37 @@ impl LoadedModel {
             }
             let taken = take_initializers(&mut proto);
             let onnx = tract_onnx::onnx().with_ignore_value_info(ignore_value_info);
-            let model = match form {
-                Form::Native => {
-                    let model = parse_proto(&onnx, &proto, dir.as_deref(), &taken);
-                    drop(proto);
-                    let mut model = model.map_err(load_err)?;
+            let dir = dir.as_deref();
+            // The f64 form: the graph rewritten, its `Constant` values
+            // rounded once more from a stream of their own; the operator
+            // settings among the initializers stay as they are.
+            let mut constants_rng = SplitMix64::new(0x636f6e7374);
+            let keep = match form {
+                Form::Native => None,
+                Form::F64 { perturb, .. } => Some(
                     guarded(|| {
-                        attach_initializers(&mut model, taken, |t| {
-                            tract_onnx::tensor::load_tensor(&*onnx.provider, t, dir.as_deref())
-                        })
+                        let perturb = perturb.map(|eps| (&mut constants_rng, eps));
+                        precision::to_f64(&mut proto, dir, perturb)
                     })
-                    .map_err(load_err)?;
-                    model
-                }
-                Form::F64 { perturb, unchanged } => {
-                    let keep = guarded(|| precision::to_f64(&mut proto, dir.as_deref(), None))
-                        .map_err(load_err)?;
-                    let model = parse_proto(&onnx, &proto, dir.as_deref(), &taken);
-                    drop(proto);
-                    let mut model = model.map_err(load_err)?;
-                    let mut rng = SplitMix64::new(0x6e6f697365);
-                    guarded(|| {
-                        attach_initializers(&mut model, taken, |t| {
-                            let perturb = perturb
-                                .filter(|_| !unchanged.contains(&t.name))
-                                .map(|eps| (&mut rng, eps));
-                            if keep.contains(&t.name) {
-                                tract_onnx::tensor::load_tensor(&*onnx.provider, t, dir.as_deref())
-                            } else {
-                                precision::tensor_f64(t, &onnx, dir.as_deref(), perturb)
-                            }
-                        })
-                    })
-                    .map_err(load_err)?;
-                    model
-                }
+                    .map_err(load_err)?,
+                ),
             };
+            let model = parse_proto(&onnx, &proto, dir, &taken);
+            drop(proto);
+            let mut model = model.map_err(load_err)?;
+            let mut rng = SplitMix64::new(0x6e6f697365);
+            guarded(|| {
+                attach_initializers(&mut model, taken, |t| match (form, &keep) {
+                    (Form::F64 { perturb, unchanged }, Some(keep)) if !keep.contains(&t.name) => {
+                        let perturb = perturb
+                            .filter(|_| !unchanged.contains(&t.name))
+                            .map(|eps| (&mut rng, eps));
+                        precision::tensor_f64(t, &onnx, dir, perturb)
+                    }
+                    _ => tract_onnx::tensor::load_tensor(&*onnx.provider, t, dir),
+                })
+            })
+            .map_err(load_err)?;
             Ok(model)
         };
         let optimize = matches!(form, Form::Native);

@@ -64,7 +64,9 @@ pub struct VerifyOptions {
     /// every run and every platform. Default 0.
     pub seed: u64,
     /// How many independent random input sets to run through both models.
-    /// Default 1; must be at least 1.
+    /// Default 1; must be at least 1. The models run one after another,
+    /// so every model's outputs on every sample are kept until the last
+    /// has run.
     pub samples: usize,
     /// Concrete shapes for inputs, by input name (the CLI's
     /// `--input-shape NAME=1,3,224,224`). An override fixes every dim of that
@@ -376,7 +378,11 @@ struct Ran {
 /// The runs a verification made, and how they are compared.
 enum Runs {
     /// Reference, candidate and noise: `ref64` vs `cand`, `noise` vs `ref64`.
-    F64 { ref64: Ran, noise: Ran, cand: Ran },
+    F64 {
+        ref64: Ran,
+        noise: Ran,
+        cand: Ran,
+    },
     /// Like `F64`, with the candidate in f64 and the noise model the input in
     /// f64 with perturbed parameters.
     /// `cand_noise64` is the candidate with its parameters rounded once
@@ -397,7 +403,10 @@ enum Runs {
         cand: Ran,
         eps: f64,
     },
-    Fixed { reference: Ran, cand: Ran },
+    Fixed {
+        reference: Ran,
+        cand: Ran,
+    },
 }
 
 impl Runs {
@@ -465,27 +474,59 @@ impl Runs {
     }
 }
 
-/// Runs a loaded model on every input set, then drops it (and its
-/// parameters).
+/// The samples' input tensors, drawn from the seed each time they are
+/// read: every model gets the same tensors, and none are kept. With
+/// `shake`, each sample's copy perturbed at that epsilon is drawn right
+/// after it.
+struct Samples<'a> {
+    opts: &'a VerifyOptions,
+    plan: &'a inputs::Plan,
+    shake: Option<f64>,
+}
+
+impl Samples<'_> {
+    fn each(
+        &self,
+        mut f: impl FnMut(Vec<TValue>, Option<Vec<TValue>>) -> Result<(), VerifyError>,
+    ) -> Result<(), VerifyError> {
+        let range = self.opts.input_range.unwrap_or((0.0, 10.0));
+        let mut gen = inputs::Generator::new(self.opts.seed, range);
+        for _ in 0..self.opts.samples {
+            let tensors = gen.draw(self.plan)?;
+            let shaken = match self.shake {
+                Some(eps) => Some(gen.perturb(&tensors, eps)?),
+                None => None,
+            };
+            f(tensors, shaken)?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs a loaded model on every sample, then drops it (and its
+/// parameters); with `on_shaken`, also on each sample's perturbed copy,
+/// whose outputs come second.
 fn run_all(
     model: LoadedModel,
-    sets: &[Vec<TValue>],
+    samples: &Samples<'_>,
+    on_shaken: bool,
     go_on: &dyn Fn() -> Result<(), VerifyError>,
-) -> Result<Ran, VerifyError> {
-    let mut outputs = Vec::with_capacity(sets.len());
-    for tensors in sets {
+) -> Result<(Ran, Vec<Vec<Tensor>>), VerifyError> {
+    let (mut outputs, mut shaken_outputs) = (Vec::new(), Vec::new());
+    samples.each(|tensors, shaken| {
         go_on()?;
-        outputs.push(model.run(tensors)?);
-    }
-
-    Ok(Ran {
-        outputs,
-        timing: ModelTiming {
-            model: model.label.clone(),
-            load_s: model.load_s,
-            run_s: model.run_s.get(),
-        },
-    })
+        outputs.push(model.run(&tensors)?);
+        if let (true, Some(shaken)) = (on_shaken, shaken) {
+            shaken_outputs.push(model.run(&shaken)?);
+        }
+        Ok(())
+    })?;
+    let timing = ModelTiming {
+        model: model.label.clone(),
+        load_s: model.load_s,
+        run_s: model.run_s.get(),
+    };
+    Ok((Ran { outputs, timing }, shaken_outputs))
 }
 
 /// Failures that mean tract cannot evaluate a model (as opposed to bad
@@ -539,19 +580,10 @@ fn verify_sources(
     let fixed = opts.rtol.is_some() || opts.atol.is_some();
     let eps = precision::epsilon(low);
 
-    // The samples' inputs; with `shake`, each sample's perturbed copy too,
-    // drawn right after it.
-    let draw = |shake: Option<f64>| -> Result<(Vec<Vec<TValue>>, Vec<Vec<TValue>>), VerifyError> {
-        let mut gen = inputs::Generator::new(opts.seed, opts.input_range.unwrap_or((0.0, 10.0)));
-        let (mut sets, mut shaken) = (Vec::new(), Vec::new());
-        for _ in 0..opts.samples {
-            let tensors = gen.draw(&plan)?;
-            if let Some(eps) = shake {
-                shaken.push(gen.perturb(&tensors, eps)?);
-            }
-            sets.push(tensors);
-        }
-        Ok((sets, shaken))
+    let samples = Samples {
+        opts,
+        plan: &plan,
+        shake: None,
     };
     // Each model is loaded, run on every sample and dropped before the
     // next is loaded.
@@ -570,41 +602,53 @@ fn verify_sources(
     let native = load::Form::Native;
     let f64_form = |perturb: Option<f64>, unchanged| load::Form::F64 { perturb, unchanged };
     let none = HashSet::new();
+    let run_both = |spec: &load::Spec<'_>,
+                    label: String,
+                    form: &load::Form<'_>,
+                    samples: &Samples<'_>,
+                    notes: &mut Vec<String>|
+     -> Result<(Ran, Vec<Vec<Tensor>>), VerifyError> {
+        go_on()?;
+        let model = LoadedModel::load(spec, label, form, &plan, notes)?;
+        run_all(model, samples, true, &go_on)
+    };
     let run = |spec: &load::Spec<'_>,
-                   label: String,
-                   form: &load::Form<'_>,
-                   sets: &[Vec<TValue>],
-                   notes: &mut Vec<String>|
+               label: String,
+               form: &load::Form<'_>,
+               samples: &Samples<'_>,
+               notes: &mut Vec<String>|
      -> Result<Ran, VerifyError> {
         go_on()?;
         let model = LoadedModel::load(spec, label, form, &plan, notes)?;
-        run_all(model, sets, &go_on)
+        Ok(run_all(model, samples, false, &go_on)?.0)
     };
 
     let (runs, reference_kind) = if fixed {
-        let (sets, _) = draw(None)?;
-        let reference = run(&ref_spec, ref_label.into(), &native, &sets, &mut notes)?;
-        let cand = run(&cand_spec, cand_label.into(), &native, &sets, &mut notes)?;
+        let reference = run(&ref_spec, ref_label.into(), &native, &samples, &mut notes)?;
+        let cand = run(&cand_spec, cand_label.into(), &native, &samples, &mut notes)?;
         (Runs::Fixed { reference, cand }, Reference::Fixed)
     } else {
-        let (sets, _) = draw(None)?;
         let f64_label = format!("{ref_label} in f64");
-        let ref64 = run(&ref_spec, f64_label, &f64_form(None, &none), &sets, &mut notes);
+        let ref64 = run(
+            &ref_spec,
+            f64_label,
+            &f64_form(None, &none),
+            &samples,
+            &mut notes,
+        );
         match ref64 {
             // tract cannot load or run the input in f64: the floor is the
             // input's change on inputs perturbed at the rounding level.
             Err(e) if is_tract_failure(&e) => {
                 let why = e.to_string();
                 notes.push(format!("no f64 reference: {why}"));
-                drop(sets);
-                let (sets, shaken) = draw(Some(eps))?;
-                let n = sets.len();
-                let both: Vec<Vec<TValue>> = sets.iter().chain(&shaken).cloned().collect();
-                drop(shaken);
-                let mut reference = run(&ref_spec, ref_label.into(), &native, &both, &mut notes)?;
-                drop(both);
-                let shaken = reference.outputs.split_off(n);
-                let cand = run(&cand_spec, cand_label.into(), &native, &sets, &mut notes)?;
+                let samples = Samples {
+                    shake: Some(eps),
+                    ..samples
+                };
+                let (reference, shaken) =
+                    run_both(&ref_spec, ref_label.into(), &native, &samples, &mut notes)?;
+                let cand = run(&cand_spec, cand_label.into(), &native, &samples, &mut notes)?;
                 (
                     Runs::Perturbed {
                         reference,
@@ -620,35 +664,36 @@ fn verify_sources(
                 // Where tract runs a low-precision model at its own
                 // precision, that run is the floor and the f64 evaluations
                 // of the candidate below are not needed.
-                let noise = run(&ref_spec, ref_label.into(), &native, &sets, &mut notes);
+                let noise = run(&ref_spec, ref_label.into(), &native, &samples, &mut notes);
                 let cand = match &noise {
-                    Ok(_) => run(&cand_spec, cand_label.into(), &native, &sets, &mut notes),
+                    Ok(_) => run(&cand_spec, cand_label.into(), &native, &samples, &mut notes),
                     Err(e) => Err(e.clone()),
                 };
                 match (noise, cand, low) {
                     (Ok(noise), Ok(cand), _) => (Runs::F64 { ref64, noise, cand }, Reference::F64),
                     (Err(e), _, Some(dt)) | (_, Err(e), Some(dt)) if is_tract_failure(&e) => {
                         notes.push(format!("tract cannot run the models at {}: {e}", dt.name()));
-                        let rounded = |label: &str| format!("{label} in f64, parameters rounded once more");
+                        let rounded =
+                            |label: &str| format!("{label} in f64, parameters rounded once more");
                         let cand64 = run(
                             &cand_spec,
                             format!("{cand_label} in f64"),
                             &f64_form(None, &none),
-                            &sets,
+                            &samples,
                             &mut notes,
                         )?;
                         let noise64 = run(
                             &ref_spec,
                             rounded(ref_label),
                             &f64_form(Some(eps), &none),
-                            &sets,
+                            &samples,
                             &mut notes,
                         )?;
                         let cand_noise64 = run(
                             &cand_spec,
                             rounded(cand_label),
                             &f64_form(Some(eps), &unchanged),
-                            &sets,
+                            &samples,
                             &mut notes,
                         )?;
                         (
@@ -829,4 +874,3 @@ fn judge_discrete(
         }
     }
 }
-

@@ -613,7 +613,12 @@ fn tensor_to_f64(
     if !is_float(t.data_type) {
         return Ok(());
     }
-    let wide = tensor_f64(t, onnx, dir, perturb.as_mut().map(|(rng, eps)| (&mut **rng, *eps)))?;
+    let wide = tensor_f64(
+        t,
+        onnx,
+        dir,
+        perturb.as_mut().map(|(rng, eps)| (&mut **rng, *eps)),
+    )?;
     t.data_type = DataType::Double as i32;
     t.float_data.clear();
     t.int32_data.clear();
@@ -763,15 +768,24 @@ mod tests {
         let wide = run_f64(&model, tvec![wide_in.into_tvalue()]);
         let diff = |a: &Tensor, b: &Tensor| -> f64 {
             let (a, b) = (as_f64(a).unwrap(), as_f64(b).unwrap());
-            a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+            a.iter()
+                .zip(&b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0, f64::max)
         };
         // tract's f32 kernels are approximations too: a few f32 roundings
         // of the largest output.
-        let largest = as_f64(&wide[0]).unwrap().iter().fold(0f64, |m, v| m.max(v.abs()));
+        let largest = as_f64(&wide[0])
+            .unwrap()
+            .iter()
+            .fold(0f64, |m, v| m.max(v.abs()));
         let tol = 8.0 * f32::EPSILON as f64 * largest;
         for (ix, form) in ["none", "tanh"].iter().enumerate() {
             let err = diff(&native[ix].clone().into_tensor(), &wide[ix]);
-            assert!(err <= tol, "Gelu {form}: f64 and tract's f32 differ by {err:e} > {tol:e}");
+            assert!(
+                err <= tol,
+                "Gelu {form}: f64 and tract's f32 differ by {err:e} > {tol:e}"
+            );
         }
         let forms = diff(&wide[0], &wide[1]);
         assert!(forms > 1e-4, "the two forms differ by only {forms:e}");

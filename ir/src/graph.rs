@@ -8,7 +8,8 @@ use std::collections::{BinaryHeap, HashMap};
 
 use crate::error::{IrError, Result};
 use crate::ids::{NodeId, ValueId};
-use crate::node::Node;
+use crate::name::Name;
+use crate::node::{rest_of, Node};
 use crate::op::Op;
 use crate::proto::{GraphProto, NodeProto, ValueInfoProto};
 use crate::shape::TensorType;
@@ -18,7 +19,7 @@ use crate::value::{Use, Value};
 /// A table keyed by value name. foldhash, not SipHash: name lookups are
 /// most of import and of every rewrite's bookkeeping, and nothing iterates
 /// these tables in an order that reaches the output.
-pub(crate) type NameMap<V> = HashMap<String, V, foldhash::fast::RandomState>;
+pub(crate) type NameMap<V> = HashMap<Name, V, foldhash::fast::RandomState>;
 
 /// Gap between the order keys of imported nodes, so a pass can place new
 /// nodes between two old ones without renumbering.
@@ -43,7 +44,7 @@ pub struct Graph {
     /// graph a pass did not touch.
     pub(crate) generation: u64,
     /// Names of live nodes, so new names are unique in O(1).
-    pub(crate) node_names: std::collections::HashSet<String, foldhash::fast::RandomState>,
+    pub(crate) node_names: std::collections::HashSet<Name, foldhash::fast::RandomState>,
     /// Version of the default ONNX domain (`ai.onnx`) the model imports.
     pub(crate) opset: i64,
     /// IR version < 4: every initializer must also be listed as a graph
@@ -345,7 +346,7 @@ impl Graph {
         }
         (1..)
             .map(|i| format!("{base}_{i}"))
-            .find(|n| !self.names.contains_key(n))
+            .find(|n| !self.names.contains_key(n.as_str()))
             .expect("unbounded")
     }
 
@@ -356,16 +357,16 @@ impl Graph {
         }
         (1..)
             .map(|i| format!("{base}_{i}"))
-            .find(|n| !self.node_names.contains(n))
+            .find(|n| !self.node_names.contains(n.as_str()))
             .expect("unbounded")
     }
 
-    pub(crate) fn new_value(&mut self, name: String) -> Result<ValueId> {
+    pub(crate) fn new_value(&mut self, name: Name) -> Result<ValueId> {
         self.generation += 1;
-        if let Some(&old) = self.names.get(&name) {
+        if let Some(&old) = self.names.get(name.as_str()) {
             let first = self.describe_definition(old);
             return Err(IrError::ProducedTwice {
-                value: name,
+                value: name.to_string(),
                 first,
                 second: "another definition".into(),
             });
@@ -402,7 +403,7 @@ impl Graph {
 
     /// Adds a graph input of type `ty`.
     pub fn add_input(&mut self, name: &str, ty: &TensorType) -> Result<ValueId> {
-        let id = self.new_value(name.to_string())?;
+        let id = self.new_value(Name::from(name))?;
         let info = crate::export::value_info_proto(name, ty);
         self.value_mut(id).is_graph_input = true;
         self.value_mut(id).ty = Some(ty.clone());
@@ -417,7 +418,7 @@ impl Graph {
         let info = match &val.ty {
             Some(t) => crate::export::value_info_proto(&val.name, t),
             None => ValueInfoProto {
-                name: Some(val.name.clone()),
+                name: Some(val.name.to_string()),
                 ..Default::default()
             },
         };
@@ -428,7 +429,7 @@ impl Graph {
     pub fn add_initializer(&mut self, name: &str, mut tensor: Tensor) -> ValueId {
         let name = self.unique_name(name);
         tensor.set_name(&name);
-        let id = self.new_value(name).expect("name is unique");
+        let id = self.new_value(Name::from(name)).expect("name is unique");
         let ty = TensorType::new(tensor.dtype(), tensor.dims());
         let v = self.value_mut(id);
         v.ty = Some(ty.clone());
@@ -494,15 +495,12 @@ impl Graph {
     ) -> (NodeId, Vec<ValueId>) {
         self.generation += 1;
         let op_type = op.op_type().expect("a typed op").to_string();
-        let node_name = self.unique_node_name(name);
+        let node_name = Name::from(self.unique_node_name(name));
         self.node_names.insert(node_name.clone());
-        let proto = NodeProto {
-            name: Some(node_name),
-            op_type: Some(op_type),
-            domain: None,
+        let rest = rest_of(NodeProto {
             attribute: op.to_attributes(),
             ..Default::default()
-        };
+        });
         let order = match near {
             Some(n) => {
                 self.next_order += 1;
@@ -518,7 +516,7 @@ impl Graph {
             .iter()
             .map(|o| {
                 let name = self.unique_name(o);
-                self.new_value(name).expect("unique")
+                self.new_value(Name::from(name)).expect("unique")
             })
             .collect();
         for (slot, &o) in outs.iter().enumerate() {
@@ -527,7 +525,10 @@ impl Graph {
         self.generation += 1;
         self.nodes.push(Some(Node {
             op,
-            proto,
+            name: Some(node_name),
+            op_type: Some(Name::from(op_type)),
+            domain: None,
+            rest,
             inputs: inputs.to_vec(),
             outputs: outs.iter().map(|&o| Some(o)).collect(),
             captures: Vec::new(),
@@ -546,11 +547,20 @@ impl Graph {
     pub fn set_op(&mut self, id: NodeId, op: Op) {
         let op_type = op.op_type().expect("a typed op").to_string();
         let n = self.node_mut(id);
-        if n.proto.op_type.as_deref() != Some(op_type.as_str()) {
-            n.proto.domain = None;
+        if n.op_type.as_deref() != Some(op_type.as_str()) {
+            n.domain = None;
         }
-        n.proto.op_type = Some(op_type);
-        n.proto.attribute = op.to_attributes();
+        n.op_type = Some(Name::from(op_type));
+        let attribute = op.to_attributes();
+        match n.rest.as_deref_mut() {
+            Some(rest) => rest.attribute = attribute,
+            None => {
+                n.rest = rest_of(NodeProto {
+                    attribute,
+                    ..Default::default()
+                })
+            }
+        }
         n.op = op;
     }
 
@@ -629,7 +639,7 @@ impl Graph {
         // producer and compute it as Identity(new).
         if let Some((p, slot)) = self.value(old).producer {
             let name = self.unique_name(&format!("{}_orphan", self.value(old).name));
-            let orphan = self.new_value(name).expect("unique");
+            let orphan = self.new_value(Name::from(name)).expect("unique");
             self.node_mut(p).outputs[slot] = Some(orphan);
             self.value_mut(orphan).producer = Some((p, slot));
             self.value_mut(orphan).ty = self.value(old).ty.clone();
@@ -641,16 +651,15 @@ impl Graph {
             Some(n) => self.node(n).order + 1,
             None => 0,
         };
-        let name = self.unique_node_name(&format!("{}_identity", self.value(old).name));
+        let name = Name::from(self.unique_node_name(&format!("{}_identity", self.value(old).name)));
         self.node_names.insert(name.clone());
         self.generation += 1;
         self.nodes.push(Some(Node {
             op: Op::Identity,
-            proto: NodeProto {
-                name: Some(name),
-                op_type: Some("Identity".into()),
-                ..Default::default()
-            },
+            name: Some(name),
+            op_type: Some(Name::from("Identity")),
+            domain: None,
+            rest: None,
             inputs: vec![Some(new)],
             outputs: vec![Some(old)],
             captures: Vec::new(),
@@ -699,8 +708,9 @@ impl Graph {
             );
             self.remove_value(out);
         }
-        let name = self.node(id).name().to_string();
-        self.node_names.remove(&name);
+        if let Some(name) = self.node_mut(id).name.take() {
+            self.node_names.remove(name.as_str());
+        }
         self.nodes[id.index()] = None;
     }
 
@@ -709,7 +719,7 @@ impl Graph {
     pub fn remove_value(&mut self, v: ValueId) {
         self.generation += 1;
         let name = self.value(v).name.clone();
-        self.names.remove(&name);
+        self.names.remove(name.as_str());
         // `value_info` and `initializer_order` drop the id lazily (readers
         // skip removed values): retaining here would make removal O(n).
         if self.initializers_are_inputs {
@@ -761,7 +771,7 @@ impl Graph {
         for v in self.value_ids() {
             live_values += 1;
             let val = self.value(v);
-            if self.names.get(&val.name) != Some(&v) {
+            if self.names.get(val.name.as_str()) != Some(&v) {
                 return bad(format!(
                     "value '{}' is missing from the name table",
                     val.name
@@ -809,7 +819,7 @@ impl Graph {
             let stale = self
                 .names
                 .iter()
-                .filter(|(name, &v)| self.try_value(v).is_none_or(|val| &val.name != *name))
+                .filter(|(name, &v)| self.try_value(v).is_none_or(|val| val.name != **name))
                 .map(|(name, _)| name.as_str())
                 .min()
                 .unwrap_or("");

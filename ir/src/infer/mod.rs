@@ -110,7 +110,7 @@ pub fn infer_types(graph: &mut Graph) {
             };
             if let Some(d) = declared.get(&out) {
                 if contradicts(t, d) {
-                    let name = graph.value(out).name.clone();
+                    let name = graph.value(out).name.to_string();
                     graph.disputes.push(crate::graph::Dispute {
                         value: name,
                         declared: d.clone(),

@@ -27,9 +27,9 @@ pub(crate) struct RawGraph {
     /// Fields the IR does not model; its node, initializer, input, output
     /// and value_info lists are empty.
     pub header: GraphProto,
-    /// Nodes in file order, their wiring not yet set; `op` is
-    /// [`Op::Other`] until parsed.
-    pub nodes: Vec<Node>,
+    /// Nodes in file order (all `Some`: the graph's own node table), their
+    /// wiring not yet set; `op` is [`Op::Other`] until parsed.
+    pub nodes: Vec<Option<Node>>,
     /// Every node's input names, node after node; node `i`'s are
     /// `input_names[input_ends[i-1]..input_ends[i]]`.
     pub input_names: Vec<Name>,
@@ -77,7 +77,7 @@ impl RawGraph {
             raw.input_ends.push(raw.input_names.len() as u32);
             raw.output_ends.push(raw.output_names.len() as u32);
             let (name, op_type, domain, rest) = Node::split_proto(p);
-            raw.nodes.push(blank_node(name, op_type, domain, rest));
+            raw.nodes.push(Some(blank_node(name, op_type, domain, rest)));
         }
         raw
     }
@@ -224,6 +224,6 @@ fn node_into(mut buf: Bytes, g: &mut RawGraph) -> Result<()> {
     g.input_ends.push(g.input_names.len() as u32);
     g.output_ends.push(g.output_names.len() as u32);
     let rest = rest.filter(|r| !is_blank(r));
-    g.nodes.push(blank_node(node_name, op_type, domain, rest));
+    g.nodes.push(Some(blank_node(node_name, op_type, domain, rest)));
     Ok(())
 }

@@ -71,7 +71,7 @@ fn build(proto: ModelProto, mut g: RawGraph, dir: Option<&Path>) -> Result<Model
             external::load(t, dir, &mut files)?;
         }
     }
-    for n in g.nodes.iter_mut() {
+    for n in g.nodes.iter_mut().flatten() {
         for a in n.rest.iter_mut().flat_map(|r| r.attribute.iter_mut()) {
             if let Some(t) = a.t.as_mut() {
                 if external::is_external(t) {
@@ -87,7 +87,7 @@ fn build(proto: ModelProto, mut g: RawGraph, dir: Option<&Path>) -> Result<Model
         initializers_are_inputs: proto.ir_version.is_some_and(|v| v < 4),
         ..Default::default()
     };
-    let nodes = std::mem::take(&mut g.nodes);
+    let mut nodes = std::mem::take(&mut g.nodes);
     let initializers = std::mem::take(&mut g.initializers);
     let inputs = std::mem::take(&mut g.inputs);
     let outputs = std::mem::take(&mut g.outputs);
@@ -100,7 +100,6 @@ fn build(proto: ModelProto, mut g: RawGraph, dir: Option<&Path>) -> Result<Model
         + g.output_names.len();
     graph.values.reserve_exact(value_count);
     graph.names.reserve(value_count);
-    graph.nodes.reserve_exact(nodes.len());
     graph.node_names.reserve(nodes.len());
     graph.initializer_order.reserve_exact(initializers.len());
 
@@ -160,8 +159,12 @@ fn build(proto: ModelProto, mut g: RawGraph, dir: Option<&Path>) -> Result<Model
 
     // Node outputs are registered before inputs are resolved, so a file
     // whose nodes are out of order still imports (and is sorted on export).
-    for (index, mut node) in nodes.into_iter().enumerate() {
+    // The nodes are completed in place (they are moved once, into the
+    // graph, as a whole table).
+    for index in 0..nodes.len() {
         let id = NodeId(index as u32);
+        let (before, rest) = nodes.split_at_mut(index);
+        let node = rest[0].as_mut().expect("decoded nodes are all present");
         for a in node.attributes() {
             if let Some(t) = &a.t {
                 check_tensor(t, &node)?;
@@ -183,9 +186,19 @@ fn build(proto: ModelProto, mut g: RawGraph, dir: Option<&Path>) -> Result<Model
                 continue;
             }
             if let Some(&prev) = graph.names.get(o.as_str()) {
+                // A node output defined before: by this node (an output
+                // listed twice) or an earlier one.
+                let first = match graph.value(prev).producer {
+                    Some((n, _)) if n == id => format!("node '{}'", node.name()),
+                    Some((n, _)) => format!(
+                        "node '{}'",
+                        before[n.index()].as_ref().map_or("", |n| n.name())
+                    ),
+                    None => graph.describe_definition(prev),
+                };
                 return Err(IrError::ProducedTwice {
                     value: o.to_string(),
-                    first: graph.describe_definition(prev),
+                    first,
                     second: format!("node '{}'", node.name()),
                 });
             }
@@ -199,8 +212,9 @@ fn build(proto: ModelProto, mut g: RawGraph, dir: Option<&Path>) -> Result<Model
         node.outputs = outputs;
         node.order = (index as u64 + 1) * ORDER_GAP;
         graph.generation += 1;
-        graph.nodes.push(Some(node));
     }
+    graph.live_nodes = nodes.len();
+    graph.nodes = nodes;
     graph.next_order = (graph.nodes.len() as u64 + 1) * ORDER_GAP;
 
     for index in 0..graph.nodes.len() {

@@ -97,11 +97,12 @@ pub fn infer_types(graph: &mut Graph) {
     let mut state = State {
         data: vec![None; graph.values.len()],
     };
-    for id in order {
+    for &id in &order {
         let (types, data) = run_rule(graph, &state, id);
-        let outs = graph.node(id).outputs.clone();
-        for (slot, out) in outs.into_iter().enumerate() {
-            let Some(out) = out else { continue };
+        for slot in 0..graph.node(id).outputs.len() {
+            let Some(out) = graph.node(id).outputs[slot] else {
+                continue;
+            };
             if let Some(Some(d)) = data.get(slot) {
                 state.data[out.index()] = Some(d.clone());
             }
@@ -129,6 +130,9 @@ pub fn infer_types(graph: &mut Graph) {
             });
         }
     }
+    // Only types changed: the order computed at the start still holds
+    // (the next pass asks for it; recomputing it was a full sort per pass).
+    graph.topo_cache.set(graph.generation, &order);
 }
 
 /// The types the model declares for node outputs: `value_info` entries and

@@ -93,41 +93,63 @@ impl Tensor {
         name: &str,
         mut f: impl FnMut(usize, f64) -> f64,
     ) -> Result<Tensor, String> {
+        let n = self.numel().ok_or("dims overflow")? as usize;
+        self.map_f64_rows(name, n.max(1), |_, i, x| f(i, x))
+    }
+
+    /// [`Tensor::map_f64`] with the elements taken as rows of `row_len`:
+    /// element `r·row_len + c` becomes `f(r, c, x)`. The passes scale a
+    /// weight per output channel (a row) or per column; counting rows and
+    /// columns as the loop goes costs nothing, where dividing the flat
+    /// index on every element was most of a BN fold's time.
+    pub fn map_f64_rows(
+        &self,
+        name: &str,
+        row_len: usize,
+        mut f: impl FnMut(usize, usize, f64) -> f64,
+    ) -> Result<Tensor, String> {
         let dtype = self.dtype();
         let n = self.numel().ok_or("dims overflow")? as usize;
-        let raw = match (&self.proto.raw_data, dtype.known()) {
-            (Some(raw), Some(DataType::Float)) if raw.len() == n * 4 => {
-                let values = chunks::<4>(raw).map(|b| f32::from_le_bytes(b) as f64);
-                raw_from_f32s(dtype, n, values.enumerate().map(|(i, x)| f(i, x) as f32))
+        let row_len = row_len.max(1);
+        let view = self.float_view()?;
+        if view.len() != n {
+            return Err(format!("{} values for dims {:?}", view.len(), self.dims()));
+        }
+        let mut out = F64Sink::new(dtype, n);
+        let mut row = [0f64; 256];
+        for r in 0..n.div_ceil(row_len) {
+            let (start, end) = (r * row_len, ((r + 1) * row_len).min(n));
+            let mut c = 0;
+            while start + c < end {
+                let len = (end - start - c).min(row.len());
+                view.read(start + c, &mut row[..len]);
+                for (k, v) in row[..len].iter_mut().enumerate() {
+                    *v = f(r, c + k, *v);
+                }
+                out.extend(&row[..len]);
+                c += len;
             }
-            (Some(raw), Some(DataType::Float16)) if raw.len() == n * 2 => {
-                let values = chunks::<2>(raw).map(|b| f16_to_f32(u16::from_le_bytes(b)) as f64);
-                raw_from_f32s(dtype, n, values.enumerate().map(|(i, x)| f(i, x) as f32))
-            }
-            (Some(raw), Some(DataType::Bfloat16)) if raw.len() == n * 2 => {
-                let values = chunks::<2>(raw).map(|b| bf16_to_f32(u16::from_le_bytes(b)) as f64);
-                raw_from_f32s(dtype, n, values.enumerate().map(|(i, x)| f(i, x) as f32))
-            }
-            (Some(raw), Some(DataType::Double)) if raw.len() == n * 8 => {
-                let values = chunks::<8>(raw).map(f64::from_le_bytes);
-                raw_from_f64s(n, values.enumerate().map(|(i, x)| f(i, x)))
-            }
-            _ => {
-                let mapped: Vec<f64> = self
-                    .to_f64()?
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, x)| f(i, x))
-                    .collect();
-                return Ok(Self::from_f64_as(name, dtype, self.dims(), &mapped));
-            }
-        };
-        Ok(Self::from_raw(
-            name,
-            float_or_f32(dtype),
-            self.dims(),
-            Bytes::from(raw),
-        ))
+        }
+        Ok(out.finish(name, self.dims()))
+    }
+
+    /// The values of a float tensor, one at a time, as [`Tensor::to_f64`]
+    /// reads them, without a copy when they are raw little-endian data
+    /// (typed fields are read into f64 first). Err for other dtypes.
+    pub fn float_view(&self) -> Result<FloatView<'_>, String> {
+        let dtype = self.dtype();
+        if !dtype.is_float() {
+            return Err(format!("{dtype} is not a float type"));
+        }
+        let n = self.numel().ok_or("dims overflow")? as usize;
+        let raw = self.proto.raw_data.as_deref();
+        Ok(match (raw, dtype.known()) {
+            (Some(r), Some(DataType::Float)) if r.len() == n * 4 => FloatView::F32(r),
+            (Some(r), Some(DataType::Float16)) if r.len() == n * 2 => FloatView::F16(r),
+            (Some(r), Some(DataType::Bfloat16)) if r.len() == n * 2 => FloatView::Bf16(r),
+            (Some(r), Some(DataType::Double)) if r.len() == n * 8 => FloatView::F64(r),
+            _ => FloatView::Owned(self.to_f64()?),
+        })
     }
 
     /// The values as f64: exact for f64 tensors, widened for the others.
@@ -335,14 +357,28 @@ impl Tensor {
     /// tensor (cached).
     pub fn count_nonzero(&self) -> Result<u64, String> {
         self.nonzero
-            .get_or_init(|| self.count_nonzero_uncached())
+            .get_or_init(|| {
+                let n = self.count_nonzero_uncached();
+                // The input's summary counts every weight before any pass
+                // runs: without this, the whole mapped file would stay
+                // resident from then on. A page read again (a pass folding
+                // this weight, the writer) comes back from the page cache.
+                if let Some(raw) = &self.proto.raw_data {
+                    crate::mapped::release(raw);
+                }
+                n
+            })
             .clone()
     }
 
     fn count_nonzero_uncached(&self) -> Result<u64, String> {
         // The magnitude bits (sign masked off) are zero exactly for ±0.
+        // Summed as 0/1 over exact chunks, which vectorises (a filtered
+        // count over copied arrays did not).
         fn nonzero<const N: usize>(r: &[u8], magnitude: impl Fn([u8; N]) -> bool) -> u64 {
-            chunks::<N>(r).filter(|b| magnitude(*b)).count() as u64
+            r.chunks_exact(N)
+                .map(|c| magnitude(c.try_into().expect("N bytes")) as u64)
+                .sum()
         }
         if let (Some(raw), Some(t)) = (&self.proto.raw_data, self.dtype().known()) {
             let r = raw.as_ref();
@@ -471,12 +507,168 @@ fn raw_from_f64s(len: usize, values: impl Iterator<Item = f64>) -> Vec<u8> {
     put_all::<8>(len, values.map(f64::to_le_bytes))
 }
 
+/// The items written into a buffer of `len` items sized once; fewer items
+/// leave a shorter buffer, more are dropped (callers give exactly `len`).
+/// Writing into the sized buffer, not pushing, lets the loop vectorise.
 fn put_all<const N: usize>(len: usize, items: impl Iterator<Item = [u8; N]>) -> Vec<u8> {
-    let mut raw = Vec::with_capacity(len * N);
-    for b in items {
-        raw.extend_from_slice(&b);
+    let mut raw = vec![0u8; len * N];
+    let mut written = 0;
+    for (dst, b) in raw.chunks_exact_mut(N).zip(items) {
+        dst.copy_from_slice(&b);
+        written += 1;
     }
+    raw.truncate(written * N);
     raw
+}
+
+/// f64 values stored as [`Tensor::from_f64_as`] stores them (f64 kept,
+/// any other dtype rounded once to f32 and then to the dtype), pushed in
+/// order into a buffer sized once: how a pass writes a computed weight
+/// straight into its final form, with no f64 copy of the whole weight.
+pub struct F64Sink {
+    dtype: DType,
+    raw: Vec<u8>,
+    at: usize,
+}
+
+impl F64Sink {
+    /// A sink for `len` values of `dtype`.
+    pub fn new(dtype: DType, len: usize) -> F64Sink {
+        let width = match dtype.known() {
+            Some(DataType::Double) => 8,
+            Some(DataType::Float16 | DataType::Bfloat16) => 2,
+            _ => 4,
+        };
+        F64Sink {
+            dtype,
+            raw: vec![0u8; len * width],
+            at: 0,
+        }
+    }
+
+    /// Appends `values`; panics past the length given to [`F64Sink::new`].
+    pub fn extend(&mut self, values: &[f64]) {
+        fn put<const N: usize>(dst: &mut [u8], values: &[f64], f: impl Fn(f64) -> [u8; N]) {
+            for (d, &v) in dst.chunks_exact_mut(N).zip(values) {
+                d.copy_from_slice(&f(v));
+            }
+        }
+        let at = self.at;
+        assert!(
+            at + values.len() * self.width() <= self.raw.len(),
+            "F64Sink overfilled"
+        );
+        match self.dtype.known() {
+            Some(DataType::Double) => put::<8>(&mut self.raw[at..], values, f64::to_le_bytes),
+            Some(DataType::Float16) => put::<2>(&mut self.raw[at..], values, |v| {
+                f32_to_f16(v as f32).to_le_bytes()
+            }),
+            Some(DataType::Bfloat16) => put::<2>(&mut self.raw[at..], values, |v| {
+                f32_to_bf16(v as f32).to_le_bytes()
+            }),
+            _ => put::<4>(&mut self.raw[at..], values, |v| (v as f32).to_le_bytes()),
+        }
+        self.at += values.len() * self.width();
+    }
+
+    fn width(&self) -> usize {
+        match self.dtype.known() {
+            Some(DataType::Double) => 8,
+            Some(DataType::Float16 | DataType::Bfloat16) => 2,
+            _ => 4,
+        }
+    }
+
+    /// The tensor: `dims` must hold exactly the values pushed.
+    pub fn finish(mut self, name: &str, dims: &[i64]) -> Tensor {
+        self.raw.truncate(self.at);
+        let dtype = if self.dtype.known() == Some(DataType::Double) {
+            self.dtype
+        } else {
+            float_or_f32(self.dtype)
+        };
+        Tensor::from_raw(name, dtype, dims, Bytes::from(self.raw))
+    }
+}
+
+/// A float tensor's values read in place (see [`Tensor::float_view`]).
+#[derive(Debug)]
+pub enum FloatView<'a> {
+    F32(&'a [u8]),
+    F16(&'a [u8]),
+    Bf16(&'a [u8]),
+    F64(&'a [u8]),
+    /// Typed storage, read into f64 once.
+    Owned(Vec<f64>),
+}
+
+impl FloatView<'_> {
+    /// How many values.
+    pub fn len(&self) -> usize {
+        match self {
+            FloatView::F32(r) => r.len() / 4,
+            FloatView::F16(r) | FloatView::Bf16(r) => r.len() / 2,
+            FloatView::F64(r) => r.len() / 8,
+            FloatView::Owned(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// All values as f64 ([`Tensor::to_f64`]'s result).
+    pub fn into_vec(self) -> Vec<f64> {
+        match self {
+            FloatView::Owned(v) => v,
+            view => {
+                let mut v = vec![0.0; view.len()];
+                view.read(0, &mut v);
+                v
+            }
+        }
+    }
+
+    /// Value `i`, widened to f64 exactly.
+    #[inline]
+    pub fn get(&self, i: usize) -> f64 {
+        fn at<const N: usize>(r: &[u8], i: usize) -> [u8; N] {
+            r[i * N..(i + 1) * N].try_into().expect("N bytes")
+        }
+        match self {
+            FloatView::F32(r) => f32::from_le_bytes(at(r, i)) as f64,
+            FloatView::F16(r) => f16_to_f32(u16::from_le_bytes(at(r, i))) as f64,
+            FloatView::Bf16(r) => bf16_to_f32(u16::from_le_bytes(at(r, i))) as f64,
+            FloatView::F64(r) => f64::from_le_bytes(at(r, i)),
+            FloatView::Owned(v) => v[i],
+        }
+    }
+
+    /// Values `start..start + out.len()` into `out`.
+    pub fn read(&self, start: usize, out: &mut [f64]) {
+        fn conv<const N: usize>(
+            r: &[u8],
+            start: usize,
+            out: &mut [f64],
+            f: impl Fn([u8; N]) -> f64,
+        ) {
+            let src = &r[start * N..(start + out.len()) * N];
+            for (o, b) in out.iter_mut().zip(src.chunks_exact(N)) {
+                *o = f(b.try_into().expect("N bytes"));
+            }
+        }
+        match self {
+            FloatView::F32(r) => conv::<4>(r, start, out, |b| f32::from_le_bytes(b) as f64),
+            FloatView::F16(r) => {
+                conv::<2>(r, start, out, |b| f16_to_f32(u16::from_le_bytes(b)) as f64)
+            }
+            FloatView::Bf16(r) => {
+                conv::<2>(r, start, out, |b| bf16_to_f32(u16::from_le_bytes(b)) as f64)
+            }
+            FloatView::F64(r) => conv::<8>(r, start, out, f64::from_le_bytes),
+            FloatView::Owned(v) => out.copy_from_slice(&v[start..start + out.len()]),
+        }
+    }
 }
 
 fn chunks<const N: usize>(bytes: &[u8]) -> impl Iterator<Item = [u8; N]> + '_ {

@@ -293,8 +293,8 @@ pub fn conv_growth(
     out: ValueId,
     new: &crate::conv_algebra::NewConv,
 ) -> Growth {
-    let numel = new.weight.data.len() as u64;
-    let cout = new.weight.cout.max(1) as u64;
+    let numel = new.weight.numel().unwrap_or(0);
+    let cout = new.cout.max(1) as u64;
     let positions = g.ty(out).and_then(|t| t.concrete()).and_then(|d| {
         d.iter()
             .try_fold(1u64, |a, &x| a.checked_mul(u64::try_from(x).ok()?))

@@ -218,7 +218,7 @@ fn apply_merge(
         &[&n1, &n2],
         format!(
             "merged '{n1}' → '{n2}' into one {}×{} conv ({} → {} channels)",
-            k[0], k[1], merged.weight.cin, merged.weight.cout
+            k[0], k[1], merged.cin, merged.cout
         ),
     )
     .removed(&[&n1, &n2])
@@ -254,12 +254,7 @@ fn kxk_then_1x1(p1: &ConvParams, p2: &ConvParams) -> NewConv {
             dst.iter_mut().zip(src).for_each(|(d, s)| *d += a * s);
         }
     }
-    NewConv {
-        weight: w,
-        bias,
-        dtype: p1.dtype,
-        geometry: p1.geometry,
-    }
+    NewConv::from_kernel(w, bias, p1.dtype, p1.geometry)
 }
 
 /// `W'[o,i,:,:] = Σ_j W2[o,j,:,:]·W1[m(o,j), i]`; the second window.
@@ -288,10 +283,5 @@ fn one_then_kxk(p1: &ConvParams, p2: &ConvParams) -> NewConv {
             }
         }
     }
-    NewConv {
-        weight: w,
-        bias,
-        dtype: p2.dtype,
-        geometry: p2.geometry,
-    }
+    NewConv::from_kernel(w, bias, p2.dtype, p2.geometry)
 }

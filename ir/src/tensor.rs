@@ -373,13 +373,7 @@ impl Tensor {
 
     fn count_nonzero_uncached(&self) -> Result<u64, String> {
         // The magnitude bits (sign masked off) are zero exactly for ±0.
-        // Summed as 0/1 over exact chunks, which vectorises (a filtered
-        // count over copied arrays did not).
-        fn nonzero<const N: usize>(r: &[u8], magnitude: impl Fn([u8; N]) -> bool) -> u64 {
-            r.chunks_exact(N)
-                .map(|c| magnitude(c.try_into().expect("N bytes")) as u64)
-                .sum()
-        }
+        use nonzero_magnitudes as nonzero;
         if let (Some(raw), Some(t)) = (&self.proto.raw_data, self.dtype().known()) {
             let r = raw.as_ref();
             match t {
@@ -529,6 +523,10 @@ pub struct F64Sink {
     dtype: DType,
     raw: Vec<u8>,
     at: usize,
+    /// Non-zero values stored so far, counted while each chunk is still
+    /// in cache: the finished tensor's [`Tensor::count_nonzero`] is then
+    /// known without reading the weight again.
+    nonzero: u64,
 }
 
 impl F64Sink {
@@ -543,6 +541,7 @@ impl F64Sink {
             dtype,
             raw: vec![0u8; len * width],
             at: 0,
+            nonzero: 0,
         }
     }
 
@@ -568,7 +567,14 @@ impl F64Sink {
             }),
             _ => put::<4>(&mut self.raw[at..], values, |v| (v as f32).to_le_bytes()),
         }
-        self.at += values.len() * self.width();
+        let end = at + values.len() * self.width();
+        let written = &self.raw[at..end];
+        self.nonzero += match self.width() {
+            8 => nonzero_magnitudes::<8>(written, |b| u64::from_le_bytes(b) << 1 != 0),
+            2 => nonzero_magnitudes::<2>(written, |b| u16::from_le_bytes(b) << 1 != 0),
+            _ => nonzero_magnitudes::<4>(written, |b| u32::from_le_bytes(b) << 1 != 0),
+        };
+        self.at = end;
     }
 
     fn width(&self) -> usize {
@@ -587,8 +593,22 @@ impl F64Sink {
         } else {
             float_or_f32(self.dtype)
         };
-        Tensor::from_raw(name, dtype, dims, Bytes::from(self.raw))
+        let complete = self.at == self.raw.len();
+        let t = Tensor::from_raw(name, dtype, dims, Bytes::from(self.raw));
+        if complete {
+            let _ = t.nonzero.set(Ok(self.nonzero));
+        }
+        t
     }
+}
+
+/// How many `N`-byte little-endian floats in `r` are not ±0: the magnitude
+/// bits (sign masked off by `magnitude`) are zero exactly for ±0. Summed as
+/// 0/1 over exact chunks, which vectorises.
+fn nonzero_magnitudes<const N: usize>(r: &[u8], magnitude: impl Fn([u8; N]) -> bool) -> u64 {
+    r.chunks_exact(N)
+        .map(|c| magnitude(c.try_into().expect("N bytes")) as u64)
+        .sum()
 }
 
 /// A float tensor's values read in place (see [`Tensor::float_view`]).
@@ -791,7 +811,12 @@ mod tests {
                 .map(|(i, x)| f(i, x))
                 .collect();
             let want = Tensor::from_f64_as("v", dtype, &[2, 4], &want);
-            assert_eq!(t.map_f64("v", f).unwrap(), want, "{dtype:?}");
+            let got = t.map_f64("v", f).unwrap();
+            assert_eq!(got, want, "{dtype:?}");
+            // The count taken while writing is the one read back.
+            assert_eq!(got.count_nonzero(), want.count_nonzero(), "{dtype:?}");
+            let zeros = t.map_f64("z", |i, x| if i % 3 == 0 { -0.0 * x } else { 0.0 });
+            assert_eq!(zeros.unwrap().count_nonzero(), Ok(0), "{dtype:?}");
         }
         // Typed storage takes the general path, to the same result.
         let mut typed = Tensor::from_f32("w", &[3], &[0.5, 2.0, -1.0]);

@@ -19,6 +19,7 @@
 //! ```
 
 pub mod attr;
+mod buffer;
 pub mod dtype;
 pub mod dump;
 pub mod error;

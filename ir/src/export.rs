@@ -408,6 +408,9 @@ unsafe impl<W: Write> BufMut for StreamingBuf<W> {
                     self.error = Some(e);
                 }
             }
+            // A tensor written straight from the mapped input: its pages
+            // are not needed again (re-read from the file if they are).
+            crate::mapped::release(src);
             self.written += src.len() as u64;
             return;
         }

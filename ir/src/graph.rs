@@ -618,6 +618,7 @@ impl Graph {
             if let Some(p) = uses.iter().position(|u| *u == Use::Input { node, slot }) {
                 uses.remove(p);
             }
+            self.release_if_unread(old);
         }
         let n = self.node_mut(node);
         if n.inputs.len() <= slot {
@@ -780,6 +781,26 @@ impl Graph {
         {
             // A dropped weight's pages in the mapped input are not needed.
             crate::mapped::release(&raw);
+        }
+    }
+
+    /// Releases the mapped pages of an initializer nothing reads any more
+    /// (its last reader was rewired or removed). It stays in the graph until
+    /// `eliminate-dead` drops it, but its bytes are not needed meanwhile: a
+    /// merge that absorbs a block's convs would otherwise keep every old
+    /// weight resident beside the merged ones until the pass ends. Safe if
+    /// it is read again (see [`crate::mapped::release`]).
+    fn release_if_unread(&self, v: ValueId) {
+        let Some(val) = self.try_value(v) else { return };
+        let Some(raw) = val
+            .initializer
+            .as_deref()
+            .and_then(|t| t.proto().raw_data.as_ref())
+        else {
+            return;
+        };
+        if val.uses.is_empty() && !self.is_graph_output(v) {
+            crate::mapped::release(raw);
         }
     }
 

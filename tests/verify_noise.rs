@@ -413,12 +413,7 @@ fn rtdetr_with_topk_query_selection_verifies_and_every_mutation_is_caught() {
 fn erf_models_are_verified_against_the_f64_reference() {
     let mlp = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/f64/gelu_mlp.onnx");
     let reference_of = |a: &Path, b: &Path| -> (Option<i32>, serde_json::Value) {
-        let done = npuopt(&[
-            "verify",
-            a.to_str().unwrap(),
-            b.to_str().unwrap(),
-            "--json",
-        ]);
+        let done = npuopt(&["verify", a.to_str().unwrap(), b.to_str().unwrap(), "--json"]);
         let json = serde_json::from_slice(&done.stdout).unwrap_or_default();
         (done.status.code(), json)
     };

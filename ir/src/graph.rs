@@ -314,17 +314,16 @@ impl Graph {
         for (i, &(_, id)) in sorted.iter().enumerate() {
             position[id.index()] = i as u32;
         }
-        let in_key_order = sorted.iter().enumerate().all(|(i, &(_, id))| {
-            let n = self.node(id);
-            n.inputs
-                .iter()
-                .flatten()
-                .chain(&n.captures)
-                .all(|v| match self.value(*v).producer {
-                    Some((p, _)) => position[p.index()] < i as u32,
-                    None => true,
+        let in_key_order =
+            sorted.iter().enumerate().all(|(i, &(_, id))| {
+                let n = self.node(id);
+                n.inputs.iter().flatten().chain(&n.captures).all(|v| {
+                    match self.value(*v).producer {
+                        Some((p, _)) => position[p.index()] < i as u32,
+                        None => true,
+                    }
                 })
-        });
+            });
         if in_key_order {
             return Ok(sorted.into_iter().map(|(_, id)| id).collect());
         }

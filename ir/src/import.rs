@@ -167,7 +167,7 @@ fn build(proto: ModelProto, mut g: RawGraph, dir: Option<&Path>) -> Result<Model
         let node = rest[0].as_mut().expect("decoded nodes are all present");
         for a in node.attributes() {
             if let Some(t) = &a.t {
-                check_tensor(t, &node)?;
+                check_tensor(t, node)?;
             }
         }
         node.op =

@@ -184,8 +184,8 @@ pub(crate) fn decode(source: &Source<'_>, label: &str) -> Result<Decoded, Verify
         // copy them first).
         Source::Bytes { bytes, dir, .. } => {
             let proto = guarded(|| {
-                Ok(<pb::ModelProto as prost::Message>::decode(*bytes)
-                    .context("decoding the ONNX protobuf")?)
+                <pb::ModelProto as prost::Message>::decode(*bytes)
+                    .context("decoding the ONNX protobuf")
             })
             .map_err(load_err)?;
             Ok((proto, dir.map(|d| d.to_string_lossy().into_owned())))

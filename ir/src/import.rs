@@ -50,7 +50,7 @@ pub fn decode(bytes: Bytes) -> Result<ModelProto> {
 
 /// Decodes and validates a model from memory. `dir` is the folder external
 /// data is read from; without it, a model with external data is an error.
-/// The graph is decoded straight into the IR (see [`crate::decode`]);
+/// The graph is decoded straight into the IR (see `ir/src/decode.rs`);
 /// tensor payloads and names are slices of `bytes`.
 pub fn from_bytes(bytes: Bytes, dir: Option<&Path>) -> Result<Model> {
     let (header, graph) = crate::decode::model(bytes)?;

@@ -95,8 +95,8 @@ fn blank_node(
         op_type,
         domain,
         rest,
-        inputs: Vec::new(),
-        outputs: Vec::new(),
+        inputs: Default::default(),
+        outputs: Default::default(),
         captures: Vec::new(),
         order: 0,
     }

@@ -45,8 +45,9 @@ pub struct Graph {
     /// Bumped by every mutation: lets the pass manager skip re-validating a
     /// graph a pass did not touch.
     pub(crate) generation: u64,
-    /// Names of live nodes, so new names are unique in O(1).
-    pub(crate) node_names: std::collections::HashSet<Name, foldhash::fast::RandomState>,
+    /// Names of live nodes, so new names are unique in O(1); built the
+    /// first time a node is named (most runs name none).
+    pub(crate) node_names: NodeNames,
     /// Version of the default ONNX domain (`ai.onnx`) the model imports.
     pub(crate) opset: i64,
     /// IR version < 4: every initializer must also be listed as a graph
@@ -61,6 +62,51 @@ pub struct Graph {
     /// The last topological order and the generation it is of: every pass
     /// asks for the order, and most runs of a pass change nothing.
     pub(crate) topo_cache: TopoCache,
+}
+
+/// The set of node names taken, built when first needed. Until then the
+/// names of removed nodes are recorded, so the set comes out as if it had
+/// been kept all along: the nodes' names at import, then each removed
+/// node's name taken out (a name two nodes share goes with the first of
+/// them removed, as it always did).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct NodeNames {
+    built: std::sync::OnceLock<std::collections::HashSet<Name, foldhash::fast::RandomState>>,
+    removed: Vec<Name>,
+}
+
+impl NodeNames {
+    fn get(&self, nodes: &[Option<Node>]) -> &std::collections::HashSet<Name, foldhash::fast::RandomState> {
+        self.built.get_or_init(|| {
+            let mut set: std::collections::HashSet<Name, foldhash::fast::RandomState> = nodes
+                .iter()
+                .flatten()
+                .filter_map(|n| n.name.clone())
+                .collect();
+            for n in &self.removed {
+                set.remove(n.as_str());
+            }
+            set
+        })
+    }
+
+    fn contains(&self, nodes: &[Option<Node>], name: &str) -> bool {
+        self.get(nodes).contains(name)
+    }
+
+    fn insert(&mut self, nodes: &[Option<Node>], name: Name) {
+        self.get(nodes);
+        self.built.get_mut().expect("built").insert(name);
+    }
+
+    fn remove(&mut self, name: Name) {
+        match self.built.get_mut() {
+            Some(set) => {
+                set.remove(name.as_str());
+            }
+            None => self.removed.push(name),
+        }
+    }
 }
 
 /// A value whose declared type (`value_info` or a graph output) and
@@ -392,12 +438,12 @@ impl Graph {
 
     /// A node name not yet used, derived from `base`.
     pub fn unique_node_name(&self, base: &str) -> String {
-        if !base.is_empty() && !self.node_names.contains(base) {
+        if !base.is_empty() && !self.node_names.contains(&self.nodes, base) {
             return base.to_string();
         }
         (1..)
             .map(|i| format!("{base}_{i}"))
-            .find(|n| !self.node_names.contains(n.as_str()))
+            .find(|n| !self.node_names.contains(&self.nodes, n))
             .expect("unbounded")
     }
 
@@ -422,7 +468,7 @@ impl Graph {
             id,
             name,
             producer: None,
-            uses: Vec::new(),
+            uses: Default::default(),
             initializer: None,
             sparse: false,
             declared: false,
@@ -541,7 +587,7 @@ impl Graph {
         self.generation += 1;
         let op_type = op.op_type().expect("a typed op").to_string();
         let node_name = Name::from(self.unique_node_name(name));
-        self.node_names.insert(node_name.clone());
+        self.node_names.insert(&self.nodes, node_name.clone());
         let rest = rest_of(NodeProto {
             attribute: op.to_attributes(),
             ..Default::default()
@@ -575,7 +621,7 @@ impl Graph {
             op_type: Some(Name::from(op_type)),
             domain: None,
             rest,
-            inputs: inputs.to_vec(),
+            inputs: inputs.iter().copied().collect(),
             outputs: outs.iter().map(|&o| Some(o)).collect(),
             captures: Vec::new(),
             order,
@@ -698,7 +744,7 @@ impl Graph {
             None => 0,
         };
         let name = Name::from(self.unique_node_name(&format!("{}_identity", self.value(old).name)));
-        self.node_names.insert(name.clone());
+        self.node_names.insert(&self.nodes, name.clone());
         self.generation += 1;
         self.live_nodes += 1;
         self.nodes.push(Some(Node {
@@ -707,8 +753,8 @@ impl Graph {
             op_type: Some(Name::from("Identity")),
             domain: None,
             rest: None,
-            inputs: vec![Some(new)],
-            outputs: vec![Some(old)],
+            inputs: smallvec::smallvec![Some(new)],
+            outputs: smallvec::smallvec![Some(old)],
             captures: Vec::new(),
             order,
         }));
@@ -756,7 +802,7 @@ impl Graph {
             self.remove_value(out);
         }
         if let Some(name) = self.node_mut(id).name.take() {
-            self.node_names.remove(name.as_str());
+            self.node_names.remove(name);
         }
         self.nodes[id.index()] = None;
         self.live_nodes -= 1;

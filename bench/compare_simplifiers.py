@@ -14,10 +14,13 @@ bench/make_zoo.py). npuopt is the release build of the command itself
 cargo build --release if missing); the no-fsync round trip is the bench
 binary `roundtrip` (same import and export, WriteOptions::skip_sync).
 onnxsim and onnxslim run only if installed (on PATH or beside this
-Python). Wall time and peak RSS come from GNU time for each process as a
-whole (interpreter start-up included for the Python tools, as a user sees
-it); each figure is the median of --runs runs (default 3; the Python tools
-run once unless --runs-python is given).
+Python); `--skip onnxsim` leaves one out. `cp` of the same file to the
+same folder is timed too (median of --runs), for the ratio npuopt / cp
+(cp does not fsync; npuopt does — the round-trip line gives GB/s with and
+without the sync). Wall time and peak RSS come from
+GNU time for each process as a whole (interpreter start-up included for
+the Python tools, as a user sees it); each figure is the median of --runs
+runs (default 3; the Python tools run once unless --runs-python is given).
 """
 import os
 import statistics
@@ -84,13 +87,15 @@ def nosync_gbps(roundtrip, model):
 
 def main():
     args = sys.argv[1:]
-    runs, runs_py = 3, 1
-    while args and args[0].startswith("--runs"):
-        flag, value = args[0], int(args[1])
+    runs, runs_py, skip = 3, 1, set()
+    while args and args[0] in ("--runs", "--runs-python", "--skip"):
+        flag, value = args[0], args[1]
         if flag == "--runs":
-            runs = value
+            runs = int(value)
+        elif flag == "--runs-python":
+            runs_py = int(value)
         else:
-            runs_py = value
+            skip.add(value)
         args = args[2:]
     models = args or DEFAULT
     target_dir = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
@@ -99,7 +104,7 @@ def main():
     tools = [("npuopt", runs, lambda i, o: [npuopt, "-q", "optimize", i, "-o", o, "--no-verify"])]
     for name in ("onnxslim", "onnxsim"):
         exe = tool(name)
-        if exe:
+        if exe and name not in skip:
             tools.append((name, runs_py, lambda i, o, exe=exe: [exe, i, o]))
     print(f"{'model':<34} {'MiB':>6} {'tool':<9} {'nodes':>12} {'wall s':>7} {'peak MiB':>9} {'RSS/file':>8}")
     summary = []
@@ -125,6 +130,7 @@ def main():
             out = os.path.join(d, "none.onnx")
             wall, rss = median_timed([npuopt, "-q", "optimize", model, "-o", out,
                                       "--no-verify", "--passes", "none"], runs)
+            cp_wall, _ = median_timed(["cp", model, os.path.join(d, "cp.onnx")], runs)
         ratio = {}
         if "npuopt" in results:
             w0, m0 = results["npuopt"]
@@ -133,19 +139,26 @@ def main():
                     ratio[name] = w / max(w0, 1e-3)
                     print(f"{'':<34} {'':>6} npuopt vs {name}: {ratio[name]:.1f}× faster, {m / m0:.1f}× less memory")
         nosync = nosync_gbps(roundtrip, model)
+        cp_ratio = None
+        if "npuopt" in results and cp_wall:
+            cp_ratio = results["npuopt"][0] / max(cp_wall, 1e-3)
+            print(f"{'':<34} {'':>6} cp {cp_wall:.3f} s: npuopt takes {cp_ratio:.1f}× cp")
         if wall is not None:
             gbps = size * 2**20 / wall / 1e9
             print(f"{'':<34} {'':>6} round trip (--passes none): {gbps:.2f} GB/s with fsync, "
                   f"{nosync if nosync is not None else float('nan'):.2f} GB/s without, "
                   f"peak {rss:.1f} MiB = {rss / size:.2f}× the file")
-        summary.append((base, size, results.get("npuopt"), ratio.get("onnxslim"), ratio.get("onnxsim")))
+        summary.append((base, size, results.get("npuopt"), ratio.get("onnxslim"),
+                        ratio.get("onnxsim"), cp_ratio))
     if summary:
         print()
-        print(f"{'model':<34} {'MiB':>6} {'npuopt s':>9} {'RSS/file':>8} {'×onnxslim':>10} {'×onnxsim':>9}")
-        for base, size, r, slim, sim in summary:
+        print(f"{'model':<34} {'MiB':>6} {'npuopt s':>9} {'RSS/file':>8} {'×onnxslim':>10} "
+              f"{'×onnxsim':>9} {'÷cp':>6}")
+        for base, size, r, slim, sim, cp in summary:
             fmt = lambda x: f"{x:.1f}" if x is not None else "—"
             print(f"{base:<34} {size:>6.1f} {r[0] if r else float('nan'):>9.2f} "
-                  f"{(r[1] / size) if r else float('nan'):>8.2f} {fmt(slim):>10} {fmt(sim):>9}")
+                  f"{(r[1] / size) if r else float('nan'):>8.2f} {fmt(slim):>10} {fmt(sim):>9} "
+                  f"{fmt(cp):>6}")
 
 
 if __name__ == "__main__":

@@ -77,7 +77,8 @@ impl RawGraph {
             raw.input_ends.push(raw.input_names.len() as u32);
             raw.output_ends.push(raw.output_names.len() as u32);
             let (name, op_type, domain, rest) = Node::split_proto(p);
-            raw.nodes.push(Some(blank_node(name, op_type, domain, rest)));
+            raw.nodes
+                .push(Some(blank_node(name, op_type, domain, rest)));
         }
         raw
     }
@@ -224,6 +225,7 @@ fn node_into(mut buf: Bytes, g: &mut RawGraph) -> Result<()> {
     g.input_ends.push(g.input_names.len() as u32);
     g.output_ends.push(g.output_names.len() as u32);
     let rest = rest.filter(|r| !is_blank(r));
-    g.nodes.push(Some(blank_node(node_name, op_type, domain, rest)));
+    g.nodes
+        .push(Some(blank_node(node_name, op_type, domain, rest)));
     Ok(())
 }

@@ -140,7 +140,7 @@ impl Model {
 
     /// The encoded model, all tensors inline: the bytes of
     /// `self.to_proto()?.encode_to_vec()`, written straight from the IR
-    /// (see [`crate::encode`]).
+    /// (see `ir/src/encode.rs`).
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         let plan = Plan::new(self)?;
         if plan.len() as u64 > PROTOBUF_LIMIT {
@@ -160,7 +160,7 @@ impl Model {
     /// model, even if the process is killed. Returns the bytes written.
     /// Tensors stay inline unless `opts` asks for external data or the
     /// model would pass protobuf's limit; inline, the model is encoded
-    /// straight from the IR (see [`crate::encode`]).
+    /// straight from the IR (see `ir/src/encode.rs`).
     pub fn write(&self, path: &Path, opts: &WriteOptions) -> Result<u64> {
         if opts.external.is_none() {
             let plan = Plan::new(self)?;
@@ -408,6 +408,9 @@ unsafe impl<W: Write> BufMut for StreamingBuf<W> {
                     self.error = Some(e);
                 }
             }
+            // A tensor written straight from the mapped input: its pages
+            // are not needed again (re-read from the file if they are).
+            crate::mapped::release(src);
             self.written += src.len() as u64;
             return;
         }

@@ -360,17 +360,16 @@ impl Graph {
         for (i, &(_, id)) in sorted.iter().enumerate() {
             position[id.index()] = i as u32;
         }
-        let in_key_order = sorted.iter().enumerate().all(|(i, &(_, id))| {
-            let n = self.node(id);
-            n.inputs
-                .iter()
-                .flatten()
-                .chain(&n.captures)
-                .all(|v| match self.value(*v).producer {
-                    Some((p, _)) => position[p.index()] < i as u32,
-                    None => true,
+        let in_key_order =
+            sorted.iter().enumerate().all(|(i, &(_, id))| {
+                let n = self.node(id);
+                n.inputs.iter().flatten().chain(&n.captures).all(|v| {
+                    match self.value(*v).producer {
+                        Some((p, _)) => position[p.index()] < i as u32,
+                        None => true,
+                    }
                 })
-        });
+            });
         if in_key_order {
             return Ok(sorted.into_iter().map(|(_, id)| id).collect());
         }
@@ -664,6 +663,7 @@ impl Graph {
             if let Some(p) = uses.iter().position(|u| *u == Use::Input { node, slot }) {
                 uses.remove(p);
             }
+            self.release_if_unread(old);
         }
         let n = self.node_mut(node);
         if n.inputs.len() <= slot {
@@ -826,6 +826,26 @@ impl Graph {
         {
             // A dropped weight's pages in the mapped input are not needed.
             crate::mapped::release(&raw);
+        }
+    }
+
+    /// Releases the mapped pages of an initializer nothing reads any more
+    /// (its last reader was rewired or removed). It stays in the graph until
+    /// `eliminate-dead` drops it, but its bytes are not needed meanwhile: a
+    /// merge that absorbs a block's convs would otherwise keep every old
+    /// weight resident beside the merged ones until the pass ends. Safe if
+    /// it is read again (see [`crate::mapped::release`]).
+    fn release_if_unread(&self, v: ValueId) {
+        let Some(val) = self.try_value(v) else { return };
+        let Some(raw) = val
+            .initializer
+            .as_deref()
+            .and_then(|t| t.proto().raw_data.as_ref())
+        else {
+            return;
+        };
+        if val.uses.is_empty() && !self.is_graph_output(v) {
+            crate::mapped::release(raw);
         }
     }
 

@@ -50,7 +50,7 @@ pub fn decode(bytes: Bytes) -> Result<ModelProto> {
 
 /// Decodes and validates a model from memory. `dir` is the folder external
 /// data is read from; without it, a model with external data is an error.
-/// The graph is decoded straight into the IR (see [`crate::decode`]);
+/// The graph is decoded straight into the IR (see `ir/src/decode.rs`);
 /// tensor payloads and names are slices of `bytes`.
 pub fn from_bytes(bytes: Bytes, dir: Option<&Path>) -> Result<Model> {
     let (header, graph) = crate::decode::model(bytes)?;
@@ -166,7 +166,7 @@ fn build(proto: ModelProto, mut g: RawGraph, dir: Option<&Path>) -> Result<Model
         let node = rest[0].as_mut().expect("decoded nodes are all present");
         for a in node.attributes() {
             if let Some(t) = &a.t {
-                check_tensor(t, &node)?;
+                check_tensor(t, node)?;
             }
         }
         node.op =

@@ -19,6 +19,7 @@
 //! ```
 
 pub mod attr;
+mod buffer;
 mod decode;
 pub mod dtype;
 pub mod dump;

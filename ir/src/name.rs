@@ -157,6 +157,7 @@ mod tests {
         let n = Name::from_utf8(Bytes::from_static("héllo".as_bytes())).unwrap();
         assert_eq!(&*n, "héllo");
         assert_eq!(n.to_string(), "héllo");
-        assert!(Name::from("a") < Name::from("b"));
+        let (a, b) = (Name::from("a"), Name::from("b"));
+        assert!(a < b);
     }
 }

@@ -1,8 +1,12 @@
 //! Conv weight algebra shared by the re-parameterization passes
 //! (`merge-branches`, `merge-sequential-convs`, `combine-parallel-convs`).
 //!
-//! Everything is computed in f64 on a dense [`Kernel`] (ONNX OIHW layout,
-//! 2-D convs only) and stored back in the weights' own dtype.
+//! Everything is computed in f64 (ONNX OIHW layout, 2-D convs only) and
+//! stored back in the weights' own dtype, rounded once. Most passes work on
+//! a dense f64 [`Kernel`]; `merge-branches` sums [`BranchKernel`]s — the
+//! branches' weights read where they lie — output channel by output channel
+//! straight into the merged weight's final buffer ([`combine`]): the same
+//! f64 sums in the same order, with no f64 copy of a whole weight.
 //!
 //! * kernel alignment: a `k×k` window with pads `p` sits inside a `K×K`
 //!   window with pads `P` at offset `o = P_begin − p_begin`, exactly when
@@ -17,7 +21,8 @@
 //! * an affine map after a conv: `W' = s·W`, `b' = s·b + t`.
 
 use npuopt_ir::op::{AutoPad, BatchNorm, Window};
-use npuopt_ir::{DType, Graph, NodeId, Op, ValueId};
+use npuopt_ir::tensor::{F64Sink, FloatView};
+use npuopt_ir::{DType, Graph, NodeId, Op, Tensor, ValueId};
 
 use crate::rewrite::const_f64;
 
@@ -377,8 +382,46 @@ pub struct ConvParams {
     pub geometry: Geometry,
 }
 
+/// A conv's constant parameters and geometry, its weight read in place.
+#[derive(Debug)]
+pub struct ConvView<'a> {
+    pub cout: usize,
+    /// Input channels of the whole conv (not per group).
+    pub cin: usize,
+    pub group: usize,
+    pub kh: usize,
+    pub kw: usize,
+    /// `W[o, j, y, x]` in OIHW order.
+    pub values: FloatView<'a>,
+    pub bias: Vec<f64>,
+    /// True when the conv has a bias input.
+    pub has_bias: bool,
+    pub dtype: DType,
+    pub geometry: Geometry,
+}
+
 /// Reads a 2-D Conv node's constant float weight and bias and its window.
 pub fn read_conv(g: &Graph, id: NodeId) -> Result<ConvParams, String> {
+    let v = view_conv(g, id)?;
+    Ok(ConvParams {
+        weight: Kernel {
+            cout: v.cout,
+            cin: v.cin,
+            group: v.group,
+            kh: v.kh,
+            kw: v.kw,
+            data: v.values.into_vec(),
+        },
+        bias: v.bias,
+        has_bias: v.has_bias,
+        dtype: v.dtype,
+        geometry: v.geometry,
+    })
+}
+
+/// [`read_conv`] without copying the weight: its values are read where
+/// they lie (the mapped input, or a pass's buffer).
+pub fn view_conv(g: &Graph, id: NodeId) -> Result<ConvView<'_>, String> {
     let n = g.node(id);
     let Op::Conv(conv) = n.op() else {
         return Err("not a Conv".into());
@@ -396,7 +439,7 @@ pub fn read_conv(g: &Graph, id: NodeId) -> Result<ConvParams, String> {
             dims.len()
         ));
     }
-    let data = t.to_f64()?;
+    let values = t.float_view()?;
     let group = conv.group.max(1) as usize;
     let (cout, cin_g, kh, kw) = (
         dims[0] as usize,
@@ -433,20 +476,174 @@ pub fn read_conv(g: &Graph, id: NodeId) -> Result<ConvParams, String> {
         .filter(|s| s.len() == 4)
         .map(|s| [s[2], s[3]]);
     let geometry = Geometry::of_window(&conv.window, [kh, kw], spatial)?;
-    Ok(ConvParams {
-        weight: Kernel {
-            cout,
-            cin: cin_g * group,
-            group,
-            kh,
-            kw,
-            data,
-        },
+    Ok(ConvView {
+        cout,
+        cin: cin_g * group,
+        group,
+        kh,
+        kw,
+        values,
         has_bias: bias.is_some(),
         bias: bias.unwrap_or_else(|| vec![0.0; cout]),
         dtype,
         geometry,
     })
+}
+
+/// One branch of a linear combination as a kernel `[cout, cin/group, kh,
+/// kw]`, its values read where they lie: a conv's weight in place, or a
+/// per-channel diagonal — never an f64 copy of a whole weight.
+#[derive(Debug)]
+pub struct BranchKernel<'a> {
+    pub cout: usize,
+    /// Input channels of the whole conv (not per group).
+    pub cin: usize,
+    pub group: usize,
+    pub kh: usize,
+    pub kw: usize,
+    taps: Taps<'a>,
+}
+
+#[derive(Debug)]
+enum Taps<'a> {
+    /// A conv's weight as stored.
+    Weight(FloatView<'a>),
+    /// Depthwise (`group = cout = cin`): `value[o]` at every tap.
+    Diagonal(Vec<f64>),
+    /// A 1×1 conv `W1` spread over every tap and scaled:
+    /// `W[o, j, y, x] = W1[o, j]·scale` (the f64 product).
+    Spread(FloatView<'a>, f64),
+}
+
+impl<'a> BranchKernel<'a> {
+    /// A conv's own weight.
+    pub fn weight(v: ConvView<'a>) -> BranchKernel<'a> {
+        BranchKernel {
+            cout: v.cout,
+            cin: v.cin,
+            group: v.group,
+            kh: v.kh,
+            kw: v.kw,
+            taps: Taps::Weight(v.values),
+        }
+    }
+
+    /// [`Kernel::diagonal`] on `value.len()` channels with one group per
+    /// channel: `value[o]` at every tap of `kh×kw` (identity, per-channel
+    /// affine, AveragePool).
+    pub fn diagonal(kh: usize, kw: usize, value: Vec<f64>) -> BranchKernel<'a> {
+        let c = value.len();
+        BranchKernel {
+            cout: c,
+            cin: c,
+            group: c.max(1),
+            kh,
+            kw,
+            taps: Taps::Diagonal(value),
+        }
+    }
+
+    /// A 1×1 conv's weight at every tap of `kh×kw`, times `scale` (an
+    /// AveragePool of a 1×1 conv: `scale = 1/(kh·kw)`).
+    pub fn spread(v: ConvView<'a>, kh: usize, kw: usize, scale: f64) -> BranchKernel<'a> {
+        BranchKernel {
+            cout: v.cout,
+            cin: v.cin,
+            group: v.group,
+            kh,
+            kw,
+            taps: Taps::Spread(v.values, scale),
+        }
+    }
+
+    fn cin_g(&self) -> usize {
+        self.cin / self.group
+    }
+
+    fn cout_g(&self) -> usize {
+        self.cout / self.group
+    }
+
+    /// The `cin_g·kh·kw` values of output channel `o`, in layout order.
+    fn read_output(&self, o: usize, out: &mut [f64]) {
+        match &self.taps {
+            Taps::Weight(v) => v.read(o * out.len(), out),
+            Taps::Diagonal(value) => out.fill(value[o]),
+            Taps::Spread(v, scale) => {
+                let taps = self.kh * self.kw;
+                for (j, dst) in out.chunks_exact_mut(taps).enumerate() {
+                    dst.fill(v.get(o * self.cin_g() + j) * scale);
+                }
+            }
+        }
+    }
+}
+
+/// `W[o] = Σ_i coef_i[o]·pad_K(expand_G(K_i))[o]`: each branch's window
+/// placed at its offset in the `kh×kw` window, expanded block-diagonally
+/// to `group` groups (every branch's group count a multiple of it), and
+/// summed in branch order straight into the merged weight, stored in
+/// `dtype`. Bit for bit what [`Kernel::accumulate`] of every branch into
+/// a zero [`Kernel`] followed by [`Tensor::from_f64_as`] gives: every tap
+/// starts at `+0.0` and gets `coef·v` added for each branch value `v` that
+/// is not zero, in branch order; only one output channel's f64 values are
+/// held at a time.
+#[allow(clippy::too_many_arguments)]
+pub fn combine(
+    branches: &[(BranchKernel, &[f64], [usize; 2])],
+    cout: usize,
+    cin: usize,
+    group: usize,
+    kh: usize,
+    kw: usize,
+    dtype: DType,
+) -> Tensor {
+    let (cin_g, cout_g) = (cin / group, cout / group);
+    let taps = kh * kw;
+    let mut out = F64Sink::new(dtype, cout * cin_g * taps);
+    let mut row = vec![0.0f64; cin_g * taps];
+    let widest = branches
+        .iter()
+        .map(|(k, _, _)| k.cin_g() * k.kh * k.kw)
+        .max()
+        .unwrap_or(0);
+    let mut src = vec![0.0f64; widest];
+    for o in 0..cout {
+        row.fill(0.0);
+        // The first input channel of o's group, merged and per branch.
+        let first = (o / cout_g) * cin_g;
+        for (k, coef, off) in branches {
+            // `accumulate` adds nothing to outputs past the coefficients.
+            let Some(&c) = coef.get(o) else { continue };
+            let n = k.cin_g() * k.kh * k.kw;
+            let src = &mut src[..n];
+            k.read_output(o, src);
+            let j0 = (o / k.cout_g()) * k.cin_g() - first;
+            if (k.kh, k.kw) == (kh, kw) {
+                // Same window (offset 0): a contiguous run of the row.
+                let dst = &mut row[j0 * taps..j0 * taps + n];
+                for (d, &v) in dst.iter_mut().zip(src.iter()) {
+                    if v != 0.0 {
+                        *d += c * v;
+                    }
+                }
+                continue;
+            }
+            for (lj, window) in src.chunks_exact(k.kh * k.kw).enumerate() {
+                for y in 0..k.kh {
+                    for x in 0..k.kw {
+                        let v = window[y * k.kw + x];
+                        if v != 0.0 {
+                            let d = ((j0 + lj) * kh + off[0] + y) * kw + off[1] + x;
+                            row[d] += c * v;
+                        }
+                    }
+                }
+            }
+        }
+        out.extend(&row);
+    }
+    out.finish("", &[cout as i64, cin_g as i64, kh as i64, kw as i64])
 }
 
 /// The Conv op for a merged window.
@@ -463,16 +660,41 @@ pub fn conv_op(geom: &Geometry, group: usize) -> Op {
     })
 }
 
-/// A conv to be added: weight, bias, dtype to store them in, window.
+/// A conv to be added: weight (already in its final form), bias, dtype to
+/// store the bias in, window.
 #[derive(Clone, Debug)]
 pub struct NewConv {
-    pub weight: Kernel,
+    /// `[cout, cin/group, kh, kw]`, stored in `dtype`.
+    pub weight: Tensor,
+    pub cout: usize,
+    /// Input channels of the whole conv (not per group).
+    pub cin: usize,
+    pub group: usize,
     pub bias: Vec<f64>,
     pub dtype: DType,
     pub geometry: Geometry,
 }
 
 impl NewConv {
+    /// A conv whose weight was computed as an f64 [`Kernel`]: stored in
+    /// `dtype`, rounded once.
+    pub fn from_kernel(
+        weight: Kernel,
+        bias: Vec<f64>,
+        dtype: DType,
+        geometry: Geometry,
+    ) -> NewConv {
+        NewConv {
+            weight: Tensor::from_f64_as("", dtype, &weight.dims(), &weight.data),
+            cout: weight.cout,
+            cin: weight.cin,
+            group: weight.group,
+            bias,
+            dtype,
+            geometry,
+        }
+    }
+
     /// False when every bias value is zero (`add_conv` then stores none).
     pub fn has_bias(&self) -> bool {
         self.bias.iter().any(|&b| b != 0.0)
@@ -489,12 +711,8 @@ pub fn add_conv(
     c: &NewConv,
     near: NodeId,
 ) -> (NodeId, ValueId) {
-    use npuopt_ir::Tensor;
     let node_name = g.unique_node_name(name);
-    let wv = g.add_initializer(
-        &format!("{node_name}.weight"),
-        Tensor::from_f64_as("", c.dtype, &c.weight.dims(), &c.weight.data),
-    );
+    let wv = g.add_initializer(&format!("{node_name}.weight"), c.weight.clone());
     // A bias of zeros is no bias: not stored (the model gets no heavier).
     let bv = c.has_bias().then(|| {
         g.add_initializer(
@@ -504,7 +722,7 @@ pub fn add_conv(
     });
     let (id, outs) = g.add_node(
         &node_name,
-        conv_op(&c.geometry, c.weight.group),
+        conv_op(&c.geometry, c.group),
         &[Some(x), Some(wv), bv][..if bv.is_some() { 3 } else { 2 }],
         &[&format!("{node_name}_output")],
         Some(near),
@@ -593,6 +811,154 @@ mod tests {
             let got = k.clone().into_scaled(&coef);
             let bits = |k: &Kernel| k.data.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&got), bits(&want), "coef {coef:?}");
+        }
+    }
+
+    /// `combine` against the dense f64 path it replaces — `accumulate` of
+    /// every branch into a zero kernel (or `into_scaled` for a first branch
+    /// of the merged shape), then `from_f64_as` — on random branches:
+    /// every dtype, groups, windows at offsets, diagonals and spread 1×1
+    /// convs, zeros of both signs and NaNs in weights and coefficients.
+    #[test]
+    fn combine_writes_the_bytes_of_the_dense_f64_sum() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let specials = [0.0, -0.0, f64::NAN, 1.0, -2.5];
+        for case in 0..300 {
+            let dtype = [DType::FLOAT, DType::FLOAT16, DType::BFLOAT16, DType::DOUBLE][case % 4];
+            let c = [1usize, 2, 4, 6][next(4) as usize];
+            let cin = if next(2) == 0 { c } else { c * 2 };
+            let (kh, kw) = ([1usize, 3][next(2) as usize], [1usize, 3][next(2) as usize]);
+            let value = |next: &mut dyn FnMut(u64) -> u64| -> f64 {
+                match next(8) {
+                    0 => specials[next(specials.len() as u64) as usize],
+                    _ => (next(2001) as f64 - 1000.0) / 37.0,
+                }
+            };
+            // Branches: (kind, group, kh, kw, offset).
+            let mut tensors = Vec::new();
+            let mut specs = Vec::new();
+            for _ in 0..1 + next(3) {
+                let kind = next(3);
+                let (bkh, bkw) = ([1, kh][next(2) as usize], [1, kw][next(2) as usize]);
+                let off = [
+                    next((kh - bkh + 1) as u64) as usize,
+                    next((kw - bkw + 1) as u64) as usize,
+                ];
+                let coef: Vec<f64> = (0..c).map(|_| value(&mut next)).collect();
+                match kind {
+                    1 if cin == c => specs.push((1, c, bkh, bkw, off, coef, 0.0)),
+                    _ => {
+                        let groups: Vec<usize> = (1..=c)
+                            .filter(|g| c.is_multiple_of(*g) && cin.is_multiple_of(*g))
+                            .collect();
+                        let group = groups[next(groups.len() as u64) as usize];
+                        let (th, tw) = if kind == 2 { (1, 1) } else { (bkh, bkw) };
+                        let n = c * (cin / group) * th * tw;
+                        let vals: Vec<f32> = (0..n).map(|_| value(&mut next) as f32).collect();
+                        let dims = [c as i64, (cin / group) as i64, th as i64, tw as i64];
+                        tensors.push(Tensor::from_f32_as("w", dtype, &dims, &vals));
+                        let scale = if kind == 2 {
+                            1.0 / (bkh * bkw) as f64
+                        } else {
+                            0.0
+                        };
+                        specs.push((
+                            if kind == 2 { 2 } else { 0 },
+                            group,
+                            bkh,
+                            bkw,
+                            off,
+                            coef,
+                            scale,
+                        ));
+                    }
+                }
+            }
+            let group = specs.iter().fold(c, |acc, s| gcd(acc, s.1));
+            // The dense reference.
+            let mut want = Kernel::zeros(c, cin, group, kh, kw);
+            let mut t = tensors.iter();
+            let mut dense = Vec::new();
+            for (kind, g, bkh, bkw, off, coef, scale) in &specs {
+                let k = match kind {
+                    1 => Kernel::diagonal(c, c, *bkh, *bkw, &vec![coef[0].abs() + 0.5; c]),
+                    2 => {
+                        let w = t.next().unwrap().to_f64().unwrap();
+                        let mut k = Kernel::zeros(c, cin, *g, *bkh, *bkw);
+                        for o in 0..c {
+                            for j in 0..cin / g {
+                                for y in 0..*bkh {
+                                    for x in 0..*bkw {
+                                        let i = k.idx(o, j, y, x);
+                                        k.data[i] = w[o * (cin / g) + j] * scale;
+                                    }
+                                }
+                            }
+                        }
+                        k
+                    }
+                    _ => Kernel {
+                        cout: c,
+                        cin,
+                        group: *g,
+                        kh: *bkh,
+                        kw: *bkw,
+                        data: t.next().unwrap().to_f64().unwrap(),
+                    },
+                };
+                if dense.is_empty() && (k.kh, k.kw, k.group) == (kh, kw, group) && case % 2 == 0 {
+                    want = k.clone().into_scaled(coef);
+                } else {
+                    want.accumulate(&k, coef, off[0], off[1]);
+                }
+                dense.push(k);
+            }
+            let want = Tensor::from_f64_as("", dtype, &want.dims(), &want.data);
+            // The streamed sum.
+            let mut t = tensors.iter();
+            let branches: Vec<(BranchKernel, &[f64], [usize; 2])> = specs
+                .iter()
+                .map(|(kind, g, bkh, bkw, off, coef, scale)| {
+                    let k = match kind {
+                        1 => BranchKernel::diagonal(*bkh, *bkw, vec![coef[0].abs() + 0.5; c]),
+                        _ => {
+                            let w = t.next().unwrap();
+                            let v = ConvView {
+                                cout: c,
+                                cin,
+                                group: *g,
+                                kh: w.dims()[2] as usize,
+                                kw: w.dims()[3] as usize,
+                                values: w.float_view().unwrap(),
+                                bias: vec![0.0; c],
+                                has_bias: false,
+                                dtype,
+                                geometry: Geometry::point(),
+                            };
+                            if *kind == 2 {
+                                BranchKernel::spread(v, *bkh, *bkw, *scale)
+                            } else {
+                                BranchKernel::weight(v)
+                            }
+                        }
+                    };
+                    (k, coef.as_slice(), *off)
+                })
+                .collect();
+            let got = combine(&branches, c, cin, group, kh, kw, dtype);
+            assert_eq!(got.dtype(), want.dtype(), "case {case}");
+            assert_eq!(got.dims(), want.dims(), "case {case}");
+            assert_eq!(
+                got.proto().raw_data,
+                want.proto().raw_data,
+                "case {case}: {specs:?}"
+            );
         }
     }
 

@@ -218,15 +218,24 @@ fn pct_text(before: u64, after: u64) -> String {
             "new".into()
         };
     }
-    let pct = (after as f64 - before as f64) / before as f64 * 100.0;
-    let sign = if after > before {
-        "+"
-    } else if after < before {
-        "−"
+    let (sign, pct) = signed_change(before, after);
+    format!("{sign}{pct:.1}%")
+}
+
+/// The direction of `before → after` (`+`, `−` or `±`) and the size of the
+/// change in percent of `before` (0 when `before` is 0).
+pub fn signed_change(before: u64, after: u64) -> (&'static str, f64) {
+    let pct = if before == 0 {
+        0.0
     } else {
-        "±"
+        (after as f64 - before as f64).abs() / before as f64 * 100.0
     };
-    format!("{sign}{:.1}%", pct.abs())
+    let sign = match after.cmp(&before) {
+        std::cmp::Ordering::Greater => "+",
+        std::cmp::Ordering::Less => "−",
+        std::cmp::Ordering::Equal => "±",
+    };
+    (sign, pct)
 }
 
 fn count_text(n: u64) -> String {
@@ -293,8 +302,36 @@ pub fn conv_growth(
     out: ValueId,
     new: &crate::conv_algebra::NewConv,
 ) -> Growth {
-    let numel = new.weight.data.len() as u64;
-    let cout = new.weight.cout.max(1) as u64;
+    let bias_len = if new.has_bias() {
+        new.bias.len() as u64
+    } else {
+        0
+    };
+    conv_growth_of(
+        g,
+        region,
+        out,
+        new.weight.numel().unwrap_or(0),
+        new.cout,
+        bias_len,
+        new.dtype,
+    )
+}
+
+/// [`conv_growth`] from the new conv's figures alone — `numel` weights,
+/// `cout` output channels, `bias_len` stored bias values (0 when none is
+/// stored), in `dtype` — so a pass can weigh a rewrite before computing
+/// its weights.
+pub fn conv_growth_of(
+    g: &Graph,
+    region: &[NodeId],
+    out: ValueId,
+    numel: u64,
+    cout: usize,
+    bias_len: u64,
+    dtype: npuopt_ir::DType,
+) -> Growth {
+    let cout = cout.max(1) as u64;
     let positions = g.ty(out).and_then(|t| t.concrete()).and_then(|d| {
         d.iter()
             .try_fold(1u64, |a, &x| a.checked_mul(u64::try_from(x).ok()?))
@@ -321,17 +358,7 @@ pub fn conv_growth(
         macs_before,
         macs_after,
         weight_bytes_before: region_weight_bytes(g, region),
-        weight_bytes_after: new
-            .dtype
-            .raw_len(
-                numel
-                    + if new.has_bias() {
-                        new.bias.len() as u64
-                    } else {
-                        0
-                    },
-            )
-            .unwrap_or(u64::MAX),
+        weight_bytes_after: dtype.raw_len(numel + bias_len).unwrap_or(u64::MAX),
     }
 }
 

@@ -188,7 +188,7 @@ fn apply(
             branches.len(),
             k[0],
             k[1],
-            merged.weight.cout,
+            merged.cout,
             if branches[0].act.is_some() {
                 " and one element-wise op after it"
             } else {
@@ -279,10 +279,5 @@ fn build(g: &Graph, branches: &[Branch]) -> Result<NewConv, String> {
         bias.extend_from_slice(&p.bias);
         row += k.cout;
     }
-    Ok(NewConv {
-        weight: w,
-        bias,
-        dtype,
-        geometry: aligned.merged,
-    })
+    Ok(NewConv::from_kernel(w, bias, dtype, aligned.merged))
 }

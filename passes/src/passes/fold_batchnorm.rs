@@ -38,8 +38,8 @@
 //! f32 or f64). A weight shared with another node is not changed in place:
 //! the folded copy would be a new initializer, a second copy — so without
 //! a target it is not folded (nothing gets heavier), with one the cost
-//! model decides (a heavier model must win by the target's margin; for a
-//! per-channel Mul/Add/Div/Sub or `fold-batchnorm-across` the copy is made).
+//! model decides (a heavier model must win by the target's margin; the one
+//! gate of every weight fold is `crate::fold_gate`).
 //!
 //! A standalone BN (no foldable producer: the identity branch of
 //! RepVGG/MobileOne/RepGhost blocks) is left as a BatchNormalization node.
@@ -47,13 +47,13 @@
 //! affine map, i.e. a depthwise 1×1 conv with `W[c] = s[c]`, `b = β − s·μ`.
 
 use npuopt_ir::op::{BatchNorm, Gemm};
-use npuopt_ir::{DType, Graph, NodeId, Op, ValueId};
+use npuopt_ir::{Graph, NodeId, Op, Tensor, ValueId};
 
 use crate::change::Change;
+use crate::fold_gate::{admit_fold, Fold};
 use crate::pass::{for_each_live_node, Pass, PassContext, PassError};
 use crate::rewrite::{
-    const_f64, per_channel_constant, set_constant_input, set_constant_tensor, shared_weight,
-    single_consumer,
+    const_f64, per_channel_constant, set_constant_input, set_constant_tensor, single_consumer,
 };
 
 pub struct FoldBatchNorm;
@@ -153,39 +153,17 @@ fn fold_bn(g: &mut Graph, id: NodeId, bn: &BatchNorm, cx: &mut PassContext) {
         )
         .removed(&[&name]))
     };
-    // A weight other nodes read too: the folded weight is a second copy,
-    // heavier — not without a target; with one, the cost model decides.
-    if let Some(wn) = weight_node(g, producer) {
-        if let Some(why) = shared_weight(g, wn) {
-            if cx.target().is_none() {
-                return skip(cx, format!("BN '{name}' is not folded: {why}"));
-            }
-            let copy = g
-                .node(wn)
-                .input(1)
-                .and_then(|w| g.constant(w))
-                .map_or(0, |t| t.byte_size());
-            let growth = crate::footprint::Growth {
-                macs_before: 0,
-                macs_after: 0,
-                weight_bytes_before: crate::footprint::region_weight_bytes(g, &[id]),
-                weight_bytes_after: copy,
-            };
-            let proposal = crate::gate::Proposal {
-                pass: NAME,
-                rule,
-                node: &name,
-                adds_capacity: false,
-                veto: None,
-            };
-            cx.admit(g, proposal, growth, apply);
-            return;
-        }
-    }
-    match apply(g) {
-        Ok(change) => cx.record(change),
-        Err(why) => skip(cx, why),
-    }
+    let holder = weight_node(g, producer).unwrap_or(producer);
+    let not_folded = format!("BN '{name}' is not folded");
+    let fold = Fold {
+        pass: NAME,
+        rule,
+        node: &name,
+        not_folded: &not_folded,
+        removed: id,
+        weight_holder: holder,
+    };
+    admit_fold(g, cx, fold, apply);
 }
 
 /// `Add(MatMul(x, W), bias)` with a constant bias.
@@ -204,15 +182,15 @@ fn is_matmul_bias_add(g: &Graph, add: NodeId) -> bool {
             .is_some_and(|p| matches!(g.node(p).op(), Op::MatMul))
 }
 
-/// The constant weight of a conv-like node and its dims.
-fn weight(g: &Graph, node: NodeId) -> Result<(ValueId, DType, Vec<i64>, Vec<f64>), String> {
+/// The constant float weight of a conv-like node (read where it lies: the
+/// folds compute the new weight from it straight into its final buffer).
+fn weight(g: &Graph, node: NodeId) -> Result<&Tensor, String> {
     let w = g.node(node).input(1).ok_or("it has no weight")?;
     let t = g.constant(w).ok_or("its weight is not a constant")?;
     if !t.dtype().is_float() {
         return Err(format!("its weight is {}, not a float type", t.dtype()));
     }
-    let data = t.to_f64().map_err(|e| e.to_string())?;
-    Ok((w, t.dtype(), t.dims().to_vec(), data))
+    Ok(t)
 }
 
 fn bias(g: &Graph, node: NodeId, slot: usize, len: usize) -> Result<Vec<f64>, String> {
@@ -234,59 +212,41 @@ fn fold_into_conv(g: &mut Graph, node: NodeId, a: &Affine, transpose: bool) -> R
     if !transpose {
         return fold_into_plain_conv(g, node, a);
     }
-    let (_, dtype, dims, mut w) = weight(g, node)?;
+    fold_into_conv_transpose(g, node, a)
+}
+
+/// ConvTranspose: output channel o = g·(Cout/G) + j is column j of every
+/// input channel in group g; W' = s·W computed straight into the new
+/// weight's buffer (the same f64 products, rounded once).
+fn fold_into_conv_transpose(g: &mut Graph, node: NodeId, a: &Affine) -> Result<(), String> {
+    let t = weight(g, node)?;
+    let (dtype, dims) = (t.dtype(), t.dims().to_vec());
     if dims.len() < 3 {
         return Err("its weight has rank < 3".into());
     }
-    let cout: usize;
-    if transpose {
-        let group = match g.node(node).op() {
-            Op::ConvTranspose(ct) => ct.group.max(1) as usize,
-            _ => 1,
-        };
-        let cin = dims[0] as usize;
-        let cout_g = dims[1] as usize;
-        cout = cout_g * group;
-        if a.scale.len() != cout || !cin.is_multiple_of(group) {
-            return Err(format!("BN has {} channels, the op {cout}", a.scale.len()));
-        }
-        let k: usize = dims[2..].iter().product::<i64>() as usize;
-        let cin_g = cin / group;
-        for i in 0..cin {
-            let grp = i / cin_g;
-            for j in 0..cout_g {
-                let s = a.scale[grp * cout_g + j];
-                let base = (i * cout_g + j) * k;
-                w[base..base + k].iter_mut().for_each(|x| *x *= s);
-            }
-        }
-    } else {
-        cout = dims[0] as usize;
-        if a.scale.len() != cout {
-            return Err(format!(
-                "BN has {} channels, the conv {cout}",
-                a.scale.len()
-            ));
-        }
-        let per_out = w.len() / cout;
-        for o in 0..cout {
-            w[o * per_out..(o + 1) * per_out]
-                .iter_mut()
-                .for_each(|x| *x *= a.scale[o]);
-        }
+    let group = match g.node(node).op() {
+        Op::ConvTranspose(ct) => ct.group.max(1) as usize,
+        _ => 1,
+    };
+    let cin = dims[0] as usize;
+    let cout_g = dims[1] as usize;
+    let cout = cout_g * group;
+    if a.scale.len() != cout || !cin.is_multiple_of(group) {
+        return Err(format!("BN has {} channels, the op {cout}", a.scale.len()));
     }
+    // Row r = i·(Cout/G) + j holds the k taps of input i, output column j
+    // of i's group.
+    let k: usize = dims[2..].iter().product::<i64>() as usize;
+    let cin_g = (cin / group).max(1);
+    let base = g.node(node).name().to_string();
+    let name = format!("{base}.weight_folded");
+    let folded = t.map_f64_rows(&name, k, |r, _, x| {
+        let (i, j) = (r / cout_g, r % cout_g);
+        x * a.scale[(i / cin_g) * cout_g + j]
+    })?;
     let b = bias(g, node, 2, cout)?;
     let b: Vec<f64> = (0..cout).map(|o| a.scale[o] * b[o] + a.shift[o]).collect();
-    let base = g.node(node).name().to_string();
-    set_constant_input(
-        g,
-        node,
-        1,
-        &format!("{base}.weight_folded"),
-        dtype,
-        &dims,
-        &w,
-    );
+    set_constant_tensor(g, node, 1, &name, folded);
     set_constant_input(
         g,
         node,
@@ -325,7 +285,7 @@ fn fold_into_plain_conv(g: &mut Graph, node: NodeId, a: &Affine) -> Result<(), S
     let b = bias(g, node, 2, cout)?;
     let base = g.node(node).name().to_string();
     let name = format!("{base}.weight_folded");
-    let folded = t.map_f64(&name, |i, x| x * a.scale[i / per_out])?;
+    let folded = t.map_f64_rows(&name, per_out, |o, _, x| x * a.scale[o])?;
     let b: Vec<f64> = (0..cout).map(|o| a.scale[o] * b[o] + a.shift[o]).collect();
     set_constant_tensor(g, node, 1, &name, folded);
     set_constant_input(
@@ -348,7 +308,8 @@ fn fold_into_gemm(g: &mut Graph, node: NodeId, gemm: &Gemm, a: &Affine) -> Resul
     if g.ty(out).and_then(|t| t.rank()) != Some(2) {
         return Err("its output rank is unknown".into());
     }
-    let (_, dtype, dims, mut w) = weight(g, node)?;
+    let t = weight(g, node)?;
+    let (dtype, dims) = (t.dtype(), t.dims().to_vec());
     if dims.len() != 2 {
         return Err("its B is not a matrix".into());
     }
@@ -356,11 +317,14 @@ fn fold_into_gemm(g: &mut Graph, node: NodeId, gemm: &Gemm, a: &Affine) -> Resul
     if a.scale.len() != n {
         return Err(format!("BN has {} channels, the Gemm {n}", a.scale.len()));
     }
-    let k = w.len() / n;
-    for (idx, x) in w.iter_mut().enumerate() {
-        let col = if gemm.trans_b { idx / k } else { idx % n };
-        *x *= a.scale[col];
-    }
+    // Output column j is row j of B when transB=1, else column j.
+    let base = g.node(node).name().to_string();
+    let name = format!("{base}.weight_folded");
+    let folded = if gemm.trans_b {
+        t.map_f64_rows(&name, dims[1] as usize, |j, _, x| x * a.scale[j])?
+    } else {
+        t.map_f64_rows(&name, n, |_, j, x| x * a.scale[j])?
+    };
     // C must broadcast per column: absent, a scalar, [N] or [1, N].
     let c = match g.node(node).input(2) {
         None => vec![0.0; n],
@@ -378,16 +342,7 @@ fn fold_into_gemm(g: &mut Graph, node: NodeId, gemm: &Gemm, a: &Affine) -> Resul
     let c: Vec<f64> = (0..n)
         .map(|j| a.scale[j] * beta * c[j] + a.shift[j])
         .collect();
-    let base = g.node(node).name().to_string();
-    set_constant_input(
-        g,
-        node,
-        1,
-        &format!("{base}.weight_folded"),
-        dtype,
-        &dims,
-        &w,
-    );
+    set_constant_tensor(g, node, 1, &name, folded);
     set_constant_input(
         g,
         node,
@@ -432,7 +387,8 @@ fn fold_into_matmul(g: &mut Graph, node: NodeId, a: &Affine, any_rank: bool) -> 
     if !(rank == Some(2) || any_rank && rank.is_some_and(|r| r >= 2)) {
         return Err("the MatMul output is not known to be rank 2".into());
     }
-    let (_, dtype, dims, mut w) = weight(g, matmul)?;
+    let t = weight(g, matmul)?;
+    let (dtype, dims) = (t.dtype(), t.dims().to_vec());
     if dims.len() != 2 {
         return Err("its weight is not a matrix".into());
     }
@@ -440,10 +396,10 @@ fn fold_into_matmul(g: &mut Graph, node: NodeId, a: &Affine, any_rank: bool) -> 
     if a.scale.len() != n {
         return Err(format!("BN has {} channels, the MatMul {n}", a.scale.len()));
     }
-    for (idx, x) in w.iter_mut().enumerate() {
-        *x *= a.scale[idx % n];
-    }
     let base = g.node(matmul).name().to_string();
+    let name = format!("{base}.weight_folded");
+    // Column j of the weight scales output column j.
+    let scaled = |t: &Tensor| t.map_f64_rows(&name, n, |_, j, x| x * a.scale[j]);
     match add {
         Some((add_node, bias_v)) => {
             let t = g
@@ -461,15 +417,8 @@ fn fold_into_matmul(g: &mut Graph, node: NodeId, a: &Affine, any_rank: bool) -> 
             } else {
                 0
             };
-            set_constant_input(
-                g,
-                matmul,
-                1,
-                &format!("{base}.weight_folded"),
-                dtype,
-                &dims,
-                &w,
-            );
+            let w = scaled(weight(g, matmul)?)?;
+            set_constant_tensor(g, matmul, 1, &name, w);
             set_constant_input(
                 g,
                 add_node,
@@ -481,15 +430,8 @@ fn fold_into_matmul(g: &mut Graph, node: NodeId, a: &Affine, any_rank: bool) -> 
             );
         }
         None if a.shift.iter().all(|&t| t == 0.0) => {
-            set_constant_input(
-                g,
-                matmul,
-                1,
-                &format!("{base}.weight_folded"),
-                dtype,
-                &dims,
-                &w,
-            );
+            let folded = scaled(weight(g, matmul)?)?;
+            set_constant_tensor(g, matmul, 1, &name, folded);
         }
         None => {
             // A MatMul without bias would need a new Add for the shift
@@ -540,20 +482,20 @@ fn fold_affine(g: &mut Graph, id: NodeId, cx: &mut PassContext) {
     let name = n.name().to_string();
     // The producer, what it is, and its output channels.
     let (kind, channels) = match g.node(producer).op() {
-        Op::Conv(_) => match weight(g, producer) {
-            Ok((_, _, dims, _)) => ("conv", dims[0] as usize),
+        Op::Conv(_) => match weight(g, producer).map(|t| t.dims()) {
+            Ok(dims) => ("conv", dims[0] as usize),
             Err(_) => return,
         },
-        Op::Gemm(gm) => match weight(g, producer) {
-            Ok((_, _, dims, _)) if dims.len() == 2 => {
+        Op::Gemm(gm) => match weight(g, producer).map(|t| t.dims()) {
+            Ok(dims) if dims.len() == 2 => {
                 ("gemm", if gm.trans_b { dims[0] } else { dims[1] } as usize)
             }
             _ => return,
         },
-        Op::MatMul => match weight(g, producer) {
+        Op::MatMul => match weight(g, producer).map(|t| t.dims()) {
             // A MatMul + Add of a per-column constant is already a Linear
             // with a bias: only a scale folds into it.
-            Ok((_, _, dims, _)) if dims.len() == 2 && matches!(what, "Mul" | "Div") => {
+            Ok(dims) if dims.len() == 2 && matches!(what, "Mul" | "Div") => {
                 ("matmul", dims[1] as usize)
             }
             _ => return,
@@ -565,8 +507,8 @@ fn fold_affine(g: &mut Graph, id: NodeId, cx: &mut PassContext) {
                 .find(|&v| g.constant(v).is_none())
                 .expect("a MatMul input");
             let mm = g.producer(mm_out).expect("a MatMul");
-            match weight(g, mm) {
-                Ok((_, _, dims, _)) if dims.len() == 2 => ("matmul", dims[1] as usize),
+            match weight(g, mm).map(|t| t.dims()) {
+                Ok(dims) if dims.len() == 2 => ("matmul", dims[1] as usize),
                 _ => return,
             }
         }
@@ -611,31 +553,6 @@ fn fold_affine(g: &mut Graph, id: NodeId, cx: &mut PassContext) {
         return;
     }
     let producer_name = g.node(producer).name().to_string();
-    if cx.target().is_none() {
-        if let Some(why) = weight_node(g, producer).and_then(|w| shared_weight(g, w)) {
-            return cx.skip(
-                NAME,
-                "linear-affine",
-                &name,
-                format!("{what} '{name}' is not folded into '{producer_name}': {why}"),
-            );
-        }
-    }
-    let folded = match g.node(producer).op().clone() {
-        Op::Conv(_) => fold_into_conv(g, producer, &affine, false),
-        Op::Gemm(ref gemm) => fold_into_gemm(g, producer, gemm, &affine),
-        _ => fold_into_matmul(g, producer, &affine, true),
-    };
-    if let Err(why) = folded {
-        return cx.skip(
-            NAME,
-            "linear-affine",
-            &name,
-            format!("{what} '{name}' is not folded into '{producer_name}': {why}"),
-        );
-    }
-    let out = g.node(producer).output(0).expect("output");
-    crate::rewrite::bypass(g, id, out);
     let rule = match (kind, what) {
         ("conv", "Mul") => "conv-mul",
         ("conv", "Add") => "conv-add",
@@ -646,29 +563,47 @@ fn fold_affine(g: &mut Graph, id: NodeId, cx: &mut PassContext) {
         (_, "Div") => "linear-div",
         _ => "linear-sub",
     };
-    let target = match g.node(producer).op() {
-        Op::Conv(_) => format!("conv '{producer_name}'"),
-        Op::Add(_) => {
-            let mm = [g.node(producer).input(0), g.node(producer).input(1)]
-                .into_iter()
-                .flatten()
-                .filter_map(|v| g.producer(v))
-                .map(|p| g.node(p).name().to_string())
-                .next()
-                .unwrap_or_default();
-            format!("MatMul '{mm}' and its bias Add '{producer_name}'")
-        }
-        _ => format!("{} '{producer_name}'", g.node(producer).op_type()),
-    };
-    cx.record(
-        Change::new(
+    let not_folded = format!("{what} '{name}' is not folded into '{producer_name}'");
+    let apply = |g: &mut Graph| -> Result<Change, String> {
+        let folded = match g.node(producer).op().clone() {
+            Op::Conv(_) => fold_into_conv(g, producer, &affine, false),
+            Op::Gemm(ref gemm) => fold_into_gemm(g, producer, gemm, &affine),
+            _ => fold_into_matmul(g, producer, &affine, true),
+        };
+        folded.map_err(|why| format!("{not_folded}: {why}"))?;
+        let out = g.node(producer).output(0).expect("output");
+        crate::rewrite::bypass(g, id, out);
+        let target = match g.node(producer).op() {
+            Op::Conv(_) => format!("conv '{producer_name}'"),
+            Op::Add(_) => {
+                let mm = [g.node(producer).input(0), g.node(producer).input(1)]
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|v| g.producer(v))
+                    .map(|p| g.node(p).name().to_string())
+                    .next()
+                    .unwrap_or_default();
+                format!("MatMul '{mm}' and its bias Add '{producer_name}'")
+            }
+            _ => format!("{} '{producer_name}'", g.node(producer).op_type()),
+        };
+        Ok(Change::new(
             NAME,
             rule,
             &[&producer_name, &name],
             format!("folded per-channel {what} '{name}' into {target}"),
         )
-        .removed(&[&name]),
-    );
+        .removed(&[&name]))
+    };
+    let fold = Fold {
+        pass: NAME,
+        rule,
+        node: &name,
+        not_folded: &not_folded,
+        removed: id,
+        weight_holder: weight_node(g, producer).unwrap_or(producer),
+    };
+    admit_fold(g, cx, fold, apply);
 }
 
 /// A constant that acts per column on a `[…, N]` tensor of `rank`: a

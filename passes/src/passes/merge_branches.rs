@@ -56,7 +56,7 @@ use npuopt_ir::{DType, Dim, Graph, NodeId, Op, ValueId};
 
 use crate::change::Change;
 use crate::conv_algebra::{
-    add_conv, align, bn_as_affine, gcd, read_conv, Geometry, Kernel, NewConv,
+    add_conv, align, bn_as_affine, combine, gcd, view_conv, BranchKernel, Geometry, NewConv,
 };
 use crate::gate::Proposal;
 use crate::pass::{Pass, PassContext, PassError};
@@ -225,9 +225,9 @@ impl Tree {
                 // the conv's input (DBB); anything else pools its input.
                 let inner = g.node(p).input(0).and_then(|v| {
                     let c = g.producer(v)?;
-                    let pointwise = read_conv(g, c).is_ok_and(|k| {
-                        k.weight.kh == 1
-                            && k.weight.kw == 1
+                    let pointwise = view_conv(g, c).is_ok_and(|k| {
+                        k.kh == 1
+                            && k.kw == 1
                             && k.geometry.stride == [1, 1]
                             && k.geometry.pads == [0; 4]
                     });
@@ -404,8 +404,8 @@ fn build(g: &Graph, tree: &Tree, x: ValueId) -> Result<Merged, String> {
         .filter(|s| s.len() == 4)
         .and_then(|s| s[1].known())
         .ok_or("the input's channel count is unknown")? as usize;
-    // Each branch as (kernel, its natural group, window).
-    let mut kernels: Vec<(Kernel, Geometry)> = Vec::new();
+    // Each branch as (kernel, window), the kernels read in place.
+    let mut kernels: Vec<(BranchKernel, Geometry)> = Vec::new();
     let mut bias = tree.bias.clone();
     let mut dtype: Option<DType> = None;
     let (mut n_conv, mut n_pool, mut n_id) = (0, 0, 0);
@@ -414,15 +414,15 @@ fn build(g: &Graph, tree: &Tree, x: ValueId) -> Result<Merged, String> {
             Leaf::Identity(_) => {
                 n_id += 1;
                 kernels.push((
-                    Kernel::diagonal(c, c, 1, 1, &vec![1.0; c]),
+                    BranchKernel::diagonal(1, 1, vec![1.0; c]),
                     Geometry::point(),
                 ));
             }
             Leaf::Conv(n) => {
                 n_conv += 1;
                 let name = g.node(n).name();
-                let p = read_conv(g, n).map_err(|e| format!("branch '{name}': {e}"))?;
-                if p.weight.cout != c || p.weight.cin != cin {
+                let p = view_conv(g, n).map_err(|e| format!("branch '{name}': {e}"))?;
+                if p.cout != c || p.cin != cin {
                     return Err(format!("branch '{name}' has other channel counts"));
                 }
                 if dtype.is_some_and(|d| d != p.dtype) {
@@ -430,14 +430,15 @@ fn build(g: &Graph, tree: &Tree, x: ValueId) -> Result<Merged, String> {
                 }
                 dtype = Some(p.dtype);
                 (0..c).for_each(|o| bias[o] += t.coef[o] * p.bias[o]);
-                kernels.push((p.weight, p.geometry));
+                let geometry = p.geometry;
+                kernels.push((BranchKernel::weight(p), geometry));
             }
             Leaf::PoolOfConv(pool, conv) => {
                 n_pool += 1;
                 n_conv += 1;
                 let name = g.node(pool).name();
-                let p1 = read_conv(g, conv).map_err(|e| format!("branch '{name}': {e}"))?;
-                if p1.weight.cout != c || p1.weight.cin != cin {
+                let p1 = view_conv(g, conv).map_err(|e| format!("branch '{name}': {e}"))?;
+                if p1.cout != c || p1.cin != cin {
                     return Err(format!("branch '{name}' has other channel counts"));
                 }
                 if dtype.is_some_and(|d| d != p1.dtype) {
@@ -454,20 +455,7 @@ fn build(g: &Graph, tree: &Tree, x: ValueId) -> Result<Merged, String> {
                 (0..c).for_each(|o| bias[o] += t.coef[o] * p1.bias[o]);
                 let (kh, kw) = (geom.kernel[0], geom.kernel[1]);
                 let tap = 1.0 / (kh * kw) as f64;
-                let w = &p1.weight;
-                let mut k = Kernel::zeros(w.cout, w.cin, w.group, kh, kw);
-                for o in 0..w.cout {
-                    for j in 0..w.cin_g() {
-                        let v = w.data[w.idx(o, j, 0, 0)] * tap;
-                        for y in 0..kh {
-                            for x in 0..kw {
-                                let i = k.idx(o, j, y, x);
-                                k.data[i] = v;
-                            }
-                        }
-                    }
-                }
-                kernels.push((k, geom));
+                kernels.push((BranchKernel::spread(p1, kh, kw, tap), geom));
             }
             Leaf::Pool(n) => {
                 n_pool += 1;
@@ -478,7 +466,7 @@ fn build(g: &Graph, tree: &Tree, x: ValueId) -> Result<Merged, String> {
                 }
                 let (kh, kw) = (geom.kernel[0], geom.kernel[1]);
                 let tap = 1.0 / (kh * kw) as f64;
-                kernels.push((Kernel::diagonal(c, c, kh, kw, &vec![tap; c]), geom));
+                kernels.push((BranchKernel::diagonal(kh, kw, vec![tap; c]), geom));
             }
         }
     }
@@ -499,30 +487,15 @@ fn build(g: &Graph, tree: &Tree, x: ValueId) -> Result<Merged, String> {
         return Err("the merged group count does not divide the input channels".into());
     }
     let [kh, kw] = aligned.merged.kernel;
-    // The sum starts from the first branch's own buffer when it already
-    // has the merged shape (RepVGG's 3×3 conv): one kernel-sized f64
-    // buffer less at the peak, and the same bits (see `into_scaled`).
-    let mut terms = tree
-        .terms
-        .iter()
-        .zip(kernels.into_iter().zip(&aligned.offsets));
-    let mut weight = match terms.next() {
-        Some((t, ((k, _), off)))
-            if (k.cout, k.cin, k.group, k.kh, k.kw) == (c, cin, group, kh, kw)
-                && *off == [0, 0] =>
-        {
-            k.into_scaled(&t.coef)
-        }
-        Some((t, ((k, _), off))) => {
-            let mut w = Kernel::zeros(c, cin, group, kh, kw);
-            w.accumulate(&k, &t.coef, off[0], off[1]);
-            w
-        }
-        None => Kernel::zeros(c, cin, group, kh, kw),
-    };
-    for (t, ((k, _), off)) in terms {
-        weight.accumulate(&k, &t.coef, off[0], off[1]);
-    }
+    // Summed output channel by output channel straight into the merged
+    // weight's buffer, in the weights' dtype (see `combine`).
+    let branches: Vec<(BranchKernel, &[f64], [usize; 2])> = kernels
+        .into_iter()
+        .zip(&tree.terms)
+        .zip(&aligned.offsets)
+        .map(|(((k, _), t), off)| (k, t.coef.as_slice(), *off))
+        .collect();
+    let weight = combine(&branches, c, cin, group, kh, kw, dtype);
     let mut parts = Vec::new();
     if n_conv > 0 {
         parts.push(format!("{n_conv} conv"));
@@ -544,6 +517,9 @@ fn build(g: &Graph, tree: &Tree, x: ValueId) -> Result<Merged, String> {
     Ok(Merged {
         conv: NewConv {
             weight,
+            cout: c,
+            cin,
+            group,
             bias,
             dtype,
             geometry: aligned.merged,

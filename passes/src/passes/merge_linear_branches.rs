@@ -28,6 +28,7 @@
 //! shape (no broadcasting).
 
 use npuopt_ir::op::{Binary, Gemm};
+use npuopt_ir::tensor::{F64Sink, FloatView};
 use npuopt_ir::{DType, Graph, NodeId, Op, Tensor, ValueId};
 
 use crate::change::Change;
@@ -67,11 +68,11 @@ impl Pass for MergeLinearBranches {
 }
 
 /// One linear layer of the sum: `coef·(alpha·x·B + beta·C)`.
-struct Leaf {
+struct Leaf<'g> {
     coef: f64,
     x: ValueId,
-    /// `[K, N]`, row-major.
-    b: Vec<f64>,
+    /// `B`, `[K, N]`, read in place from the layer's weight.
+    b: LeafWeight<'g>,
     k: usize,
     n: usize,
     bias: Vec<f64>,
@@ -84,12 +85,37 @@ fn shape(g: &Graph, v: ValueId) -> Option<Vec<i64>> {
     g.ty(v)?.concrete()
 }
 
-fn matrix(g: &Graph, v: ValueId) -> Option<(Vec<f64>, Vec<i64>, DType)> {
+/// A leaf's `B` as its weight stores it: `B[r, c]` is `alpha·W[c, r]`
+/// (Gemm, transB), `alpha·W[r, c]` (Gemm) or `W[r, c]` (MatMul) — the f64
+/// products the sum adds, computed as it reads them, so no f64 copy of a
+/// head's weight is made.
+struct LeafWeight<'g> {
+    w: FloatView<'g>,
+    trans_b: bool,
+    /// `None` for a MatMul (no product at all).
+    alpha: Option<f64>,
+}
+
+impl LeafWeight<'_> {
+    fn at(&self, r: usize, c: usize, k: usize, n: usize) -> f64 {
+        let w = if self.trans_b {
+            self.w.get(c * k + r)
+        } else {
+            self.w.get(r * n + c)
+        };
+        match self.alpha {
+            Some(alpha) => alpha * w,
+            None => w,
+        }
+    }
+}
+
+fn matrix(g: &Graph, v: ValueId) -> Option<(FloatView<'_>, Vec<i64>, DType)> {
     let t = g.constant(v)?;
     if !t.dtype().is_float() || t.dims().len() != 2 {
         return None;
     }
-    Some((t.to_f64().ok()?, t.dims().to_vec(), t.dtype()))
+    Some((t.float_view().ok()?, t.dims().to_vec(), t.dtype()))
 }
 
 fn per_column(g: &Graph, v: ValueId, n: usize) -> Option<Vec<f64>> {
@@ -106,7 +132,7 @@ fn per_column(g: &Graph, v: ValueId, n: usize) -> Option<Vec<f64>> {
 }
 
 /// `v` as a linear layer of some `x`, if it is one (a single-use value).
-fn leaf(g: &Graph, v: ValueId, coef: f64) -> Option<Leaf> {
+fn leaf(g: &Graph, v: ValueId, coef: f64) -> Option<Leaf<'_>> {
     let p = g.producer(v)?;
     let node = g.node(p);
     match node.op() {
@@ -118,13 +144,11 @@ fn leaf(g: &Graph, v: ValueId, coef: f64) -> Option<Leaf> {
             } else {
                 (dims[0] as usize, dims[1] as usize)
             };
-            let alpha = gm.alpha as f64;
-            let b: Vec<f64> = (0..k * n)
-                .map(|i| {
-                    let (r, c) = (i / n, i % n);
-                    alpha * if gm.trans_b { w[c * k + r] } else { w[i] }
-                })
-                .collect();
+            let b = LeafWeight {
+                w,
+                trans_b: gm.trans_b,
+                alpha: Some(gm.alpha as f64),
+            };
             let bias = match node.input(2) {
                 None => vec![0.0; n],
                 Some(c) => per_column(g, c, n)?
@@ -145,12 +169,16 @@ fn leaf(g: &Graph, v: ValueId, coef: f64) -> Option<Leaf> {
         }
         Op::MatMul => {
             let x = node.input(0)?;
-            let (b, dims, dtype) = matrix(g, node.input(1)?)?;
+            let (w, dims, dtype) = matrix(g, node.input(1)?)?;
             let n = dims[1] as usize;
             Some(Leaf {
                 coef,
                 x,
-                b,
+                b: LeafWeight {
+                    w,
+                    trans_b: false,
+                    alpha: None,
+                },
                 k: dims[0] as usize,
                 n,
                 bias: vec![0.0; n],
@@ -183,12 +211,12 @@ fn leaf(g: &Graph, v: ValueId, coef: f64) -> Option<Leaf> {
 
 /// Expands `v` (scaled by `coef`) into leaves; `false` when it is not a
 /// sum of linear layers.
-fn expand(
-    g: &Graph,
+fn expand<'g>(
+    g: &'g Graph,
     v: ValueId,
     coef: f64,
     out_shape: &[i64],
-    leaves: &mut Vec<Leaf>,
+    leaves: &mut Vec<Leaf<'g>>,
     inner: &mut Vec<NodeId>,
 ) -> bool {
     if shape(g, v).as_deref() != Some(out_shape) || !g.has_single_use(v) {
@@ -261,20 +289,36 @@ fn try_merge(g: &mut Graph, root: NodeId, cx: &mut PassContext) {
         return cx.skip(NAME, RULE, &name, format!("'{name}' is not merged: {why}"));
     }
     let (k, n, dtype) = (first.k, first.n, first.dtype);
-    let mut w = vec![0.0; k * n];
+    // W = Σ coef·B, row by row straight into the merged weight (each
+    // element summed from 0.0 over the leaves in order, as a full f64
+    // matrix was).
+    let mut w = F64Sink::new(dtype, k * n);
+    let mut row = vec![0.0; n];
+    for r in 0..k {
+        row.fill(0.0);
+        for l in &leaves {
+            for (c, a) in row.iter_mut().enumerate() {
+                *a += l.coef * l.b.at(r, c, k, n);
+            }
+        }
+        w.extend(&row);
+    }
+    let w = w.finish("", &[k as i64, n as i64]);
     let mut bias = vec![0.0; n];
     for l in &leaves {
-        w.iter_mut().zip(&l.b).for_each(|(a, b)| *a += l.coef * b);
         bias.iter_mut()
             .zip(&l.bias)
             .for_each(|(a, b)| *a += l.coef * b);
     }
+    let leaf_count = leaves.len();
+    let leaf_nodes: Vec<NodeId> = leaves
+        .iter()
+        .flat_map(|l| l.nodes.iter().rev().copied())
+        .collect();
+    drop(leaves);
     let rank2 = shape(g, x).is_some_and(|s| s.len() == 2);
     let node_name = g.unique_node_name(&format!("{name}_merged"));
-    let wv = g.add_initializer(
-        &format!("{node_name}.weight"),
-        Tensor::from_f64_as("", dtype, &[k as i64, n as i64], &w),
-    );
+    let wv = g.add_initializer(&format!("{node_name}.weight"), w);
     let has_bias = bias.iter().any(|&b| b != 0.0);
     let bv = has_bias.then(|| {
         g.add_initializer(
@@ -326,11 +370,7 @@ fn try_merge(g: &mut Graph, root: NodeId, cx: &mut PassContext) {
     };
     g.replace_all_uses(out, new_out);
     let mut removed: Vec<String> = Vec::new();
-    for id in inner
-        .iter()
-        .copied()
-        .chain(leaves.iter().flat_map(|l| l.nodes.iter().rev().copied()))
-    {
+    for id in inner.iter().copied().chain(leaf_nodes) {
         removed.push(g.node(id).name().to_string());
         g.remove_node(id);
     }
@@ -343,7 +383,7 @@ fn try_merge(g: &mut Graph, root: NodeId, cx: &mut PassContext) {
             &refs,
             format!(
                 "merged {} linear layers of '{}' into one {}×{} {}",
-                leaves.len(),
+                leaf_count,
                 g.value(x).name(),
                 k,
                 n,

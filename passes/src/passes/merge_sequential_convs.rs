@@ -32,7 +32,7 @@ use npuopt_ir::macs::node_macs;
 use npuopt_ir::{Graph, NodeId, Op};
 
 use crate::change::Change;
-use crate::conv_algebra::{add_conv, read_conv, ConvParams, Kernel, NewConv};
+use crate::conv_algebra::{add_conv, read_conv, view_conv, ConvParams, ConvView, Kernel, NewConv};
 use crate::gate::Proposal;
 use crate::pass::{for_each_live_node, Pass, PassContext, PassError};
 use crate::rewrite::single_consumer;
@@ -79,16 +79,13 @@ impl Pass for MergeSequentialConvs {
 /// conv computes the second conv's output with the composed kernel. `None`
 /// when a shape is unknown or the pair does not match a rule.
 pub fn sequential_macs(g: &Graph, first: NodeId, second: NodeId) -> Option<(u64, u64)> {
-    let p1 = read_conv(g, first).ok()?;
-    let p2 = read_conv(g, second).ok()?;
+    let p1 = view_conv(g, first).ok()?;
+    let p2 = view_conv(g, second).ok()?;
     let (rule, _) = classify(&p1, &p2)?;
     let out = g.ty(g.node(second).output(0)?)?.concrete()?;
     let out_elems: u64 = out.iter().map(|&d| d as u64).product();
-    let (kh, kw, cin_g) = match rule {
-        Rule::KxK1x1 => (p1.weight.kh, p1.weight.kw, p1.weight.cin),
-        Rule::OneKxK | Rule::OneDepthwise => (p2.weight.kh, p2.weight.kw, p1.weight.cin),
-    };
-    let merged = out_elems.checked_mul((cin_g * kh * kw) as u64)?;
+    let (_, cin, kh, kw) = merged_shape(rule, &p1, &p2);
+    let merged = out_elems.checked_mul((cin * kh * kw) as u64)?;
     let original = node_macs(g, first)?.checked_add(node_macs(g, second)?)?;
     Some((merged, original))
 }
@@ -110,24 +107,24 @@ impl Rule {
     }
 }
 
-fn is_pointwise(p: &ConvParams) -> bool {
-    p.weight.kh == 1
-        && p.weight.kw == 1
+fn is_pointwise(p: &ConvView) -> bool {
+    p.kh == 1
+        && p.kw == 1
         && p.geometry.stride == [1, 1]
         && p.geometry.pads == [0; 4]
-        && p.weight.group == 1
+        && p.group == 1
 }
 
 /// Which rule applies, and why it is not exact if it is not.
-fn classify(p1: &ConvParams, p2: &ConvParams) -> Option<(Rule, Option<String>)> {
-    if p2.weight.cin != p1.weight.cout {
+fn classify(p1: &ConvView, p2: &ConvView) -> Option<(Rule, Option<String>)> {
+    if p2.cin != p1.cout {
         return None;
     }
     if is_pointwise(p2) {
         return Some((Rule::KxK1x1, None));
     }
     if is_pointwise(p1) {
-        let rule = if p2.weight.group == p2.weight.cin && p2.weight.cin_g() == 1 {
+        let rule = if p2.group == p2.cin && p2.cin / p2.group == 1 {
             Rule::OneDepthwise
         } else {
             Rule::OneKxK
@@ -152,7 +149,7 @@ fn try_merge(g: &mut Graph, second: NodeId, gate: bool, cx: &mut PassContext) {
     }
     let n1 = g.node(first).name().to_string();
     let n2 = g.node(second).name().to_string();
-    let (Ok(p1), Ok(p2)) = (read_conv(g, first), read_conv(g, second)) else {
+    let (Ok(p1), Ok(p2)) = (view_conv(g, first), view_conv(g, second)) else {
         return;
     };
     let Some((rule, not_exact)) = classify(&p1, &p2) else {
@@ -172,16 +169,48 @@ fn try_merge(g: &mut Graph, second: NodeId, gate: bool, cx: &mut PassContext) {
     if p1.dtype != p2.dtype {
         return skip(cx, "the two weights differ in dtype".into());
     }
-    let merged = match rule {
-        Rule::KxK1x1 => kxk_then_1x1(&p1, &p2),
-        Rule::OneKxK | Rule::OneDepthwise => one_then_kxk(&p1, &p2),
+    // The merged weight is computed only once the rewrite is admitted: a
+    // rejected proposal (FastViT's depthwise 7×7 → 1×1 to 1536 channels
+    // would be a 29 M-weight dense 7×7, +700% MACs) costs its bias and
+    // shape, not a 230 MB f64 kernel on every iteration.
+    let (cout, cin, kh, kw) = merged_shape(rule, &p1, &p2);
+    let bias = match rule {
+        Rule::KxK1x1 => kxk_then_1x1_bias(&p1, &p2),
+        Rule::OneKxK | Rule::OneDepthwise => one_then_kxk_bias(&p1, &p2),
+    };
+    let (dtype, geometry) = match rule {
+        Rule::KxK1x1 => (p1.dtype, p1.geometry),
+        Rule::OneKxK | Rule::OneDepthwise => (p2.dtype, p2.geometry),
+    };
+    drop((p1, p2));
+    let has_bias = bias_stored(&bias);
+    let merge = move |g: &mut Graph| -> Result<Change, String> {
+        let p1 = read_conv(g, first)?;
+        let p2 = read_conv(g, second)?;
+        let w = match rule {
+            Rule::KxK1x1 => kxk_then_1x1(&p1, &p2),
+            Rule::OneKxK | Rule::OneDepthwise => one_then_kxk(&p1, &p2),
+        };
+        drop((p1, p2));
+        let merged = NewConv::from_kernel(w, bias, dtype, geometry);
+        Ok(apply_merge(g, first, second, rule, &merged))
     };
     if !gate {
-        let change = apply_merge(g, first, second, rule, &merged);
-        return cx.record(change);
+        match merge(g) {
+            Ok(change) => return cx.record(change),
+            Err(why) => return skip(cx, why),
+        }
     }
     let out = g.node(second).output(0).expect("an output");
-    let growth = crate::footprint::conv_growth(g, &[first, second], out, &merged);
+    let growth = crate::footprint::conv_growth_of(
+        g,
+        &[first, second],
+        out,
+        (cout * cin * kh * kw) as u64,
+        cout,
+        if has_bias { cout as u64 } else { 0 },
+        dtype,
+    );
     let proposal = Proposal {
         pass: NAME,
         rule: rule.name(),
@@ -189,9 +218,58 @@ fn try_merge(g: &mut Graph, second: NodeId, gate: bool, cx: &mut PassContext) {
         adds_capacity: false,
         veto: None,
     };
-    cx.admit(g, proposal, growth, |g| {
-        Ok(apply_merge(g, first, second, rule, &merged))
-    });
+    cx.admit(g, proposal, growth, merge);
+}
+
+/// Whether `add_conv` stores this bias (not when every value is zero).
+fn bias_stored(bias: &[f64]) -> bool {
+    bias.iter().any(|&b| b != 0.0)
+}
+
+/// `(cout, cin, kh, kw)` of the merged conv (one group).
+fn merged_shape(rule: Rule, p1: &ConvView, p2: &ConvView) -> (usize, usize, usize, usize) {
+    match rule {
+        Rule::KxK1x1 => (p2.cout, p1.cin, p1.kh, p1.kw),
+        Rule::OneKxK | Rule::OneDepthwise => (p2.cout, p1.cin, p2.kh, p2.kw),
+    }
+}
+
+/// `b' = W2·b1 + b2` of [`kxk_then_1x1`], summed in its order.
+fn kxk_then_1x1_bias(p1: &ConvView, p2: &ConvView) -> Vec<f64> {
+    let cmid = p1.cout;
+    let mut bias = p2.bias.clone();
+    for (o, b) in bias.iter_mut().enumerate() {
+        for m in 0..cmid {
+            let a = p2.values.get(o * cmid + m);
+            if a == 0.0 {
+                continue;
+            }
+            *b += a * p1.bias[m];
+        }
+    }
+    bias
+}
+
+/// `b'[o] = b2[o] + Σ_{j,y,x} W2[o,j,y,x]·b1[m(o,j)]` of [`one_then_kxk`],
+/// summed in its order.
+fn one_then_kxk_bias(p1: &ConvView, p2: &ConvView) -> Vec<f64> {
+    let (cin_g, cout_g) = (p2.cin / p2.group, p2.cout / p2.group);
+    let taps = p2.kh * p2.kw;
+    let mut bias = p2.bias.clone();
+    for (o, b) in bias.iter_mut().enumerate() {
+        let first_mid = (o / cout_g) * cin_g;
+        for j in 0..cin_g {
+            let m = first_mid + j;
+            for t in 0..taps {
+                let a = p2.values.get((o * cin_g + j) * taps + t);
+                if a == 0.0 {
+                    continue;
+                }
+                *b += a * p1.bias[m];
+            }
+        }
+    }
+    bias
 }
 
 /// Replaces `first` → `second` by the merged conv.
@@ -218,7 +296,7 @@ fn apply_merge(
         &[&n1, &n2],
         format!(
             "merged '{n1}' → '{n2}' into one {}×{} conv ({} → {} channels)",
-            k[0], k[1], merged.weight.cin, merged.weight.cout
+            k[0], k[1], merged.cin, merged.cout
         ),
     )
     .removed(&[&n1, &n2])
@@ -231,21 +309,19 @@ fn apply_merge(
 /// on the input channels of `m`'s group, so the product touches
 /// `cout·cmid·(cin/G1)·k²` weights, not `cout·cmid·cin·k²` (a depthwise
 /// 7×7 on 384 channels into a 1×1 to 1152: 21 M multiply-adds, not 8.3 G).
-fn kxk_then_1x1(p1: &ConvParams, p2: &ConvParams) -> NewConv {
+fn kxk_then_1x1(p1: &ConvParams, p2: &ConvParams) -> Kernel {
     let w1 = &p1.weight;
     let (cout, cmid, cin) = (p2.weight.cout, w1.cout, w1.cin);
     let (kh, kw) = (w1.kh, w1.kw);
     let mut w = Kernel::zeros(cout, cin, 1, kh, kw);
     let taps = cin * kh * kw;
     let group_taps = w1.cin_g() * kh * kw;
-    let mut bias = p2.bias.clone();
-    for (o, b) in bias.iter_mut().enumerate() {
+    for o in 0..cout {
         for m in 0..cmid {
             let a = p2.weight.data[o * cmid + m];
             if a == 0.0 {
                 continue;
             }
-            *b += a * p1.bias[m];
             // m's filter, and where its group's inputs sit in a dense row.
             let src = &w1.data[m * group_taps..(m + 1) * group_taps];
             let first_in = (m / w1.cout_g()) * w1.cin_g();
@@ -254,22 +330,16 @@ fn kxk_then_1x1(p1: &ConvParams, p2: &ConvParams) -> NewConv {
             dst.iter_mut().zip(src).for_each(|(d, s)| *d += a * s);
         }
     }
-    NewConv {
-        weight: w,
-        bias,
-        dtype: p1.dtype,
-        geometry: p1.geometry,
-    }
+    w
 }
 
 /// `W'[o,i,:,:] = Σ_j W2[o,j,:,:]·W1[m(o,j), i]`; the second window.
-fn one_then_kxk(p1: &ConvParams, p2: &ConvParams) -> NewConv {
+fn one_then_kxk(p1: &ConvParams, p2: &ConvParams) -> Kernel {
     let w2 = &p2.weight;
     let cin = p1.weight.cin;
     let (kh, kw) = (w2.kh, w2.kw);
     let mut w = Kernel::zeros(w2.cout, cin, 1, kh, kw);
-    let mut bias = p2.bias.clone();
-    for (o, b) in bias.iter_mut().enumerate() {
+    for o in 0..w2.cout {
         let first_mid = (o / w2.cout_g()) * w2.cin_g();
         for j in 0..w2.cin_g() {
             let m = first_mid + j;
@@ -279,7 +349,6 @@ fn one_then_kxk(p1: &ConvParams, p2: &ConvParams) -> NewConv {
                     if a == 0.0 {
                         continue;
                     }
-                    *b += a * p1.bias[m];
                     for i in 0..cin {
                         let d = w.idx(o, i, y, x);
                         w.data[d] += a * p1.weight.data[m * cin + i];
@@ -288,10 +357,5 @@ fn one_then_kxk(p1: &ConvParams, p2: &ConvParams) -> NewConv {
             }
         }
     }
-    NewConv {
-        weight: w,
-        bias,
-        dtype: p2.dtype,
-        geometry: p2.geometry,
-    }
+    w
 }

@@ -35,7 +35,15 @@ pub struct Graph {
     /// How many of `nodes` are live (the pass manager asks after every pass).
     pub(crate) live_nodes: usize,
     pub(crate) values: Vec<Option<Value>>,
+    /// Value name → id. A removed value's entry is left in place and
+    /// read as absent (ids are never reused, so an entry whose value is
+    /// gone is stale whatever it names): removing it hashed the name and
+    /// probed the table once more per removed value, a fifth of
+    /// eliminate-dead on bench/scaling. Stale entries are dropped when they
+    /// outnumber the live ones.
     pub(crate) names: NameMap<ValueId>,
+    /// Entries of `names` whose value was removed.
+    pub(crate) stale_names: usize,
     /// Graph inputs and outputs with their declared `ValueInfoProto`s.
     pub(crate) inputs: Vec<(ValueId, ValueInfoProto)>,
     pub(crate) outputs: Vec<(ValueId, ValueInfoProto)>,
@@ -207,7 +215,7 @@ impl Graph {
     }
 
     pub fn value_by_name(&self, name: &str) -> Option<ValueId> {
-        self.names.get(name).copied()
+        self.live_name(name)
     }
 
     /// Live nodes in id order.
@@ -424,14 +432,20 @@ impl Graph {
 
     // ---- building and mutating ----
 
+    /// The live value named `name` (see [`Graph::names`]).
+    pub(crate) fn live_name(&self, name: &str) -> Option<ValueId> {
+        let &id = self.names.get(name)?;
+        self.values[id.index()].is_some().then_some(id)
+    }
+
     /// A value name not yet used in the graph, derived from `base`.
     pub fn unique_name(&self, base: &str) -> String {
-        if !base.is_empty() && !self.names.contains_key(base) {
+        if !base.is_empty() && self.live_name(base).is_none() {
             return base.to_string();
         }
         (1..)
             .map(|i| format!("{base}_{i}"))
-            .find(|n| !self.names.contains_key(n.as_str()))
+            .find(|n| self.live_name(n).is_none())
             .expect("unbounded")
     }
 
@@ -450,14 +464,19 @@ impl Graph {
         self.generation += 1;
         let id = ValueId(self.values.len() as u32);
         match self.names.entry(name.clone()) {
-            std::collections::hash_map::Entry::Occupied(e) => {
+            std::collections::hash_map::Entry::Occupied(mut e) => {
                 let old = *e.get();
-                let first = self.describe_definition(old);
-                return Err(IrError::ProducedTwice {
-                    value: name.to_string(),
-                    first,
-                    second: "another definition".into(),
-                });
+                if self.values[old.index()].is_some() {
+                    let first = self.describe_definition(old);
+                    return Err(IrError::ProducedTwice {
+                        value: name.to_string(),
+                        first,
+                        second: "another definition".into(),
+                    });
+                }
+                // The name of a removed value, taken again.
+                e.insert(id);
+                self.stale_names -= 1;
             }
             std::collections::hash_map::Entry::Vacant(e) => {
                 e.insert(id);
@@ -812,8 +831,8 @@ impl Graph {
     /// initializer), with its `value_info`.
     pub fn remove_value(&mut self, v: ValueId) {
         self.generation += 1;
-        let name = self.value(v).name.clone();
-        self.names.remove(name.as_str());
+        // The name's entry goes stale (see `Graph::names`).
+        self.stale_names += 1;
         // `value_info` and `initializer_order` drop the id lazily (readers
         // skip removed values): retaining here would make removal O(n).
         if self.initializers_are_inputs {
@@ -826,6 +845,11 @@ impl Graph {
         {
             // A dropped weight's pages in the mapped input are not needed.
             crate::mapped::release(&raw);
+        }
+        if self.stale_names > 1024 && self.stale_names > self.names.len() / 2 {
+            let values = &self.values;
+            self.names.retain(|_, id| values[id.index()].is_some());
+            self.stale_names = 0;
         }
     }
 
@@ -882,7 +906,7 @@ impl Graph {
     fn check_name_table(&self) -> Result<()> {
         for v in self.value_ids() {
             let val = self.value(v);
-            if self.names.get(val.name.as_str()) != Some(&v) {
+            if self.live_name(val.name.as_str()) != Some(v) {
                 return Err(IrError::Invalid(format!(
                     "value '{}' is missing from the name table",
                     val.name
@@ -890,17 +914,25 @@ impl Graph {
             }
         }
         // Every live value's name maps to it, so the table holds at least
-        // one entry per value: any other entry is stale.
-        let stale = self
+        // one entry per value: any other entry names a live value by
+        // another name, or the count of removed values' entries is off.
+        let wrong = self
             .names
             .iter()
-            .filter(|(name, &v)| self.try_value(v).is_none_or(|val| val.name != **name))
+            .filter(|(name, &v)| self.try_value(v).is_some_and(|val| val.name != **name))
             .map(|(name, _)| name.as_str())
-            .min()
-            .unwrap_or("");
-        Err(IrError::Invalid(format!(
-            "name table entry '{stale}' is stale"
-        )))
+            .min();
+        Err(IrError::Invalid(match wrong {
+            Some(name) => format!("name table entry '{name}' is stale"),
+            None => format!(
+                "the name table counts {} entries of removed values, not {}",
+                self.stale_names,
+                self.names
+                    .values()
+                    .filter(|v| self.try_value(**v).is_none())
+                    .count()
+            ),
+        }))
     }
 
     /// Checks every invariant; a pass manager calls this after each pass.
@@ -913,12 +945,16 @@ impl Graph {
         // map every value's name to it (distinct names cannot point at one
         // value). One pass over the table instead of a lookup per value;
         // the lookups run only to name the fault.
-        let table_ok = self.names.iter().all(|(name, &v)| {
-            self.try_value(v)
-                .is_some_and(|val| val.id == v && val.name == *name)
+        let mut stale = 0;
+        let table_ok = self.names.iter().all(|(name, &v)| match self.try_value(v) {
+            Some(val) => val.id == v && val.name == *name,
+            None => {
+                stale += 1;
+                v.index() < self.values.len()
+            }
         });
         let live = self.values.iter().filter(|v| v.is_some()).count();
-        if !(table_ok && self.names.len() == live) {
+        if !(table_ok && stale == self.stale_names && self.names.len() - stale == live) {
             self.check_name_table()?;
         }
         for v in self.value_ids() {

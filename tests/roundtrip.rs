@@ -208,3 +208,74 @@ fn an_overwritten_file_keeps_its_mode() {
     let mode = std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o666 & !umask);
 }
+
+/// Tensors of 64 KiB and more are copied from the mapped input file to
+/// the output by the kernel, between buffered writes of everything else:
+/// the output must still be the input, byte for byte, whatever the
+/// tensors' sizes and offsets.
+#[test]
+fn large_tensors_copied_from_the_input_file_land_in_place() {
+    use npuopt::ir::proto::{GraphProto, NodeProto, OperatorSetIdProto, TensorProto};
+    let mut inits = Vec::new();
+    let mut nodes = Vec::new();
+    let mut prev = "x".to_string();
+    for (i, len) in [70_001usize, 3, 300_017, 65_536, 1 << 20, 65_535]
+        .into_iter()
+        .enumerate()
+    {
+        let w = format!("w{i}");
+        inits.push(TensorProto {
+            name: Some(w.clone()),
+            dims: vec![len as i64],
+            data_type: Some(2), // uint8
+            raw_data: Some(Bytes::from(
+                (0..len).map(|j| (j * 31 + i) as u8).collect::<Vec<u8>>(),
+            )),
+            ..Default::default()
+        });
+        let out = format!("y{i}");
+        nodes.push(NodeProto {
+            name: Some(format!("add{i}")),
+            op_type: Some("Add".into()),
+            input: vec![prev.clone(), w],
+            output: vec![out.clone()],
+            ..Default::default()
+        });
+        prev = out;
+    }
+    let info = |n: &str| npuopt::ir::proto::ValueInfoProto {
+        name: Some(n.into()),
+        ..Default::default()
+    };
+    let model = ModelProto {
+        ir_version: Some(8),
+        opset_import: vec![OperatorSetIdProto {
+            domain: Some(String::new()),
+            version: Some(13),
+        }],
+        graph: Some(GraphProto {
+            name: Some("big".into()),
+            node: nodes,
+            initializer: inits,
+            input: vec![info("x")],
+            output: vec![info(&prev)],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.onnx");
+    let original = model.encode_to_vec();
+    std::fs::write(&input, &original).unwrap();
+    let m = import::load(&input).unwrap();
+    for (k, skip_sync) in [false, true].into_iter().enumerate() {
+        let out = dir.path().join(format!("out{k}.onnx"));
+        let opts = WriteOptions {
+            skip_sync,
+            ..Default::default()
+        };
+        let written = m.write(&out, &opts).unwrap();
+        assert_eq!(written, original.len() as u64);
+        assert!(std::fs::read(&out).unwrap() == original);
+    }
+}

@@ -96,8 +96,8 @@ fn blank_node(
         op_type,
         domain,
         rest,
-        inputs: Vec::new(),
-        outputs: Vec::new(),
+        inputs: Default::default(),
+        outputs: Default::default(),
         captures: Vec::new(),
         order: 0,
     }
@@ -152,6 +152,15 @@ fn name(wire_type: WireType, buf: &mut Bytes, field: &str) -> Result<Name> {
 }
 
 fn graph_into(mut buf: Bytes, g: &mut RawGraph) -> Result<()> {
+    // The lists sized first: growing a million-node table by doubling
+    // copied it and faulted in its pages again and again.
+    let (nodes, initializers) = count_nodes_and_initializers(&buf);
+    g.nodes.reserve(nodes);
+    g.input_ends.reserve(nodes);
+    g.output_ends.reserve(nodes);
+    g.input_names.reserve(2 * nodes);
+    g.output_names.reserve(nodes);
+    g.initializers.reserve(initializers);
     while buf.has_remaining() {
         let (tag, wire_type) = decode_key(&mut buf).map_err(err)?;
         match tag {
@@ -181,6 +190,28 @@ fn graph_into(mut buf: Bytes, g: &mut RawGraph) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// How many nodes and initializers a graph message holds, by skipping
+/// from field to field; a count as far as the fields read (a defect is
+/// reported by the decode that follows).
+fn count_nodes_and_initializers(msg: &Bytes) -> (usize, usize) {
+    let mut buf: &[u8] = msg;
+    let (mut nodes, mut initializers) = (0, 0);
+    while !buf.is_empty() {
+        let Ok((tag, wire_type)) = decode_key(&mut buf) else {
+            break;
+        };
+        match (tag, wire_type) {
+            (1, WireType::LengthDelimited) => nodes += 1,
+            (5, WireType::LengthDelimited) => initializers += 1,
+            _ => {}
+        }
+        if prost::encoding::skip_field(wire_type, tag, &mut buf, DecodeContext::default()).is_err() {
+            break;
+        }
+    }
+    (nodes, initializers)
 }
 
 /// A `TensorProto`'s `name` (its last occurrence, as protobuf reads it) as

@@ -223,9 +223,7 @@ fn write_encoded(
     path: &Path,
     opts: &WriteOptions,
     data_file: Option<(tempfile::NamedTempFile, PathBuf)>,
-    encode: impl FnOnce(
-        &mut StreamingBuf<std::io::BufWriter<&mut std::fs::File>>,
-    ) -> std::result::Result<(), String>,
+    encode: impl FnOnce(&mut StreamingBuf) -> std::result::Result<(), String>,
 ) -> Result<u64> {
     let werr = |message: String| IrError::Write {
         path: path.to_path_buf(),
@@ -242,10 +240,7 @@ fn write_encoded(
         ))
     })?;
     let written = {
-        let mut sink = StreamingBuf::new(std::io::BufWriter::with_capacity(
-            1 << 20,
-            tmp.as_file_mut(),
-        ));
+        let mut sink = StreamingBuf::new(tmp.as_file_mut());
         encode(&mut sink).map_err(werr)?;
         sink.finish().map_err(|e| werr(e.to_string()))?
     };
@@ -339,23 +334,26 @@ fn move_tensors_out(
     Ok(tmp)
 }
 
-/// A `BufMut` that streams into a writer through a fixed buffer, so
+/// A `BufMut` that streams into a file through a fixed buffer, so
 /// encoding a model never holds a second copy of it in memory. Large slices
-/// (tensor payloads) go straight to the writer.
-struct StreamingBuf<W: Write> {
-    w: W,
+/// (tensor payloads) go straight to the file: on Linux, a slice of the
+/// mapped input is copied from the input file by the kernel
+/// (`copy_file_range`), so its pages are never mapped into the process.
+struct StreamingBuf<'f> {
+    w: &'f mut std::fs::File,
     buf: Vec<u8>,
     written: u64,
     error: Option<std::io::Error>,
 }
 
+/// Slices at least this long bypass the buffer.
 const CHUNK: usize = 1 << 16;
 
-impl<W: Write> StreamingBuf<W> {
-    fn new(w: W) -> Self {
+impl<'f> StreamingBuf<'f> {
+    fn new(w: &'f mut std::fs::File) -> Self {
         StreamingBuf {
             w,
-            buf: Vec::with_capacity(CHUNK),
+            buf: Vec::with_capacity(1 << 20),
             written: 0,
             error: None,
         }
@@ -378,9 +376,59 @@ impl<W: Write> StreamingBuf<W> {
         self.w.flush()?;
         Ok(self.written)
     }
+
+    /// Writes a large slice (the buffer flushed): the part of it the kernel
+    /// copies from the input file, then the rest from memory.
+    fn write_large(&mut self, src: &[u8]) {
+        let copied = copy_from_input(src, self.w);
+        if let Err(e) = self.w.write_all(&src[copied..]) {
+            self.error = Some(e);
+        }
+    }
 }
 
-unsafe impl<W: Write> BufMut for StreamingBuf<W> {
+/// How much of `src` (from the start) the kernel copied to `out`, when
+/// `src` is a slice of a mapped input file; 0 otherwise or where the copy
+/// is not supported (the caller writes the rest).
+#[cfg(target_os = "linux")]
+fn copy_from_input(src: &[u8], out: &std::fs::File) -> usize {
+    use std::os::fd::AsRawFd;
+    let Some((input, offset)) = crate::mapped::file_range(src) else {
+        return 0;
+    };
+    let mut done = 0usize;
+    while done < src.len() {
+        let Ok(mut at) = libc::loff_t::try_from(offset + done as u64) else {
+            break;
+        };
+        // SAFETY: both descriptors are open files owned by live values;
+        // the kernel reads `input` at `at` and writes at `out`'s position.
+        let n = unsafe {
+            libc::copy_file_range(
+                input.file.as_raw_fd(),
+                &mut at,
+                out.as_raw_fd(),
+                std::ptr::null_mut(),
+                src.len() - done,
+                0,
+            )
+        };
+        if n <= 0 {
+            // Unsupported here, interrupted, or the file shrank: the rest
+            // is written from the mapping (which reports a real error).
+            break;
+        }
+        done += n as usize;
+    }
+    done
+}
+
+#[cfg(not(target_os = "linux"))]
+fn copy_from_input(_: &[u8], _: &std::fs::File) -> usize {
+    0
+}
+
+unsafe impl BufMut for StreamingBuf<'_> {
     fn remaining_mut(&self) -> usize {
         usize::MAX - self.written as usize
     }
@@ -404,9 +452,7 @@ unsafe impl<W: Write> BufMut for StreamingBuf<W> {
         if src.len() >= CHUNK {
             self.flush_buf();
             if self.error.is_none() {
-                if let Err(e) = self.w.write_all(src) {
-                    self.error = Some(e);
-                }
+                self.write_large(src);
             }
             // A tensor written straight from the mapped input: its pages
             // are not needed again (re-read from the file if they are).

@@ -35,7 +35,15 @@ pub struct Graph {
     /// How many of `nodes` are live (the pass manager asks after every pass).
     pub(crate) live_nodes: usize,
     pub(crate) values: Vec<Option<Value>>,
+    /// Value name → id. A removed value's entry is left in place and
+    /// read as absent (ids are never reused, so an entry whose value is
+    /// gone is stale whatever it names): removing it hashed the name and
+    /// probed the table once more per removed value, a fifth of
+    /// eliminate-dead on bench/scaling. Stale entries are dropped when they
+    /// outnumber the live ones.
     pub(crate) names: NameMap<ValueId>,
+    /// Entries of `names` whose value was removed.
+    pub(crate) stale_names: usize,
     /// Graph inputs and outputs with their declared `ValueInfoProto`s.
     pub(crate) inputs: Vec<(ValueId, ValueInfoProto)>,
     pub(crate) outputs: Vec<(ValueId, ValueInfoProto)>,
@@ -45,8 +53,9 @@ pub struct Graph {
     /// Bumped by every mutation: lets the pass manager skip re-validating a
     /// graph a pass did not touch.
     pub(crate) generation: u64,
-    /// Names of live nodes, so new names are unique in O(1).
-    pub(crate) node_names: std::collections::HashSet<Name, foldhash::fast::RandomState>,
+    /// Names of live nodes, so new names are unique in O(1); built the
+    /// first time a node is named (most runs name none).
+    pub(crate) node_names: NodeNames,
     /// Version of the default ONNX domain (`ai.onnx`) the model imports.
     pub(crate) opset: i64,
     /// IR version < 4: every initializer must also be listed as a graph
@@ -61,6 +70,51 @@ pub struct Graph {
     /// The last topological order and the generation it is of: every pass
     /// asks for the order, and most runs of a pass change nothing.
     pub(crate) topo_cache: TopoCache,
+}
+
+/// The set of node names taken, built when first needed. Until then the
+/// names of removed nodes are recorded, so the set comes out as if it had
+/// been kept all along: the nodes' names at import, then each removed
+/// node's name taken out (a name two nodes share goes with the first of
+/// them removed, as it always did).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct NodeNames {
+    built: std::sync::OnceLock<std::collections::HashSet<Name, foldhash::fast::RandomState>>,
+    removed: Vec<Name>,
+}
+
+impl NodeNames {
+    fn get(&self, nodes: &[Option<Node>]) -> &std::collections::HashSet<Name, foldhash::fast::RandomState> {
+        self.built.get_or_init(|| {
+            let mut set: std::collections::HashSet<Name, foldhash::fast::RandomState> = nodes
+                .iter()
+                .flatten()
+                .filter_map(|n| n.name.clone())
+                .collect();
+            for n in &self.removed {
+                set.remove(n.as_str());
+            }
+            set
+        })
+    }
+
+    fn contains(&self, nodes: &[Option<Node>], name: &str) -> bool {
+        self.get(nodes).contains(name)
+    }
+
+    fn insert(&mut self, nodes: &[Option<Node>], name: Name) {
+        self.get(nodes);
+        self.built.get_mut().expect("built").insert(name);
+    }
+
+    fn remove(&mut self, name: Name) {
+        match self.built.get_mut() {
+            Some(set) => {
+                set.remove(name.as_str());
+            }
+            None => self.removed.push(name),
+        }
+    }
 }
 
 /// A value whose declared type (`value_info` or a graph output) and
@@ -161,7 +215,7 @@ impl Graph {
     }
 
     pub fn value_by_name(&self, name: &str) -> Option<ValueId> {
-        self.names.get(name).copied()
+        self.live_name(name)
     }
 
     /// Live nodes in id order.
@@ -378,25 +432,31 @@ impl Graph {
 
     // ---- building and mutating ----
 
+    /// The live value named `name` (see [`Graph::names`]).
+    pub(crate) fn live_name(&self, name: &str) -> Option<ValueId> {
+        let &id = self.names.get(name)?;
+        self.values[id.index()].is_some().then_some(id)
+    }
+
     /// A value name not yet used in the graph, derived from `base`.
     pub fn unique_name(&self, base: &str) -> String {
-        if !base.is_empty() && !self.names.contains_key(base) {
+        if !base.is_empty() && self.live_name(base).is_none() {
             return base.to_string();
         }
         (1..)
             .map(|i| format!("{base}_{i}"))
-            .find(|n| !self.names.contains_key(n.as_str()))
+            .find(|n| self.live_name(n).is_none())
             .expect("unbounded")
     }
 
     /// A node name not yet used, derived from `base`.
     pub fn unique_node_name(&self, base: &str) -> String {
-        if !base.is_empty() && !self.node_names.contains(base) {
+        if !base.is_empty() && !self.node_names.contains(&self.nodes, base) {
             return base.to_string();
         }
         (1..)
             .map(|i| format!("{base}_{i}"))
-            .find(|n| !self.node_names.contains(n.as_str()))
+            .find(|n| !self.node_names.contains(&self.nodes, n))
             .expect("unbounded")
     }
 
@@ -404,14 +464,19 @@ impl Graph {
         self.generation += 1;
         let id = ValueId(self.values.len() as u32);
         match self.names.entry(name.clone()) {
-            std::collections::hash_map::Entry::Occupied(e) => {
+            std::collections::hash_map::Entry::Occupied(mut e) => {
                 let old = *e.get();
-                let first = self.describe_definition(old);
-                return Err(IrError::ProducedTwice {
-                    value: name.to_string(),
-                    first,
-                    second: "another definition".into(),
-                });
+                if self.values[old.index()].is_some() {
+                    let first = self.describe_definition(old);
+                    return Err(IrError::ProducedTwice {
+                        value: name.to_string(),
+                        first,
+                        second: "another definition".into(),
+                    });
+                }
+                // The name of a removed value, taken again.
+                e.insert(id);
+                self.stale_names -= 1;
             }
             std::collections::hash_map::Entry::Vacant(e) => {
                 e.insert(id);
@@ -421,7 +486,7 @@ impl Graph {
             id,
             name,
             producer: None,
-            uses: Vec::new(),
+            uses: Default::default(),
             initializer: None,
             sparse: false,
             declared: false,
@@ -540,7 +605,7 @@ impl Graph {
         self.generation += 1;
         let op_type = op.op_type().expect("a typed op").to_string();
         let node_name = Name::from(self.unique_node_name(name));
-        self.node_names.insert(node_name.clone());
+        self.node_names.insert(&self.nodes, node_name.clone());
         let rest = rest_of(NodeProto {
             attribute: op.to_attributes(),
             ..Default::default()
@@ -574,7 +639,7 @@ impl Graph {
             op_type: Some(Name::from(op_type)),
             domain: None,
             rest,
-            inputs: inputs.to_vec(),
+            inputs: inputs.iter().copied().collect(),
             outputs: outs.iter().map(|&o| Some(o)).collect(),
             captures: Vec::new(),
             order,
@@ -698,7 +763,7 @@ impl Graph {
             None => 0,
         };
         let name = Name::from(self.unique_node_name(&format!("{}_identity", self.value(old).name)));
-        self.node_names.insert(name.clone());
+        self.node_names.insert(&self.nodes, name.clone());
         self.generation += 1;
         self.live_nodes += 1;
         self.nodes.push(Some(Node {
@@ -707,8 +772,8 @@ impl Graph {
             op_type: Some(Name::from("Identity")),
             domain: None,
             rest: None,
-            inputs: vec![Some(new)],
-            outputs: vec![Some(old)],
+            inputs: smallvec::smallvec![Some(new)],
+            outputs: smallvec::smallvec![Some(old)],
             captures: Vec::new(),
             order,
         }));
@@ -756,7 +821,7 @@ impl Graph {
             self.remove_value(out);
         }
         if let Some(name) = self.node_mut(id).name.take() {
-            self.node_names.remove(name.as_str());
+            self.node_names.remove(name);
         }
         self.nodes[id.index()] = None;
         self.live_nodes -= 1;
@@ -766,8 +831,8 @@ impl Graph {
     /// initializer), with its `value_info`.
     pub fn remove_value(&mut self, v: ValueId) {
         self.generation += 1;
-        let name = self.value(v).name.clone();
-        self.names.remove(name.as_str());
+        // The name's entry goes stale (see `Graph::names`).
+        self.stale_names += 1;
         // `value_info` and `initializer_order` drop the id lazily (readers
         // skip removed values): retaining here would make removal O(n).
         if self.initializers_are_inputs {
@@ -780,6 +845,11 @@ impl Graph {
         {
             // A dropped weight's pages in the mapped input are not needed.
             crate::mapped::release(&raw);
+        }
+        if self.stale_names > 1024 && self.stale_names > self.names.len() / 2 {
+            let values = &self.values;
+            self.names.retain(|_, id| values[id.index()].is_some());
+            self.stale_names = 0;
         }
     }
 
@@ -836,7 +906,7 @@ impl Graph {
     fn check_name_table(&self) -> Result<()> {
         for v in self.value_ids() {
             let val = self.value(v);
-            if self.names.get(val.name.as_str()) != Some(&v) {
+            if self.live_name(val.name.as_str()) != Some(v) {
                 return Err(IrError::Invalid(format!(
                     "value '{}' is missing from the name table",
                     val.name
@@ -844,17 +914,25 @@ impl Graph {
             }
         }
         // Every live value's name maps to it, so the table holds at least
-        // one entry per value: any other entry is stale.
-        let stale = self
+        // one entry per value: any other entry names a live value by
+        // another name, or the count of removed values' entries is off.
+        let wrong = self
             .names
             .iter()
-            .filter(|(name, &v)| self.try_value(v).is_none_or(|val| val.name != **name))
+            .filter(|(name, &v)| self.try_value(v).is_some_and(|val| val.name != **name))
             .map(|(name, _)| name.as_str())
-            .min()
-            .unwrap_or("");
-        Err(IrError::Invalid(format!(
-            "name table entry '{stale}' is stale"
-        )))
+            .min();
+        Err(IrError::Invalid(match wrong {
+            Some(name) => format!("name table entry '{name}' is stale"),
+            None => format!(
+                "the name table counts {} entries of removed values, not {}",
+                self.stale_names,
+                self.names
+                    .values()
+                    .filter(|v| self.try_value(**v).is_none())
+                    .count()
+            ),
+        }))
     }
 
     /// Checks every invariant; a pass manager calls this after each pass.
@@ -867,12 +945,16 @@ impl Graph {
         // map every value's name to it (distinct names cannot point at one
         // value). One pass over the table instead of a lookup per value;
         // the lookups run only to name the fault.
-        let table_ok = self.names.iter().all(|(name, &v)| {
-            self.try_value(v)
-                .is_some_and(|val| val.id == v && val.name == *name)
+        let mut stale = 0;
+        let table_ok = self.names.iter().all(|(name, &v)| match self.try_value(v) {
+            Some(val) => val.id == v && val.name == *name,
+            None => {
+                stale += 1;
+                v.index() < self.values.len()
+            }
         });
         let live = self.values.iter().filter(|v| v.is_some()).count();
-        if !(table_ok && self.names.len() == live) {
+        if !(table_ok && stale == self.stale_names && self.names.len() - stale == live) {
             self.check_name_table()?;
         }
         for v in self.value_ids() {

@@ -100,7 +100,6 @@ fn build(proto: ModelProto, mut g: RawGraph, dir: Option<&Path>) -> Result<Model
         + g.output_names.len();
     graph.values.reserve_exact(value_count);
     graph.names.reserve(value_count);
-    graph.node_names.reserve(nodes.len());
     graph.initializer_order.reserve_exact(initializers.len());
 
     // Graph inputs first: an initializer of the same name gives the input a
@@ -179,7 +178,7 @@ fn build(proto: ModelProto, mut g: RawGraph, dir: Option<&Path>) -> Result<Model
                 }
             })?;
         let names = g.node_outputs(index);
-        let mut outputs = Vec::with_capacity(names.len());
+        let mut outputs = crate::node::Outputs::with_capacity(names.len());
         for (slot, o) in names.iter().enumerate() {
             if o.is_empty() {
                 outputs.push(None);
@@ -206,9 +205,6 @@ fn build(proto: ModelProto, mut g: RawGraph, dir: Option<&Path>) -> Result<Model
             graph.value_mut(v).producer = Some((id, slot));
             outputs.push(Some(v));
         }
-        if let Some(n) = &node.name {
-            graph.node_names.insert(n.clone());
-        }
         node.outputs = outputs;
         node.order = (index as u64 + 1) * ORDER_GAP;
         graph.generation += 1;
@@ -220,7 +216,7 @@ fn build(proto: ModelProto, mut g: RawGraph, dir: Option<&Path>) -> Result<Model
     for index in 0..graph.nodes.len() {
         let id = NodeId(index as u32);
         let names = g.node_inputs(index);
-        let mut ids = Vec::with_capacity(names.len());
+        let mut ids = crate::node::Inputs::with_capacity(names.len());
         for (slot, input) in names.iter().enumerate() {
             if input.is_empty() {
                 ids.push(None);

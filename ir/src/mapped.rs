@@ -35,7 +35,7 @@ pub fn read(path: &Path) -> std::io::Result<Bytes> {
         // file changing under it, which the module documentation discusses
         // (npuopt itself never writes into a file it has open).
         if let Ok(map) = unsafe { memmap2::Mmap::map(&file) } {
-            return Ok(Bytes::from_owner(Mapping::register(map)));
+            return Ok(Bytes::from_owner(Mapping::register(MappedFile { map, file })));
         }
     }
     let mut buf = Vec::with_capacity(meta.len() as usize);
@@ -43,28 +43,56 @@ pub fn read(path: &Path) -> std::io::Result<Bytes> {
     Ok(Bytes::from(buf))
 }
 
+/// A mapped model file, with the file kept open: the writer has the
+/// kernel copy unchanged tensors from it (see [`file_range`]).
+pub(crate) struct MappedFile {
+    map: memmap2::Mmap,
+    pub(crate) file: std::fs::File,
+}
+
 /// A mapping shared by the `Bytes` slices of it, registered so that
-/// [`release`] can find it from a slice.
-struct Mapping(Arc<memmap2::Mmap>);
+/// [`release`] and [`file_range`] can find it from a slice.
+struct Mapping(Arc<MappedFile>);
 
 impl AsRef<[u8]> for Mapping {
     fn as_ref(&self) -> &[u8] {
-        &self.0
+        &self.0.map
     }
 }
 
 /// The live mappings: start address, length, the map (weak: a mapping is
 /// unmapped when its last slice goes, whatever the registry holds).
-static MAPPINGS: Mutex<Vec<(usize, usize, Weak<memmap2::Mmap>)>> = Mutex::new(Vec::new());
+static MAPPINGS: Mutex<Vec<(usize, usize, Weak<MappedFile>)>> = Mutex::new(Vec::new());
 
 impl Mapping {
-    fn register(map: memmap2::Mmap) -> Mapping {
-        let map = Arc::new(map);
+    fn register(mapped: MappedFile) -> Mapping {
+        let mapped = Arc::new(mapped);
         let mut all = MAPPINGS.lock().unwrap_or_else(|e| e.into_inner());
         all.retain(|(_, _, w)| w.strong_count() > 0);
-        all.push((map.as_ptr() as usize, map.len(), Arc::downgrade(&map)));
-        Mapping(map)
+        all.push((
+            mapped.map.as_ptr() as usize,
+            mapped.map.len(),
+            Arc::downgrade(&mapped),
+        ));
+        Mapping(mapped)
     }
+}
+
+/// The mapped file `bytes` lies in and its offset there, when `bytes` is
+/// a slice of a mapped model file.
+fn find(bytes: &[u8]) -> Option<(Arc<MappedFile>, usize)> {
+    let start = bytes.as_ptr() as usize;
+    let all = MAPPINGS.lock().unwrap_or_else(|e| e.into_inner());
+    all.iter()
+        .find(|(s, l, _)| start >= *s && start + bytes.len() <= s + l)
+        .and_then(|(s, _, w)| Some((w.upgrade()?, start - s)))
+}
+
+/// The open file and offset `bytes` were mapped from, when it is a slice
+/// of a mapped model file: the writer copies such a tensor from the file
+/// to the output in the kernel, never mapping its pages.
+pub(crate) fn file_range(bytes: &[u8]) -> Option<(Arc<MappedFile>, u64)> {
+    find(bytes).map(|(m, offset)| (m, offset as u64))
 }
 
 /// Tells the kernel the pages under `bytes` are not needed now, when
@@ -78,31 +106,29 @@ pub fn release(bytes: &[u8]) {
     if bytes.len() < PAGE {
         return;
     }
-    let start = bytes.as_ptr() as usize;
-    let map = {
-        let all = MAPPINGS.lock().unwrap_or_else(|e| e.into_inner());
-        all.iter()
-            .find(|(s, l, _)| start >= *s && start + bytes.len() <= s + l)
-            .and_then(|(s, _, w)| Some((*s, w.upgrade()?)))
+    let Some((mapped, offset)) = find(bytes) else {
+        return;
     };
-    let Some((base, map)) = map else { return };
     // Whole pages inside the slice only: a page shared with a neighbour
     // stays (dropping it would be safe, but would cost the neighbour a
     // fault).
-    let first = (start - base).next_multiple_of(PAGE);
-    let end = (start - base + bytes.len()) / PAGE * PAGE;
+    let first = offset.next_multiple_of(PAGE);
+    let end = (offset + bytes.len()) / PAGE * PAGE;
     if end > first {
         #[cfg(unix)]
         // SAFETY: MADV_DONTNEED on a private read-only file mapping drops
         // clean pages that are re-read from the file on the next access;
         // no one writes into this mapping, so no data can be lost.
         unsafe {
-            let _ =
-                map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, first, end - first);
+            let _ = mapped.map.unchecked_advise_range(
+                memmap2::UncheckedAdvice::DontNeed,
+                first,
+                end - first,
+            );
         }
     }
     #[cfg(not(unix))]
-    let _ = (map, first, end);
+    let _ = (mapped, first, end);
 }
 
 const PAGE: usize = 4096;

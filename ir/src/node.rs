@@ -5,6 +5,11 @@ use crate::name::Name;
 use crate::op::Op;
 use crate::proto::{AttributeProto, NodeProto};
 
+/// A node's inputs: held inline up to three (most ops read one to three).
+pub(crate) type Inputs = smallvec::SmallVec<[Option<ValueId>; 3]>;
+/// A node's outputs: held inline when one.
+pub(crate) type Outputs = smallvec::SmallVec<[Option<ValueId>; 1]>;
+
 /// A node. Everything its `NodeProto` said is kept — name, op type,
 /// domain, attributes, doc string, `overload`, metadata, device
 /// configurations — so an untouched node is written back exactly; the
@@ -24,8 +29,8 @@ pub struct Node {
     /// configurations; its `input`, `output`, `name`, `op_type` and
     /// `domain` are empty. `None` when the node has none of these.
     pub(crate) rest: Option<Box<NodeProto>>,
-    pub(crate) inputs: Vec<Option<ValueId>>,
-    pub(crate) outputs: Vec<Option<ValueId>>,
+    pub(crate) inputs: Inputs,
+    pub(crate) outputs: Outputs,
     /// Outer-scope values read by this node's subgraphs (If/Loop/Scan): they
     /// count as uses, so nothing they read is renamed or removed.
     pub(crate) captures: Vec<ValueId>,

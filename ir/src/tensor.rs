@@ -372,6 +372,11 @@ impl Tensor {
             .clone()
     }
 
+    /// True when [`Tensor::count_nonzero`] has been computed.
+    pub fn nonzero_is_known(&self) -> bool {
+        self.nonzero.get().is_some()
+    }
+
     fn count_nonzero_uncached(&self) -> Result<u64, String> {
         // The magnitude bits (sign masked off) are zero exactly for ±0.
         use nonzero_magnitudes as nonzero;
@@ -810,6 +815,53 @@ mod tests {
         // A change through proto_mut clears the cached count.
         typed.proto_mut().float_data = vec![1.0, 2.0, 3.0];
         assert_eq!(typed.count_nonzero(), Ok(3));
+    }
+
+    /// Every length (so every tail), and zeros of both signs anywhere.
+    #[test]
+    fn nonzero_magnitudes_counts_as_one_element_at_a_time_does() {
+        let mut state = 0x9E3779B97F4A7C15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        fn slow(bytes: &[u8], n: usize) -> u64 {
+            let magnitude = u64::MAX >> (65 - 8 * n as u32);
+            bytes
+                .chunks_exact(n)
+                .filter(|b| {
+                    let mut a = [0u8; 8];
+                    a[..n].copy_from_slice(b);
+                    u64::from_le_bytes(a) & magnitude != 0
+                })
+                .count() as u64
+        }
+        for n in [2usize, 4, 8] {
+            for elems in 0..150usize {
+                let mut bytes = Vec::new();
+                for _ in 0..elems {
+                    let mut e = match next() % 3 {
+                        0 => vec![0u8; n],
+                        _ => next().to_le_bytes()[..n].to_vec(),
+                    };
+                    if next() % 2 == 0 {
+                        e[n - 1] |= 0x80; // the sign bit
+                    }
+                    bytes.extend(e);
+                }
+                // A stray byte past the last whole element is not counted.
+                let with_tail = [&bytes[..], &[1u8]].concat();
+                let count = |r: &[u8]| match n {
+                    2 => nonzero_magnitudes::<2>(r, |b| u16::from_le_bytes(b) << 1 != 0),
+                    4 => nonzero_magnitudes::<4>(r, |b| u32::from_le_bytes(b) << 1 != 0),
+                    _ => nonzero_magnitudes::<8>(r, |b| u64::from_le_bytes(b) << 1 != 0),
+                };
+                let got = (count(&bytes), count(&with_tail));
+                assert_eq!(got, (slow(&bytes, n), slow(&bytes, n)), "{n}-byte, {elems}");
+            }
+        }
     }
 
     #[test]

@@ -23,12 +23,15 @@ impl Use {
     }
 }
 
+pub(crate) type Uses = smallvec::SmallVec<[Use; 1]>;
+
 #[derive(Clone, Debug)]
 pub struct Value {
     pub(crate) id: ValueId,
     pub(crate) name: Name,
     pub(crate) producer: Option<(NodeId, usize)>,
-    pub(crate) uses: Vec<Use>,
+    /// Held inline when one (most values are read once).
+    pub(crate) uses: Uses,
     /// Boxed: a `TensorProto` is large, and values are scanned often.
     pub(crate) initializer: Option<Box<Tensor>>,
     /// Defined by a `sparse_initializer` (kept opaque in the graph header).

@@ -47,3 +47,36 @@ fn a_clone_orders_its_own_nodes() {
     assert_eq!(names(&h), ["a", "b", "c"]);
     assert_eq!(names(&g), ["a", "b"]);
 }
+
+/// A removed value's name is free again — for a new value and for
+/// `unique_name` — and the graph still validates, however many values
+/// come and go (the table drops its stale entries as they pile up).
+#[test]
+fn names_of_removed_values_are_free_again() {
+    let mut g = Graph::new("g", 13);
+    let x = g
+        .add_input("x", &TensorType::new(DType::FLOAT, &[1, 4]))
+        .unwrap();
+    let (_, y) = g.add_node("keep", Op::Relu, &[Some(x)], &["y"], None);
+    g.add_output(y[0]);
+    for round in 0..3000 {
+        // A fresh name each round (so removed names pile up), and every
+        // third round one used before.
+        let name = if round % 3 == 0 {
+            format!("t{}", round / 2)
+        } else {
+            format!("t{round}")
+        };
+        let (n, out) = g.add_node("tmp", Op::Relu, &[Some(x)], &[&name], None);
+        assert_eq!(g.value(out[0]).name(), name, "round {round}");
+        assert_eq!(g.value_by_name(&name), Some(out[0]));
+        g.remove_node(n);
+        assert_eq!(g.value_by_name(&name), None);
+        assert_eq!(g.unique_name(&name), name);
+        if round % 250 == 0 {
+            g.validate().unwrap();
+        }
+    }
+    g.validate().unwrap();
+    assert_eq!(names(&g), ["keep"]);
+}

@@ -637,6 +637,9 @@ pub fn totals(g: &Graph, t: &Target) -> Totals {
 
 /// Estimates the cost of every node of `g` on target `t`.
 pub fn estimate(g: &Graph, t: &Target) -> Estimate {
+    // Every layer's useful MACs read its whole weight: counted up front,
+    // on every core.
+    macs::count_weight_nonzeros(g);
     let peak = t.peak_macs_per_cycle();
     let mut layers = Vec::with_capacity(g.node_count());
     let (unsized_layers, symbols_at_one) = walk(g, t, |ctx, cost, cycles, missing| {

@@ -50,6 +50,9 @@ pub struct OptimizeOptions {
     /// `KeyboardInterrupt` into it). It also stops verification, whatever
     /// `verify.cancel` says.
     pub cancel: Cancel,
+    /// Change notes without content hashes, for a run that shows no notes
+    /// (see [`PipelineOptions::skip_note_hashes`]).
+    pub skip_note_hashes: bool,
 }
 
 /// Metadata key marking the intent of an optimized model.
@@ -279,6 +282,7 @@ pub fn optimize_with_passes(
             after_pass: Some(Box::new(after_pass)),
             gate: gate.clone(),
             cancel: opts.cancel.clone(),
+            skip_note_hashes: opts.skip_note_hashes,
         },
     );
     if opts.cancel.is_cancelled() {

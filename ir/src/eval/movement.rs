@@ -43,7 +43,7 @@ pub fn gather(data: &Val, indices: &Val, axis: i64) -> Option<Val> {
     Some(Val {
         dtype: data.dtype,
         dims,
-        bytes,
+        bytes: bytes.into(),
     })
 }
 
@@ -117,7 +117,7 @@ pub fn concat(vals: &[&Val], axis: i64) -> Option<Val> {
     Some(Val {
         dtype: first.dtype,
         dims,
-        bytes,
+        bytes: bytes.into(),
     })
 }
 
@@ -172,7 +172,7 @@ pub fn transpose(x: &Val, perm: Option<Vec<i64>>) -> Option<Val> {
     let src: Vec<i64> = src.iter().map(|&s| s as i64).collect();
     Some(Val {
         dtype: x.dtype,
-        bytes: gather_strided(x, &dims, &src, 0),
+        bytes: gather_strided(x, &dims, &src, 0).into(),
         dims,
     })
 }
@@ -347,6 +347,6 @@ pub fn slice(
     Some(Val {
         dtype: x.dtype,
         dims,
-        bytes,
+        bytes: bytes.into(),
     })
 }

@@ -7,20 +7,22 @@
 #
 #   cargo build --release && bench/verify_zoo.sh [ZOO_DIR] [MODEL ...]
 #
-# ZOO_DIR defaults to /work/zoo (made by bench/make_zoo.py). Prints
-# figures; asserts nothing.
+# ZOO_DIR defaults to /work/zoo (made by bench/make_zoo.py); NPUOPT_BIN
+# picks another binary (a build to compare with). Prints figures; asserts
+# nothing.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 zoo=${1:-/work/zoo}
 shift || true
 models=("$@")
 [ ${#models[@]} -eq 0 ] && models=(mobileone_s0_ts resnet18_ts yolov8n_ts yolo11n_ts yolov10n_ts rtdetr_l_ts mobilenetv2_100_fp16 resnet18_fp16)
+bin=${NPUOPT_BIN:-./target/release/npuopt}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 for m in "${models[@]}"; do
     f="$zoo/$m.onnx"
     [ -f "$f" ] || { echo "== $m: missing ($f)"; continue; }
-    NPUOPT_TIMINGS=1 /usr/bin/time -f "%e %M" -o "$tmp/time" ./target/release/npuopt optimize -q "$f" \
+    NPUOPT_TIMINGS=1 /usr/bin/time -f "%e %M" -o "$tmp/time" "$bin" optimize -q "$f" \
         -o "$tmp/out.onnx" --report "$tmp/r.json" 2>"$tmp/err"
     rc=$?
     read -r secs kb <"$tmp/time"

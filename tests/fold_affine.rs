@@ -125,3 +125,22 @@ fn division_by_zero_stays() {
     let r = run(&m.build(), PASS);
     assert!(rules(&r).is_empty(), "{:?}", r.report.changes);
 }
+
+/// Layer scale after two convs that share one weight: the folded weight
+/// would be a second copy, so it waits for a target's cost model like a BN.
+#[test]
+fn per_channel_mul_after_a_shared_weight_waits_for_a_target() {
+    let mut m = ModelBuilder::new("shared_weight_mul", 13);
+    let x = m.input("x", &[1, 4, 8, 8]);
+    let w = m.random_weight("w", &[6, 4, 3, 3], -0.5, 0.5);
+    let spec = ConvSpec::new(6, 3).pad(1);
+    let mut outs = Vec::new();
+    for k in ["ka", "kb"] {
+        let y = m.conv_with(&x, &w, None, &spec);
+        let c = m.random_weight(k, &[6, 1, 1], 0.5, 1.5);
+        outs.push(m.mul(&y, &c));
+    }
+    let y = m.add(&outs[0], &outs[1]);
+    m.output(&y);
+    assert_shared_weight_fold_is_gated(&m.build(), PASS, "fold-batchnorm", "Mul");
+}

@@ -143,38 +143,5 @@ fn bn_after_a_conv_with_a_shared_weight_waits_for_a_target() {
     let b = m.batch_norm(&b);
     let y = m.add(&a, &b);
     m.output(&y);
-    let proto = m.build();
-    let r = run(&proto, PASS);
-    assert_eq!(count(&r.model, "BatchNormalization"), 2);
-    assert!(
-        r.report
-            .skips
-            .iter()
-            .any(|s| s.reason.contains("shared with another node")),
-        "{:?}",
-        r.report.skips
-    );
-    let opts = npuopt_passes::PipelineOptions {
-        gate: gate(Some("edgetpu"), npuopt_passes::Intent::Deploy, &[]),
-        ..Default::default()
-    };
-    let r = run_with(&proto, PASS, opts);
-    assert!(!r.report.decisions.is_empty());
-    for d in &r.report.decisions {
-        let (growth, margin) = d.heavier.as_ref().expect("a heavier proposal");
-        assert!(growth.contains("weights"), "{growth}");
-        let gain = 1.0 - d.cycles_after as f64 / d.cycles_before as f64;
-        assert_eq!(d.applied, gain > *margin, "{d:?}");
-    }
-    let opts = npuopt_passes::PipelineOptions {
-        gate: gate(
-            Some("edgetpu"),
-            npuopt_passes::Intent::Deploy,
-            &["fold-batchnorm"],
-        ),
-        ..Default::default()
-    };
-    let r = run_with(&proto, PASS, opts);
-    assert_eq!(count(&r.model, "BatchNormalization"), 0);
-    assert_verified(&r, "shared weight on a target, forced");
+    assert_shared_weight_fold_is_gated(&m.build(), PASS, "fold-batchnorm", "BatchNormalization");
 }

@@ -260,3 +260,26 @@ fn distillation_head_keeps_no_batchnorm() {
     real_case("distill_head_ts.onnx", 0);
     real_case("distill_head_dynamo.onnx", 0);
 }
+
+/// LeViT's LinearNorm twice over one shared MatMul weight: the folded
+/// weight would be a second copy, so it waits for a target's cost model.
+#[test]
+fn bn1d_after_a_shared_matmul_weight_waits_for_a_target() {
+    let mut m = ModelBuilder::new("shared_linear_norm", 13);
+    let x = m.input("x", &[1, 16, 8]);
+    let w = m.random_weight("w", &[8, 12], -0.5, 0.5);
+    let mut outs = Vec::new();
+    for _ in 0..2 {
+        let y = m.matmul_with(&x, &w);
+        let f = m.reshape(&y, &[16, 12]);
+        outs.push(m.batch_norm(&f));
+    }
+    let y = m.add(&outs[0], &outs[1]);
+    m.output(&y);
+    assert_shared_weight_fold_is_gated(
+        &m.build(),
+        PASS,
+        "fold-batchnorm-across",
+        "BatchNormalization",
+    );
+}

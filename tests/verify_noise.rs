@@ -403,3 +403,33 @@ fn rtdetr_with_topk_query_selection_verifies_and_every_mutation_is_caught() {
         ],
     );
 }
+
+/// Models with `Erf` (GELU) are measured against the input evaluated in
+/// f64: tract has no f64 `Erf`, and the reference lowers it to operators
+/// it has. A transformer MLP block, RT-DETR (one GELU in its encoder) and
+/// FastViT each verify against that reference, and a 1 % change of the
+/// MLP's first weight is caught.
+#[test]
+fn erf_models_are_verified_against_the_f64_reference() {
+    let mlp = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/f64/gelu_mlp.onnx");
+    let reference_of = |a: &Path, b: &Path| -> (Option<i32>, serde_json::Value) {
+        let done = npuopt(&["verify", a.to_str().unwrap(), b.to_str().unwrap(), "--json"]);
+        let json = serde_json::from_slice(&done.stdout).unwrap_or_default();
+        (done.status.code(), json)
+    };
+    for model in [mlp.clone(), real("rtdetr_ts.onnx"), real("fastvit_ts.onnx")] {
+        let (code, json) = reference_of(&model, &model);
+        assert_eq!(code, Some(0), "{}: {json}", model.display());
+        assert_eq!(json["reference"], "f64", "{}: {json}", model.display());
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = read(&mlp);
+    let ix = init_ix(&m, "fc1.weight");
+    scale(&mut m.graph.as_mut().unwrap().initializer[ix], 1.01);
+    let bad = dir.path().join("bad.onnx");
+    write(&m, &bad);
+    let (code, json) = reference_of(&mlp, &bad);
+    assert_eq!(code, Some(3), "{json}");
+    assert_eq!(json["reference"], "f64", "{json}");
+}

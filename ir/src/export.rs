@@ -12,6 +12,7 @@ use bytes::buf::UninitSlice;
 use bytes::{Buf, BufMut};
 use prost::Message;
 
+use crate::encode::Plan;
 use crate::error::{IrError, Result};
 use crate::graph::Graph;
 use crate::model::Model;
@@ -87,23 +88,15 @@ impl Graph {
     pub fn to_proto(&self) -> Result<GraphProto> {
         let order = self.topo_order()?;
         let mut g = self.header.clone();
-        let name = |v| self.value(v).name.clone();
+        let name = |v| self.value(v).name.to_string();
         g.node = order
             .iter()
             .map(|&id| {
                 let n = self.node(id);
-                let mut p = n.proto.clone();
-                p.input = n
-                    .inputs
-                    .iter()
-                    .map(|v| v.map(name).unwrap_or_default())
-                    .collect();
-                p.output = n
-                    .outputs
-                    .iter()
-                    .map(|v| v.map(name).unwrap_or_default())
-                    .collect();
-                p
+                let names = |vs: &[Option<crate::ValueId>]| {
+                    vs.iter().map(|v| v.map(name).unwrap_or_default()).collect()
+                };
+                n.to_proto(names(&n.inputs), names(&n.outputs))
             })
             .collect();
         g.initializer = self
@@ -112,7 +105,7 @@ impl Graph {
                 let t = self.value(v).initializer.as_deref().expect("initializer");
                 let mut p = t.proto().clone();
                 if p.name.as_deref() != Some(self.value(v).name.as_str()) {
-                    p.name = Some(self.value(v).name.clone());
+                    p.name = Some(self.value(v).name.to_string());
                 }
                 p
             })
@@ -145,24 +138,40 @@ impl Model {
         Ok(m)
     }
 
-    /// The encoded model, all tensors inline.
+    /// The encoded model, all tensors inline: the bytes of
+    /// `self.to_proto()?.encode_to_vec()`, written straight from the IR
+    /// (see `ir/src/encode.rs`).
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        let m = self.to_proto()?;
-        if m.encoded_len() as u64 > PROTOBUF_LIMIT {
+        let plan = Plan::new(self)?;
+        if plan.len() as u64 > PROTOBUF_LIMIT {
             return Err(IrError::Invalid(
                 "the model exceeds protobuf's 2 GiB limit; write it to a file with external data"
                     .into(),
             ));
         }
-        Ok(m.encode_to_vec())
+        let mut out = Vec::with_capacity(plan.len());
+        plan.encode(&mut out);
+        debug_assert_eq!(out.len(), plan.len());
+        Ok(out)
     }
 
     /// Writes the model to `path` atomically: to a temporary file in the
     /// same folder, then renamed into place, so `path` never holds a partial
     /// model, even if the process is killed. Returns the bytes written.
+    /// Tensors stay inline unless `opts` asks for external data or the
+    /// model would pass protobuf's limit; inline, the model is encoded
+    /// straight from the IR (see `ir/src/encode.rs`).
     pub fn write(&self, path: &Path, opts: &WriteOptions) -> Result<u64> {
-        let m = self.to_proto()?;
-        write_proto(m, path, opts)
+        if opts.external.is_none() {
+            let plan = Plan::new(self)?;
+            if plan.len() as u64 <= PROTOBUF_LIMIT {
+                return write_encoded(path, opts, None, |sink| {
+                    plan.encode(sink);
+                    Ok(())
+                });
+            }
+        }
+        write_proto(self.to_proto()?, path, opts)
     }
 }
 
@@ -201,6 +210,31 @@ pub fn write_proto(mut m: ModelProto, path: &Path, opts: &WriteOptions) -> Resul
             "the model is over protobuf's 2 GiB limit even with its tensors external".into(),
         ));
     }
+    write_encoded(path, opts, data_file, |sink| {
+        m.encode(sink).map_err(|e| e.to_string())
+    })
+}
+
+/// Writes what `encode` puts into its sink to a temporary file in `path`'s
+/// folder, syncs it (unless `opts.skip_sync`), moves `data_file` (a side
+/// file and its final name) into place, then renames the model over
+/// `path`. Returns the bytes written.
+fn write_encoded(
+    path: &Path,
+    opts: &WriteOptions,
+    data_file: Option<(tempfile::NamedTempFile, PathBuf)>,
+    encode: impl FnOnce(
+        &mut StreamingBuf<std::io::BufWriter<&mut std::fs::File>>,
+    ) -> std::result::Result<(), String>,
+) -> Result<u64> {
+    let werr = |message: String| IrError::Write {
+        path: path.to_path_buf(),
+        message,
+    };
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
     let mut tmp = temp_builder(path, ".tmp").tempfile_in(&dir).map_err(|e| {
         werr(format!(
             "cannot create a temporary file in '{}': {e}",
@@ -212,7 +246,7 @@ pub fn write_proto(mut m: ModelProto, path: &Path, opts: &WriteOptions) -> Resul
             1 << 20,
             tmp.as_file_mut(),
         ));
-        m.encode(&mut sink).map_err(|e| werr(e.to_string()))?;
+        encode(&mut sink).map_err(werr)?;
         sink.finish().map_err(|e| werr(e.to_string()))?
     };
     if !opts.skip_sync {

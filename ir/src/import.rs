@@ -10,11 +10,13 @@ use std::path::Path;
 use bytes::Bytes;
 use prost::Message;
 
+use crate::decode::RawGraph;
 use crate::error::{IrError, Result};
 use crate::external;
 use crate::graph::{Graph, ORDER_GAP};
 use crate::ids::{NodeId, ValueId};
 use crate::model::{opset_of, Model};
+use crate::name::Name;
 use crate::node::Node;
 use crate::op::Op;
 use crate::proto::{ModelProto, TensorProto};
@@ -48,23 +50,29 @@ pub fn decode(bytes: Bytes) -> Result<ModelProto> {
 
 /// Decodes and validates a model from memory. `dir` is the folder external
 /// data is read from; without it, a model with external data is an error.
+/// The graph is decoded straight into the IR (see `ir/src/decode.rs`);
+/// tensor payloads and names are slices of `bytes`.
 pub fn from_bytes(bytes: Bytes, dir: Option<&Path>) -> Result<Model> {
-    let proto = decode(bytes)?;
-    from_proto(proto, dir)
+    let (header, graph) = crate::decode::model(bytes)?;
+    build(header, graph.ok_or(IrError::NoGraph)?, dir)
 }
 
 pub fn from_proto(mut proto: ModelProto, dir: Option<&Path>) -> Result<Model> {
-    let mut g = proto.graph.take().ok_or(IrError::NoGraph)?;
+    let g = proto.graph.take().ok_or(IrError::NoGraph)?;
+    build(proto, RawGraph::from_proto(g), dir)
+}
+
+fn build(proto: ModelProto, mut g: RawGraph, dir: Option<&Path>) -> Result<Model> {
     let opset = opset_of(&proto, "").unwrap_or(if proto.opset_import.is_empty() { 1 } else { 0 });
 
     let mut files = external::Files::default();
-    for t in g.initializer.iter_mut() {
+    for (_, t) in g.initializers.iter_mut() {
         if external::is_external(t) {
             external::load(t, dir, &mut files)?;
         }
     }
-    for n in g.node.iter_mut() {
-        for a in n.attribute.iter_mut() {
+    for n in g.nodes.iter_mut().flatten() {
+        for a in n.rest.iter_mut().flat_map(|r| r.attribute.iter_mut()) {
             if let Some(t) = a.t.as_mut() {
                 if external::is_external(t) {
                     external::load(t, dir, &mut files)?;
@@ -79,45 +87,43 @@ pub fn from_proto(mut proto: ModelProto, dir: Option<&Path>) -> Result<Model> {
         initializers_are_inputs: proto.ir_version.is_some_and(|v| v < 4),
         ..Default::default()
     };
-    let nodes = std::mem::take(&mut g.node);
-    let initializers = std::mem::take(&mut g.initializer);
-    let inputs = std::mem::take(&mut g.input);
-    let outputs = std::mem::take(&mut g.output);
+    let mut nodes = std::mem::take(&mut g.nodes);
+    let initializers = std::mem::take(&mut g.initializers);
+    let inputs = std::mem::take(&mut g.inputs);
+    let outputs = std::mem::take(&mut g.outputs);
     let value_info = std::mem::take(&mut g.value_info);
     // Sized once: growing these tables by doubling on a 1M-node graph
     // copied and page-faulted hundreds of MB (bench/scaling).
     let value_count = inputs.len()
         + initializers.len()
-        + g.sparse_initializer.len()
-        + nodes.iter().map(|n| n.output.len()).sum::<usize>();
+        + g.header.sparse_initializer.len()
+        + g.output_names.len();
     graph.values.reserve_exact(value_count);
     graph.names.reserve(value_count);
-    graph.nodes.reserve_exact(nodes.len());
     graph.node_names.reserve(nodes.len());
     graph.initializer_order.reserve_exact(initializers.len());
 
     // Graph inputs first: an initializer of the same name gives the input a
     // default value (IR < 4 lists every initializer as an input).
     for info in inputs {
-        let name = info.name.clone().unwrap_or_default();
+        let name = info.name.as_deref().unwrap_or_default();
         let ty = info.r#type.as_ref().and_then(TensorType::from_proto);
-        let id = match graph.names.get(&name) {
+        let id = match graph.names.get(name) {
             Some(&id) => id,
-            None => graph.new_value(name)?,
+            None => graph.new_value(Name::from(name))?,
         };
         let v = graph.value_mut(id);
         v.is_graph_input = true;
         v.ty = ty;
         graph.inputs.push((id, info));
     }
-    for t in initializers {
+    for (name, t) in initializers {
         let tensor = Tensor::from_proto(t);
-        let name = tensor.name().to_string();
         tensor.validate().map_err(|message| IrError::BadTensor {
-            tensor: name.clone(),
+            tensor: name.to_string(),
             message,
         })?;
-        let id = match graph.names.get(&name) {
+        let id = match graph.names.get(name.as_str()) {
             Some(&id)
                 if graph.value(id).is_graph_input && graph.value(id).initializer.is_none() =>
             {
@@ -125,7 +131,7 @@ pub fn from_proto(mut proto: ModelProto, dir: Option<&Path>) -> Result<Model> {
             }
             Some(_) => {
                 return Err(IrError::ProducedTwice {
-                    value: name,
+                    value: name.to_string(),
                     first: "an earlier initializer or input".into(),
                     second: "an initializer".into(),
                 })
@@ -141,71 +147,79 @@ pub fn from_proto(mut proto: ModelProto, dir: Option<&Path>) -> Result<Model> {
         v.initializer = Some(Box::new(tensor));
         graph.initializer_order.push(id);
     }
-    for s in &g.sparse_initializer {
+    for s in &g.header.sparse_initializer {
         let name = s
             .values
             .as_ref()
-            .and_then(|v| v.name.clone())
+            .and_then(|v| v.name.as_deref())
             .unwrap_or_default();
-        let id = graph.new_value(name)?;
+        let id = graph.new_value(Name::from(name))?;
         graph.value_mut(id).sparse = true;
     }
 
     // Node outputs are registered before inputs are resolved, so a file
     // whose nodes are out of order still imports (and is sorted on export).
-    let mut node_inputs = Vec::with_capacity(nodes.len());
-    for (index, mut np) in nodes.into_iter().enumerate() {
+    // The nodes are completed in place (they are moved once, into the
+    // graph, as a whole table).
+    for index in 0..nodes.len() {
         let id = NodeId(index as u32);
-        let name = np.name.clone().unwrap_or_default();
-        let op_type = np.op_type.clone().unwrap_or_default();
-        for a in &np.attribute {
+        let (before, rest) = nodes.split_at_mut(index);
+        let node = rest[0].as_mut().expect("decoded nodes are all present");
+        for a in node.attributes() {
             if let Some(t) = &a.t {
-                check_tensor(t, &name, &op_type)?;
+                check_tensor(t, node)?;
             }
         }
-        let op = Op::parse(np.domain.as_deref().unwrap_or(""), &op_type, &np.attribute).map_err(
-            |message| IrError::BadNode {
-                node: name.clone(),
-                op_type: op_type.clone(),
-                message,
-            },
-        )?;
-        let mut outputs = Vec::with_capacity(np.output.len());
-        for (slot, o) in np.output.iter().enumerate() {
+        node.op =
+            Op::parse(node.domain(), node.op_type(), node.attributes()).map_err(|message| {
+                IrError::BadNode {
+                    node: node.name().to_string(),
+                    op_type: node.op_type().to_string(),
+                    message,
+                }
+            })?;
+        let names = g.node_outputs(index);
+        let mut outputs = Vec::with_capacity(names.len());
+        for (slot, o) in names.iter().enumerate() {
             if o.is_empty() {
                 outputs.push(None);
                 continue;
             }
-            if let Some(&prev) = graph.names.get(o) {
+            if let Some(&prev) = graph.names.get(o.as_str()) {
+                // A node output defined before: by this node (an output
+                // listed twice) or an earlier one.
+                let first = match graph.value(prev).producer {
+                    Some((n, _)) if n == id => format!("node '{}'", node.name()),
+                    Some((n, _)) => format!(
+                        "node '{}'",
+                        before[n.index()].as_ref().map_or("", |n| n.name())
+                    ),
+                    None => graph.describe_definition(prev),
+                };
                 return Err(IrError::ProducedTwice {
-                    value: o.clone(),
-                    first: graph.describe_definition(prev),
-                    second: format!("node '{name}'"),
+                    value: o.to_string(),
+                    first,
+                    second: format!("node '{}'", node.name()),
                 });
             }
             let v = graph.new_value(o.clone())?;
             graph.value_mut(v).producer = Some((id, slot));
             outputs.push(Some(v));
         }
-        node_inputs.push(std::mem::take(&mut np.input));
-        np.output.clear();
-        if let Some(n) = &np.name {
+        if let Some(n) = &node.name {
             graph.node_names.insert(n.clone());
         }
+        node.outputs = outputs;
+        node.order = (index as u64 + 1) * ORDER_GAP;
         graph.generation += 1;
-        graph.nodes.push(Some(Node {
-            op,
-            proto: np,
-            inputs: Vec::new(),
-            outputs,
-            captures: Vec::new(),
-            order: (index as u64 + 1) * ORDER_GAP,
-        }));
     }
+    graph.live_nodes = nodes.len();
+    graph.nodes = nodes;
     graph.next_order = (graph.nodes.len() as u64 + 1) * ORDER_GAP;
 
-    for (index, names) in node_inputs.into_iter().enumerate() {
+    for index in 0..graph.nodes.len() {
         let id = NodeId(index as u32);
+        let names = g.node_inputs(index);
         let mut ids = Vec::with_capacity(names.len());
         for (slot, input) in names.iter().enumerate() {
             if input.is_empty() {
@@ -229,12 +243,12 @@ pub fn from_proto(mut proto: ModelProto, dir: Option<&Path>) -> Result<Model> {
     }
 
     for info in outputs {
-        let name = info.name.clone().unwrap_or_default();
+        let name = info.name.as_deref().unwrap_or_default();
         let id = graph
             .names
-            .get(&name)
+            .get(name)
             .copied()
-            .ok_or_else(|| IrError::UndefinedOutput(name.clone()))?;
+            .ok_or_else(|| IrError::UndefinedOutput(name.to_string()))?;
         if let Some(ty) = info.r#type.as_ref().and_then(TensorType::from_proto) {
             let v = graph.value_mut(id);
             v.ty = Some(match &v.ty {
@@ -245,10 +259,10 @@ pub fn from_proto(mut proto: ModelProto, dir: Option<&Path>) -> Result<Model> {
         graph.outputs.push((id, info));
     }
     for info in value_info {
-        let name = info.name.clone().unwrap_or_default();
+        let name = info.name.as_deref().unwrap_or_default();
         // A value_info for a name nothing defines is harmless in ONNX; it is
         // kept, unattached, and written back in place.
-        let Some(&id) = graph.names.get(&name) else {
+        let Some(&id) = graph.names.get(name) else {
             graph.value_info.push((None, info));
             continue;
         };
@@ -262,7 +276,7 @@ pub fn from_proto(mut proto: ModelProto, dir: Option<&Path>) -> Result<Model> {
         graph.value_mut(id).declared = true;
         graph.value_info.push((Some(id), info));
     }
-    graph.header = g;
+    graph.header = g.header;
 
     graph.topo_order()?;
     crate::infer::infer_types(&mut graph);
@@ -283,12 +297,12 @@ fn lookup(graph: &Graph, node: NodeId, name: &str) -> Result<ValueId> {
     })
 }
 
-fn check_tensor(t: &TensorProto, node: &str, op_type: &str) -> Result<()> {
+fn check_tensor(t: &TensorProto, node: &Node) -> Result<()> {
     Tensor::from_proto(t.clone())
         .validate()
         .map_err(|message| IrError::BadNode {
-            node: node.to_string(),
-            op_type: op_type.to_string(),
+            node: node.name().to_string(),
+            op_type: node.op_type().to_string(),
             message: format!("tensor attribute: {message}"),
         })
 }

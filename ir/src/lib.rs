@@ -20,8 +20,10 @@
 
 pub mod attr;
 mod buffer;
+mod decode;
 pub mod dtype;
 pub mod dump;
+mod encode;
 pub mod error;
 pub mod eval;
 pub mod export;
@@ -34,6 +36,7 @@ pub mod infer;
 pub mod macs;
 pub mod mapped;
 pub mod model;
+pub mod name;
 pub mod node;
 pub mod op;
 pub mod pin;
@@ -51,6 +54,7 @@ pub use error::IrError;
 pub use graph::{Dispute, Graph};
 pub use ids::{NodeId, ValueId};
 pub use model::Model;
+pub use name::Name;
 pub use node::Node;
 pub use op::Op;
 pub use shape::{Dim, TensorType};

@@ -1,18 +1,29 @@
 //! A node of the graph.
 
 use crate::ids::ValueId;
+use crate::name::Name;
 use crate::op::Op;
 use crate::proto::{AttributeProto, NodeProto};
 
-/// A node. Its `NodeProto` (minus the wiring, which lives in value ids) is
-/// kept whole — domain, attributes, doc string, `overload`, metadata,
-/// device configurations — so an untouched node is written back exactly.
-/// The typed [`Op`] is a view of those attributes; [`crate::Graph::set_op`]
+/// A node. Everything its `NodeProto` said is kept — name, op type,
+/// domain, attributes, doc string, `overload`, metadata, device
+/// configurations — so an untouched node is written back exactly; the
+/// wiring lives in value ids. The fields every node has are held inline
+/// (names are shared slices of the file, see [`Name`]); the rest, in a
+/// `NodeProto` whose other fields are empty, only when the node has any.
+/// The typed [`Op`] is a view of the attributes; [`crate::Graph::set_op`]
 /// keeps the two in step.
 #[derive(Clone, Debug)]
 pub struct Node {
     pub(crate) op: Op,
-    pub(crate) proto: NodeProto,
+    /// `None` when the file has no `name` field (distinct from `""`).
+    pub(crate) name: Option<Name>,
+    pub(crate) op_type: Option<Name>,
+    pub(crate) domain: Option<Name>,
+    /// Attributes, doc string, overload, metadata and device
+    /// configurations; its `input`, `output`, `name`, `op_type` and
+    /// `domain` are empty. `None` when the node has none of these.
+    pub(crate) rest: Option<Box<NodeProto>>,
     pub(crate) inputs: Vec<Option<ValueId>>,
     pub(crate) outputs: Vec<Option<ValueId>>,
     /// Outer-scope values read by this node's subgraphs (If/Loop/Scan): they
@@ -28,25 +39,56 @@ impl Node {
     }
 
     pub fn name(&self) -> &str {
-        self.proto.name.as_deref().unwrap_or("")
+        self.name.as_deref().unwrap_or("")
     }
 
     pub fn op_type(&self) -> &str {
-        self.proto.op_type.as_deref().unwrap_or("")
+        self.op_type.as_deref().unwrap_or("")
     }
 
     pub fn domain(&self) -> &str {
-        self.proto.domain.as_deref().unwrap_or("")
+        self.domain.as_deref().unwrap_or("")
     }
 
     pub fn attributes(&self) -> &[AttributeProto] {
-        &self.proto.attribute
+        self.rest.as_deref().map_or(&[], |r| &r.attribute)
     }
 
-    /// Everything else the model said about this node (doc string, metadata
-    /// …); its `input`, `output` and `name` fields are not maintained here.
-    pub fn proto(&self) -> &NodeProto {
-        &self.proto
+    /// The node's fields besides its name, op type, domain and wiring
+    /// (attributes, doc string, overload, metadata, device
+    /// configurations), if it has any.
+    pub fn extra(&self) -> Option<&NodeProto> {
+        self.rest.as_deref()
+    }
+
+    /// The whole `NodeProto` this node is written as, with `input` and
+    /// `output` naming the values in `names`.
+    pub(crate) fn to_proto(&self, input: Vec<String>, output: Vec<String>) -> NodeProto {
+        let mut p = self.rest.as_deref().cloned().unwrap_or_default();
+        p.input = input;
+        p.output = output;
+        p.name = self.name.as_ref().map(|n| n.to_string());
+        p.op_type = self.op_type.as_ref().map(|n| n.to_string());
+        p.domain = self.domain.as_ref().map(|n| n.to_string());
+        p
+    }
+
+    /// Splits a `NodeProto` (without its wiring) into the inline fields
+    /// and the rest.
+    pub(crate) fn split_proto(
+        mut p: NodeProto,
+    ) -> (
+        Option<Name>,
+        Option<Name>,
+        Option<Name>,
+        Option<Box<NodeProto>>,
+    ) {
+        let name = p.name.take().map(Name::from);
+        let op_type = p.op_type.take().map(Name::from);
+        let domain = p.domain.take().map(Name::from);
+        p.input.clear();
+        p.output.clear();
+        (name, op_type, domain, rest_of(p))
     }
 
     pub fn inputs(&self) -> &[Option<ValueId>] {
@@ -72,9 +114,23 @@ impl Node {
 
     /// True when the node holds subgraphs (If, Loop, Scan, custom ops).
     pub fn has_subgraphs(&self) -> bool {
-        self.proto
-            .attribute
+        self.attributes()
             .iter()
             .any(|a| a.g.is_some() || !a.graphs.is_empty())
     }
+}
+
+/// `p` boxed, or `None` when it holds nothing (its wiring, name, op type
+/// and domain already taken out).
+pub(crate) fn rest_of(p: NodeProto) -> Option<Box<NodeProto>> {
+    (!is_blank(&p)).then(|| Box::new(p))
+}
+
+/// True when a node's rest (see [`Node`]) holds nothing to write.
+pub(crate) fn is_blank(p: &NodeProto) -> bool {
+    p.attribute.is_empty()
+        && p.doc_string.is_none()
+        && p.overload.is_none()
+        && p.metadata_props.is_empty()
+        && p.device_configurations.is_empty()
 }

@@ -2,6 +2,7 @@
 //! output.
 
 use crate::ids::{NodeId, ValueId};
+use crate::name::Name;
 use crate::shape::TensorType;
 use crate::tensor::Tensor;
 
@@ -25,7 +26,7 @@ impl Use {
 #[derive(Clone, Debug)]
 pub struct Value {
     pub(crate) id: ValueId,
-    pub(crate) name: String,
+    pub(crate) name: Name,
     pub(crate) producer: Option<(NodeId, usize)>,
     pub(crate) uses: Vec<Use>,
     /// Boxed: a `TensorProto` is large, and values are scanned often.

@@ -119,6 +119,16 @@ fn value_produced_twice() {
 }
 
 #[test]
+fn output_listed_twice_by_one_node() {
+    let m = model(vec![node("s", "Split", &["x"], &["y", "y"])], vec![]);
+    let err = import(&m).unwrap_err();
+    assert!(
+        matches!(&err, IrError::ProducedTwice { value, first, second } if value == "y" && first == "node 's'" && second == "node 's'"),
+        "{err}"
+    );
+}
+
+#[test]
 fn node_output_shadowing_an_initializer() {
     let m = model(
         vec![

@@ -854,8 +854,9 @@ mod tests {
                 match kind {
                     1 if cin == c => specs.push((1, c, bkh, bkw, off, coef, 0.0)),
                     _ => {
-                        let groups: Vec<usize> =
-                            (1..=c).filter(|g| c % g == 0 && cin % g == 0).collect();
+                        let groups: Vec<usize> = (1..=c)
+                            .filter(|g| c.is_multiple_of(*g) && cin.is_multiple_of(*g))
+                            .collect();
                         let group = groups[next(groups.len() as u64) as usize];
                         let (th, tw) = if kind == 2 { (1, 1) } else { (bkh, bkw) };
                         let n = c * (cin / group) * th * tw;

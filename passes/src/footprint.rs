@@ -218,15 +218,24 @@ fn pct_text(before: u64, after: u64) -> String {
             "new".into()
         };
     }
-    let pct = (after as f64 - before as f64) / before as f64 * 100.0;
-    let sign = if after > before {
-        "+"
-    } else if after < before {
-        "−"
+    let (sign, pct) = signed_change(before, after);
+    format!("{sign}{pct:.1}%")
+}
+
+/// The direction of `before → after` (`+`, `−` or `±`) and the size of the
+/// change in percent of `before` (0 when `before` is 0).
+pub fn signed_change(before: u64, after: u64) -> (&'static str, f64) {
+    let pct = if before == 0 {
+        0.0
     } else {
-        "±"
+        (after as f64 - before as f64).abs() / before as f64 * 100.0
     };
-    format!("{sign}{:.1}%", pct.abs())
+    let sign = match after.cmp(&before) {
+        std::cmp::Ordering::Greater => "+",
+        std::cmp::Ordering::Less => "−",
+        std::cmp::Ordering::Equal => "±",
+    };
+    (sign, pct)
 }
 
 fn count_text(n: u64) -> String {

@@ -202,24 +202,13 @@ pub fn cycles_text(c: u64) -> String {
 
 /// `est. 1.23 M → 1.10 M cycles (−10.6%)`; `(+37 cycles)` when the change rounds to 0.0%.
 pub fn estimate_text(before: u64, after: u64) -> String {
-    let pct = if before == 0 {
-        0.0
-    } else {
-        (after as f64 - before as f64) / before as f64 * 100.0
-    };
-    let sign = if after > before {
-        "+"
-    } else if after < before {
-        "−"
-    } else {
-        "±"
-    };
+    let (sign, pct) = crate::footprint::signed_change(before, after);
     // A change too small for one decimal of a percent still says which
     // way it went, and by how much.
-    let change = if before != after && pct.abs() < 0.05 {
+    let change = if before != after && pct < 0.05 {
         format!("{sign}{} cycles", before.abs_diff(after))
     } else {
-        format!("{sign}{:.1}%", pct.abs())
+        format!("{sign}{pct:.1}%")
     };
     format!(
         "est. {} → {} cycles ({change})",

@@ -6,6 +6,7 @@
 pub mod cancel;
 pub mod change;
 pub mod conv_algebra;
+pub mod fold_gate;
 pub mod footprint;
 pub mod gate;
 pub mod linear_layer;

@@ -5,6 +5,9 @@
 //! The graph is validated after every pass; a broken invariant is an error
 //! "after pass X: …", never a silently wrong model.
 
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+
 use npuopt_ir::Model;
 
 use crate::cancel::Cancel;
@@ -95,6 +98,9 @@ pub enum PipelineError {
     Cancelled,
 }
 
+/// A proposal: pass, rule, node and what it does.
+type DecisionKey = (&'static str, &'static str, String, String);
+
 /// Runs `names` in order, repeatedly, until an iteration applies no rewrite.
 pub fn run_pipeline(
     model: &mut Model,
@@ -130,6 +136,11 @@ pub fn run_passes(
                 Some(npuopt_targets::cost::totals(&model.graph, t).total_cycles);
         }
     }
+    // Where each skip, and each rejected decision, sits in the report: the
+    // fixed-point loop meets them again every iteration, and searching the
+    // lists each time was quadratic in their length.
+    let mut skip_at: HashMap<(&'static str, &'static str, String), usize> = HashMap::new();
+    let mut rejected_at: HashMap<DecisionKey, usize> = HashMap::new();
     let max_iterations = opts.max_iterations.unwrap_or(DEFAULT_MAX_ITERATIONS);
     let mut budget = opts.max_rewrites;
     'outer: loop {
@@ -176,23 +187,33 @@ pub fn run_passes(
             for s in skips {
                 // The same rule at the same node: keep the latest reason
                 // (a gated rejection's estimates change as the graph does).
-                let same = |k: &Skip| k.pass == s.pass && k.rule == s.rule && k.node == s.node;
-                match report.skips.iter().position(same) {
-                    Some(i) => report.skips[i] = s,
-                    None => report.skips.push(s),
+                match skip_at.entry((s.pass, s.rule, s.node.clone())) {
+                    Entry::Occupied(e) => report.skips[*e.get()] = s,
+                    Entry::Vacant(e) => {
+                        e.insert(report.skips.len());
+                        report.skips.push(s);
+                    }
                 }
             }
             for d in decisions {
-                let same = |k: &Decision| {
-                    !k.applied
-                        && k.pass == d.pass
-                        && k.rule == d.rule
-                        && k.node == d.node
-                        && k.proposed == d.proposed
-                };
-                match report.decisions.iter().position(same) {
-                    Some(i) => report.decisions[i] = d,
-                    None => report.decisions.push(d),
+                // A proposal rejected before takes the latest figures (or
+                // becomes the applied decision); at most one rejected
+                // decision per proposal is in the list at a time.
+                let key = (d.pass, d.rule, d.node.clone(), d.proposed.clone());
+                let applied = d.applied;
+                match rejected_at.remove(&key) {
+                    Some(i) => {
+                        report.decisions[i] = d;
+                        if !applied {
+                            rejected_at.insert(key, i);
+                        }
+                    }
+                    None => {
+                        if !applied {
+                            rejected_at.insert(key, report.decisions.len());
+                        }
+                        report.decisions.push(d);
+                    }
                 }
             }
             let n = changes.len();

@@ -397,12 +397,6 @@ fn build_f64(
         None => format!("{} in f64", parsed.label),
         Some(_) => format!("{} in f64, parameters rounded once more", parsed.label),
     };
-    if let Some(op) = precision::unsupported_in_f64(&parsed.proto) {
-        return Err(VerifyError::Load {
-            model: label,
-            message: format!("tract cannot evaluate {op} in f64"),
-        });
-    }
     let mut rng = rng::SplitMix64::new(0x6e6f697365);
     let proto = precision::to_f64(
         &parsed.proto,

@@ -81,34 +81,6 @@ pub(crate) fn low_precision(proto: &pb::ModelProto) -> Option<Low> {
     found
 }
 
-/// Operators tract 0.23 has no f64 kernel for and that have no exact
-/// rewrite into ones it has (measured: `Erf` fails at run time with
-/// "Erf does not support F64"). A model using one gets no f64 reference,
-/// without paying for a load that cannot run.
-const NO_F64: [&str; 1] = ["Erf"];
-
-/// The first operator of the model (subgraphs included) tract cannot
-/// evaluate in f64, if any.
-pub(crate) fn unsupported_in_f64(proto: &pb::ModelProto) -> Option<String> {
-    fn walk(g: &pb::GraphProto) -> Option<String> {
-        for n in &g.node {
-            if n.domain.is_empty() && NO_F64.contains(&n.op_type.as_str()) {
-                return Some(format!("{} (node '{}')", n.op_type, n.name));
-            }
-            for a in &n.attribute {
-                if let Some(found) = a.g.as_ref().and_then(walk) {
-                    return Some(found);
-                }
-                if let Some(found) = a.graphs.iter().find_map(walk) {
-                    return Some(found);
-                }
-            }
-        }
-        None
-    }
-    walk(proto.graph.as_ref()?)
-}
-
 /// Machine epsilon of the model's precision: f32's, or its low one's.
 pub(crate) fn epsilon(low: Option<Low>) -> f64 {
     low.map_or(f32::EPSILON as f64, Low::epsilon)
@@ -217,16 +189,228 @@ fn lowered_node(of: &str, op: &str, input: Vec<String>, output: String) -> pb::N
     }
 }
 
+/// Emits the nodes a lowered op becomes: fresh value names, scalar f64
+/// constants, nodes named after the node they replace.
+struct Emit<'a> {
+    of: &'a str,
+    prefix: String,
+    count: usize,
+    nodes: &'a mut Vec<pb::NodeProto>,
+    init: &'a mut Vec<pb::TensorProto>,
+}
+
+impl Emit<'_> {
+    fn fresh(&mut self) -> String {
+        self.count += 1;
+        format!("{}_{}", self.prefix, self.count)
+    }
+
+    fn scalar(&mut self, v: f64) -> String {
+        let name = self.fresh();
+        self.init.push(f64_scalar(name.clone(), v));
+        name
+    }
+
+    fn op_to(&mut self, op: &str, inputs: &[&str], output: String) {
+        let inputs = inputs.iter().map(|s| s.to_string()).collect();
+        self.nodes.push(lowered_node(self.of, op, inputs, output));
+    }
+
+    fn op(&mut self, op: &str, inputs: &[&str]) -> String {
+        let out = self.fresh();
+        self.op_to(op, inputs, out.clone());
+        out
+    }
+
+    /// `x op k` for a scalar `k`.
+    fn op_k(&mut self, op: &str, x: &str, k: f64) -> String {
+        let k = self.scalar(k);
+        self.op(op, &[x, &k])
+    }
+
+    /// `k op x` for a scalar `k`.
+    fn k_op(&mut self, k: f64, op: &str, x: &str) -> String {
+        let k = self.scalar(k);
+        self.op(op, &[&k, x])
+    }
+
+    /// Cody's evaluation order: `((lead·z + c₀)·z + c₁)·z … + last`, with
+    /// `z` itself for `lead` `None` (a monic denominator).
+    fn horner(&mut self, z: &str, lead: Option<f64>, cs: &[f64], last: f64) -> String {
+        let mut acc = match lead {
+            Some(k) => self.op_k("Mul", z, k),
+            None => z.to_string(),
+        };
+        for &c in cs {
+            let sum = self.op_k("Add", &acc, c);
+            acc = self.op("Mul", &[&sum, z]);
+        }
+        self.op_k("Add", &acc, last)
+    }
+
+    /// `erf(x)` into `output`, by W. J. Cody's rational Chebyshev
+    /// approximations ("Rational Chebyshev approximations for the error
+    /// function", Math. Comp. 23, 1969; the coefficients of SPECFUN's
+    /// CALERF), accurate to a few f64 roundings on every interval:
+    ///
+    /// * `|x| ≤ 0.46875`: `erf(x) = x·A(x²)/B(x²)`;
+    /// * `0.46875 < |x| ≤ 4`: `erfc(y) = e^(−y²)·C(y)/D(y)`, `y = |x|`;
+    /// * `|x| > 4`: `erfc(y) = e^(−y²)/y·(1/√π − z·P(z)/Q(z))`, `z = 1/y²`;
+    ///
+    /// and `erf(x) = sign(x)·(1 − erfc(|x|))` beyond the first. `e^(−y²)`
+    /// is `e^(−s²−(y−s)(y+s))` with `s = ⌊16y⌋/16`, as Cody computes it.
+    /// `y` is capped at Cody's XBIG (26.543), beyond which `erfc` underflows:
+    /// so `±∞` gives `±1`, and NaN stays NaN (it takes the first interval).
+    /// Every interval is computed for every element and `Where` picks one.
+    // SPECFUN's CALERF coefficients as published, digit for digit.
+    #[allow(clippy::excessive_precision)]
+    fn erf(&mut self, x: &str, output: String) {
+        const A: [f64; 5] = [
+            3.16112374387056560e00,
+            1.13864154151050156e02,
+            3.77485237685302021e02,
+            3.20937758913846947e03,
+            1.85777706184603153e-1,
+        ];
+        const B: [f64; 4] = [
+            2.36012909523441209e01,
+            2.44024637934444173e02,
+            1.28261652607737228e03,
+            2.84423683343917062e03,
+        ];
+        const C: [f64; 9] = [
+            5.64188496988670089e-1,
+            8.88314979438837594e00,
+            6.61191906371416295e01,
+            2.98635138197400131e02,
+            8.81952221241769090e02,
+            1.71204761263407058e03,
+            2.05107837782607147e03,
+            1.23033935479799725e03,
+            2.15311535474403846e-8,
+        ];
+        const D: [f64; 8] = [
+            1.57449261107098347e01,
+            1.17693950891312499e02,
+            5.37181101862009858e02,
+            1.62138957456669019e03,
+            3.29079923573345963e03,
+            4.36261909014324716e03,
+            3.43936767414372164e03,
+            1.23033935480374942e03,
+        ];
+        const P: [f64; 6] = [
+            3.05326634961232344e-1,
+            3.60344899949804439e-1,
+            1.25781726111229246e-1,
+            1.60837851487422766e-2,
+            6.58749161529837803e-4,
+            1.63153871373020978e-2,
+        ];
+        const Q: [f64; 5] = [
+            2.56852019228982242e00,
+            1.87295284992346047e00,
+            5.27905102951428412e-1,
+            6.05183413124413191e-2,
+            2.33520497626869185e-3,
+        ];
+        const SQRPI: f64 = 5.6418958354775628695e-1; // 1/√π
+        const THRESH: f64 = 0.46875;
+        const XBIG: f64 = 26.543;
+
+        let y = self.op("Abs", &[x]);
+        // |x| ≤ 0.46875.
+        let t = self.op("Mul", &[&y, &y]);
+        let num = self.horner(&t, Some(A[4]), &A[..3], A[3]);
+        let den = self.horner(&t, None, &B[..3], B[3]);
+        let xnum = self.op("Mul", &[x, &num]);
+        let small = self.op("Div", &[&xnum, &den]);
+        // 0.46875 < |x| ≤ 4, then |x| > 4: erfc(y)·e^(y²).
+        let yc = self.op_k("Min", &y, XBIG);
+        let num = self.horner(&yc, Some(C[8]), &C[..7], C[7]);
+        let den = self.horner(&yc, None, &D[..7], D[7]);
+        let mid = self.op("Div", &[&num, &den]);
+        let yy = self.op("Mul", &[&yc, &yc]);
+        let z = self.k_op(1.0, "Div", &yy);
+        let num = self.horner(&z, Some(P[5]), &P[..4], P[4]);
+        let den = self.horner(&z, None, &Q[..4], Q[4]);
+        let znum = self.op("Mul", &[&z, &num]);
+        let r = self.op("Div", &[&znum, &den]);
+        let diff = self.k_op(SQRPI, "Sub", &r);
+        let tail = self.op("Div", &[&diff, &yc]);
+        let beyond4 = self.op_k("Greater", &yc, 4.0);
+        let scaled = self.op("Where", &[&beyond4, &tail, &mid]);
+        // × e^(−y²).
+        let y16 = self.op_k("Mul", &yc, 16.0);
+        let floor = self.op("Floor", &[&y16]);
+        let s = self.op_k("Mul", &floor, 0.0625);
+        let ys = self.op("Sub", &[&yc, &s]);
+        let yps = self.op("Add", &[&yc, &s]);
+        let del = self.op("Mul", &[&ys, &yps]);
+        let ss = self.op("Mul", &[&s, &s]);
+        let neg = self.op("Neg", &[&ss]);
+        let expo = self.op("Sub", &[&neg, &del]);
+        let e = self.op("Exp", &[&expo]);
+        let erfc = self.op("Mul", &[&e, &scaled]);
+        let one_minus = self.k_op(1.0, "Sub", &erfc);
+        let sign = self.op("Sign", &[x]);
+        let large = self.op("Mul", &[&sign, &one_minus]);
+        let is_large = self.op_k("Greater", &y, THRESH);
+        self.op_to("Where", &[&is_large, &large, &small], output);
+    }
+}
+
 /// Rewrites the ops tract cannot evaluate in f64 into ones it can, with
 /// the same arithmetic: `Sigmoid(x)` → `1 / (1 + Exp(−x))`, `Gemm` →
 /// `MatMul`, `Transpose`, `Mul`, `Add`; `HardSigmoid` and `HardSwish` →
-/// `Mul`, `Add`, `Min`, `Max`.
+/// `Mul`, `Add`, `Min`, `Max`; `Erf` → Cody's rational approximations
+/// (see [`Emit::erf`]), exact to f64 rounding; `Gelu` → its definition
+/// with that `Erf`, or with `Tanh` for `approximate = "tanh"`.
 fn lower_for_f64(g: &mut pb::GraphProto) {
     let mut nodes = Vec::with_capacity(g.node.len());
     let mut extra_init = Vec::new();
     for (ix, n) in std::mem::take(&mut g.node).into_iter().enumerate() {
         let tmp = |what: &str| format!("npuopt_f64_{ix}_{what}");
-        if n.op_type == "Sigmoid" && n.domain.is_empty() && n.input.len() == 1 {
+        let unary = |op: &str| n.op_type == op && n.domain.is_empty() && n.input.len() == 1;
+        if unary("Erf") || unary("Gelu") {
+            let mut e = Emit {
+                of: &n.name,
+                prefix: tmp("t"),
+                count: 0,
+                nodes: &mut nodes,
+                init: &mut extra_init,
+            };
+            let x = n.input[0].as_str();
+            let y = n.output[0].clone();
+            if n.op_type == "Erf" {
+                e.erf(x, y);
+                continue;
+            }
+            // Gelu(x) = x/2 · (1 + erf(x/√2)), or with approximate =
+            // "tanh": x/2 · (1 + tanh(√(2/π) · (x + 0.044715 · x³))).
+            let tanh = n
+                .attribute
+                .iter()
+                .any(|a| a.name == "approximate" && a.s == b"tanh");
+            let inner = if tanh {
+                let x2 = e.op("Mul", &[x, x]);
+                let x3 = e.op("Mul", &[&x2, x]);
+                let c = e.op_k("Mul", &x3, 0.044715);
+                let sum = e.op("Add", &[x, &c]);
+                let arg = e.op_k("Mul", &sum, (2.0 / std::f64::consts::PI).sqrt());
+                e.op("Tanh", &[&arg])
+            } else {
+                let arg = e.op_k("Mul", x, std::f64::consts::FRAC_1_SQRT_2);
+                let out = e.fresh();
+                e.erf(&arg, out.clone());
+                out
+            };
+            let half = e.op_k("Mul", x, 0.5);
+            let one_plus = e.op_k("Add", &inner, 1.0);
+            e.op_to("Mul", &[&half, &one_plus], y);
+            continue;
+        }
+        if unary("Sigmoid") {
             let mk = |op: &str, inputs, output| lowered_node(&n.name, op, inputs, output);
             extra_init.push(f64_scalar(tmp("one"), 1.0));
             nodes.push(mk("Neg", vec![n.input[0].clone()], tmp("neg")));
@@ -235,10 +419,7 @@ fn lower_for_f64(g: &mut pb::GraphProto) {
             nodes.push(mk("Div", vec![tmp("one"), tmp("den")], n.output[0].clone()));
             continue;
         }
-        if (n.op_type == "HardSwish" || n.op_type == "HardSigmoid")
-            && n.domain.is_empty()
-            && n.input.len() == 1
-        {
+        if unary("HardSwish") || unary("HardSigmoid") {
             // HardSigmoid(x) = max(0, min(1, alpha·x + beta)); HardSwish(x)
             // = x · HardSigmoid(x) with alpha 1/6, beta 1/2.
             let attr = |name: &str, default: f64| {
@@ -419,4 +600,156 @@ fn tensor_to_f64(
     t.data_location = None;
     t.raw_data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::compare::as_f64;
+    use super::*;
+
+    fn fixture(name: &str) -> pb::ModelProto {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/f64")
+            .join(name);
+        tract_onnx::onnx().proto_model_for_path(path).unwrap()
+    }
+
+    fn ops(proto: &pb::ModelProto) -> Vec<&str> {
+        let g = proto.graph.as_ref().unwrap();
+        g.node.iter().map(|n| n.op_type.as_str()).collect()
+    }
+
+    /// The model's f64 form, run by tract on `inputs`.
+    fn run_f64(proto: &pb::ModelProto, inputs: TVec<TValue>) -> Vec<Tensor> {
+        let wide = to_f64(proto, None, None, None).unwrap();
+        let plan = tract_onnx::onnx()
+            .model_for_proto_model(&wide)
+            .unwrap()
+            .into_optimized()
+            .unwrap()
+            .into_runnable()
+            .unwrap();
+        let out = plan.run(inputs).unwrap();
+        out.into_iter().map(|v| v.into_tensor()).collect()
+    }
+
+    /// erf of each f64 argument, to 30 digits (mpmath; printed by
+    /// fixtures/scripts/make_f64_lowering_models.py, whose `ERF_ARGS`
+    /// they are, in order).
+    #[allow(clippy::excessive_precision)]
+    const ERF_TABLE: [(f64, f64); 32] = [
+        (0.0, 0.0),
+        (-0.0, -0.0),
+        (1e-300, 1.1283791670955126021723160763e-300),
+        (1e-10, 1.12837916709551261500173010155e-10),
+        (-3e-08, -3.38513750128653640362362336036e-8),
+        (0.1, 1.12462916018284898404712251014e-1),
+        (-0.25, -2.76326390168236932985068267765e-1),
+        (0.46875, 4.92613473217937991588176101935e-1),
+        (-0.46875, -4.92613473217937991588176101935e-1),
+        (0.46875000000000006, 4.92613473217938041869795901694e-1),
+        (0.5, 5.20499877813046537682746653892e-1),
+        (-0.75, -7.11155633653515131598937834591e-1),
+        (1.0, 8.42700792949714869341220635083e-1),
+        (1.5, 9.66105146475310727066976261646e-1),
+        (-2.0, -9.95322265018952734162069256367e-1),
+        (2.5, 9.9959304798255504106043578426e-1),
+        (3.0, 9.9997790950300141455862722387e-1),
+        (-3.75, -9.99999886272743430203346740923e-1),
+        (4.0, 9.9999998458274209971998114784e-1),
+        (-4.000000000000001, -9.9999998458274209972009393082e-1),
+        (4.5, 9.99999999803383955845711252372e-1),
+        (5.0, 9.9999999999846254020557196515e-1),
+        (-5.9, -9.99999999999999928095902164495e-1),
+        (6.0, 9.99999999999999978480263287501e-1),
+        (8.0, 9.99999999999999999999999999989e-1),
+        (-10.0, -1.0),
+        (26.0, 1.0),
+        (27.0, 1.0),
+        (10000000000.0, 1.0),
+        (f64::INFINITY, 1.0),
+        (f64::NEG_INFINITY, -1.0),
+        (f64::NAN, f64::NAN),
+    ];
+
+    /// The lowered `Erf` agrees with erf to within two f64 roundings of
+    /// the result on each of Cody's intervals, their bounds, the tiny and
+    /// the huge; keeps the sign of zero; gives ±1 at ±∞ and NaN for NaN.
+    #[test]
+    fn lowered_erf_matches_the_erf_table_to_f64_rounding() {
+        let model = fixture("erf.onnx");
+        assert_eq!(ops(&model), ["Erf"]);
+        let wide = to_f64(&model, None, None, None).unwrap();
+        assert!(!ops(&wide).contains(&"Erf"), "{:?}", ops(&wide));
+
+        let xs: Vec<f64> = ERF_TABLE.iter().map(|r| r.0).collect();
+        let input = tensor1(&xs).into_tvalue();
+        let out = run_f64(&model, tvec![input]);
+        let got = as_f64(&out[0]).unwrap();
+        for (&(x, want), &g) in ERF_TABLE.iter().zip(&got) {
+            if want.is_nan() {
+                assert!(g.is_nan(), "erf({x}) = {g}, want NaN");
+                continue;
+            }
+            let err = (g - want).abs();
+            let ulps = err / (f64::EPSILON * want.abs()).max(f64::MIN_POSITIVE);
+            assert!(
+                err <= 2.0 * f64::EPSILON * want.abs(),
+                "erf({x:e}) = {g:e}, want {want:e}: off by {ulps:.2} ulps"
+            );
+            assert_eq!(
+                g.is_sign_negative(),
+                want.is_sign_negative(),
+                "erf({x:e}) = {g:e} has the wrong sign"
+            );
+        }
+    }
+
+    /// `Gelu` (opset 20), both forms, in f64 agrees with tract's own f32
+    /// kernels to f32 accuracy — and the two forms differ by far more than
+    /// that, so each is lowered to its own definition.
+    #[test]
+    fn lowered_gelu_computes_each_form_of_gelu() {
+        let model = fixture("gelu.onnx");
+        let xs: Vec<f32> = (0..128).map(|i| (i as f32 - 64.0) / 9.0).collect();
+        let x32 = tract_ndarray::Array2::from_shape_vec((2, 64), xs.clone()).unwrap();
+        let native = tract_onnx::onnx()
+            .model_for_proto_model(&model)
+            .unwrap()
+            .into_optimized()
+            .unwrap()
+            .into_runnable()
+            .unwrap()
+            .run(tvec![Tensor::from(x32).into_tvalue()])
+            .unwrap();
+        let wide_in = Tensor::from(
+            tract_ndarray::Array2::from_shape_vec((2, 64), xs.iter().map(|&v| v as f64).collect())
+                .unwrap(),
+        );
+        let wide = run_f64(&model, tvec![wide_in.into_tvalue()]);
+        assert!(!ops(&to_f64(&model, None, None, None).unwrap()).contains(&"Gelu"));
+        let diff = |a: &Tensor, b: &Tensor| -> f64 {
+            let (a, b) = (as_f64(a).unwrap(), as_f64(b).unwrap());
+            a.iter()
+                .zip(&b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0, f64::max)
+        };
+        // tract's f32 kernels are approximations too: a few f32 roundings
+        // of the largest output.
+        let largest = as_f64(&wide[0])
+            .unwrap()
+            .iter()
+            .fold(0f64, |m, v| m.max(v.abs()));
+        let tol = 8.0 * f32::EPSILON as f64 * largest;
+        for (ix, form) in ["none", "tanh"].iter().enumerate() {
+            let err = diff(&native[ix].clone().into_tensor(), &wide[ix]);
+            assert!(
+                err <= tol,
+                "Gelu {form}: f64 and tract's f32 differ by {err:e} > {tol:e}"
+            );
+        }
+        let forms = diff(&wide[0], &wide[1]);
+        assert!(forms > 1e-4, "the two forms differ by only {forms:e}");
+    }
 }

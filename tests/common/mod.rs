@@ -97,3 +97,52 @@ pub fn count(m: &Model, op_type: &str) -> usize {
         .filter(|&n| m.graph.node(n).op_type() == op_type)
         .count()
 }
+
+/// A fold into a weight other nodes read too stores a second copy: without
+/// a target it is refused with the reason (the `op_type` nodes stay), with
+/// edgetpu the cost model decides with the target's margin (once the first
+/// fold made its copy the other reader owns the weight), and with
+/// `pass` forced every one folds, into copies, verified by tract.
+pub fn assert_shared_weight_fold_is_gated(
+    proto: &ModelProto,
+    passes: &[&str],
+    pass: &str,
+    op_type: &str,
+) {
+    let r = run(proto, passes);
+    let left = count(&r.model, op_type);
+    assert!(left > 0, "{}", r.snapshot);
+    assert!(
+        r.report
+            .skips
+            .iter()
+            .any(|s| s.pass == pass && s.reason.contains("shared with another node")),
+        "{:?}",
+        r.report.skips
+    );
+    let opts = PipelineOptions {
+        gate: gate(Some("edgetpu"), Intent::Deploy, &[]),
+        ..Default::default()
+    };
+    let r = run_with(proto, passes, opts);
+    let mine: Vec<_> = r
+        .report
+        .decisions
+        .iter()
+        .filter(|d| d.pass == pass)
+        .collect();
+    assert!(!mine.is_empty(), "{:?}", r.report.decisions);
+    for d in mine {
+        let (growth, margin) = d.heavier.as_ref().expect("a heavier proposal");
+        assert!(growth.contains("weights"), "{growth}");
+        let gain = 1.0 - d.cycles_after as f64 / d.cycles_before as f64;
+        assert_eq!(d.applied, gain > *margin, "{d:?}");
+    }
+    let opts = PipelineOptions {
+        gate: gate(Some("edgetpu"), Intent::Deploy, &[pass]),
+        ..Default::default()
+    };
+    let r = run_with(proto, passes, opts);
+    assert_eq!(count(&r.model, op_type), 0, "{}", r.snapshot);
+    assert_verified(&r, &format!("{pass}: shared weight on a target, forced"));
+}

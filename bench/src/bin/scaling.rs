@@ -4,6 +4,8 @@
 //! cargo run --release -p npuopt-bench --bin scaling -- 10000 100000 1000000
 //! ```
 //!
+//! `scaling --write OUT.onnx N` writes the `N`-node model instead.
+//!
 //! Builds a chain of (Conv → BatchNormalization → Relu) blocks with a
 //! residual Add every fourth block, `n` nodes in all, and times import,
 //! the default pipeline (no verification) and export, separately: each the
@@ -29,6 +31,16 @@ use npuopt_ir::proto::{
 use prost::Message;
 
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--write") {
+        // The benchmark's model as a file, to profile the command line on.
+        let (Some(path), Some(n)) = (args.get(2), args.get(3).and_then(|n| n.parse().ok())) else {
+            eprintln!("usage: scaling --write OUT.onnx NODES");
+            std::process::exit(2);
+        };
+        std::fs::write(path, chain(n).encode_to_vec()).unwrap();
+        return;
+    }
     let sizes: Vec<usize> = std::env::args()
         .skip(1)
         .filter_map(|a| a.parse().ok())

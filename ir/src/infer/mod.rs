@@ -95,40 +95,47 @@ pub fn infer_types(graph: &mut Graph) {
         }
     }
     let mut state = State {
-        data: vec![None; graph.values.len()],
+        data: Default::default(),
     };
-    for id in order {
-        let (types, data) = run_rule(graph, &state, id);
-        let outs = graph.node(id).outputs.clone();
-        for (slot, out) in outs.into_iter().enumerate() {
-            let Some(out) = out else { continue };
+    for &id in &order {
+        let (mut types, data) = run_rule(graph, &state, id);
+        for slot in 0..graph.node(id).outputs.len() {
+            let Some(out) = graph.node(id).outputs[slot] else {
+                continue;
+            };
             if let Some(Some(d)) = data.get(slot) {
-                state.data[out.index()] = Some(d.clone());
+                state.data.insert(out, d.clone());
             }
-            let Some(Some(t)) = types.get(slot) else {
+            let Some(t) = types.get_mut(slot).and_then(Option::take) else {
                 continue;
             };
             if let Some(d) = declared.get(&out) {
-                if contradicts(t, d) {
-                    let name = graph.value(out).name.clone();
+                if contradicts(&t, d) {
+                    let name = graph.value(out).name.to_string();
                     graph.disputes.push(crate::graph::Dispute {
                         value: name,
                         declared: d.clone(),
                         inferred: t.clone(),
                     });
                     let v = graph.value_mut(out);
-                    v.ty = Some(t.clone());
+                    v.ty = Some(t);
                     v.disputed = true;
                     continue;
                 }
             }
             let v = graph.value_mut(out);
-            v.ty = Some(match &v.ty {
-                Some(current) => t.merge(current),
-                None => t.clone(),
-            });
+            // Merging a type into itself gives it back: most walks after
+            // the first change no type, and allocate none.
+            match &v.ty {
+                Some(current) if *current == t => {}
+                Some(current) => v.ty = Some(t.merge(current)),
+                None => v.ty = Some(t),
+            }
         }
     }
+    // Only types changed: the order computed at the start still holds
+    // (the next pass asks for it; recomputing it was a full sort per pass).
+    graph.topo_cache.set(graph.generation, &order);
 }
 
 /// The types the model declares for node outputs: `value_info` entries and
@@ -172,7 +179,9 @@ fn contradicts(a: &TensorType, b: &TensorType) -> bool {
 
 /// The values known so far, by value id.
 pub(crate) struct State {
-    data: Vec<Option<Data>>,
+    /// By value: only shape tensors and small constants have one (a table
+    /// over every value was tens of MB to clear per walk on a large graph).
+    data: HashMap<ValueId, Data, foldhash::fast::RandomState>,
 }
 
 type Outputs = (Vec<Option<TensorType>>, Vec<Option<Data>>);
@@ -297,7 +306,7 @@ impl<'a> Ctx<'a> {
     /// constant.
     pub fn data(&self, i: usize) -> Option<Data> {
         let v = self.n.input(i)?;
-        if let Some(d) = &self.state.data[v.index()] {
+        if let Some(d) = self.state.data.get(&v) {
             return Some(d.clone());
         }
         let t = self.g.constant(v)?;

@@ -38,8 +38,8 @@
 //! f32 or f64). A weight shared with another node is not changed in place:
 //! the folded copy would be a new initializer, a second copy — so without
 //! a target it is not folded (nothing gets heavier), with one the cost
-//! model decides (a heavier model must win by the target's margin; for a
-//! per-channel Mul/Add/Div/Sub or `fold-batchnorm-across` the copy is made).
+//! model decides (a heavier model must win by the target's margin; the one
+//! gate of every weight fold is `crate::fold_gate`).
 //!
 //! A standalone BN (no foldable producer: the identity branch of
 //! RepVGG/MobileOne/RepGhost blocks) is left as a BatchNormalization node.
@@ -50,10 +50,10 @@ use npuopt_ir::op::{BatchNorm, Gemm};
 use npuopt_ir::{Graph, NodeId, Op, Tensor, ValueId};
 
 use crate::change::Change;
+use crate::fold_gate::{admit_fold, Fold};
 use crate::pass::{for_each_live_node, Pass, PassContext, PassError};
 use crate::rewrite::{
-    const_f64, per_channel_constant, set_constant_input, set_constant_tensor, shared_weight,
-    single_consumer,
+    const_f64, per_channel_constant, set_constant_input, set_constant_tensor, single_consumer,
 };
 
 pub struct FoldBatchNorm;
@@ -153,39 +153,17 @@ fn fold_bn(g: &mut Graph, id: NodeId, bn: &BatchNorm, cx: &mut PassContext) {
         )
         .removed(&[&name]))
     };
-    // A weight other nodes read too: the folded weight is a second copy,
-    // heavier — not without a target; with one, the cost model decides.
-    if let Some(wn) = weight_node(g, producer) {
-        if let Some(why) = shared_weight(g, wn) {
-            if cx.target().is_none() {
-                return skip(cx, format!("BN '{name}' is not folded: {why}"));
-            }
-            let copy = g
-                .node(wn)
-                .input(1)
-                .and_then(|w| g.constant(w))
-                .map_or(0, |t| t.byte_size());
-            let growth = crate::footprint::Growth {
-                macs_before: 0,
-                macs_after: 0,
-                weight_bytes_before: crate::footprint::region_weight_bytes(g, &[id]),
-                weight_bytes_after: copy,
-            };
-            let proposal = crate::gate::Proposal {
-                pass: NAME,
-                rule,
-                node: &name,
-                adds_capacity: false,
-                veto: None,
-            };
-            cx.admit(g, proposal, growth, apply);
-            return;
-        }
-    }
-    match apply(g) {
-        Ok(change) => cx.record(change),
-        Err(why) => skip(cx, why),
-    }
+    let holder = weight_node(g, producer).unwrap_or(producer);
+    let not_folded = format!("BN '{name}' is not folded");
+    let fold = Fold {
+        pass: NAME,
+        rule,
+        node: &name,
+        not_folded: &not_folded,
+        removed: id,
+        weight_holder: holder,
+    };
+    admit_fold(g, cx, fold, apply);
 }
 
 /// `Add(MatMul(x, W), bias)` with a constant bias.
@@ -575,31 +553,6 @@ fn fold_affine(g: &mut Graph, id: NodeId, cx: &mut PassContext) {
         return;
     }
     let producer_name = g.node(producer).name().to_string();
-    if cx.target().is_none() {
-        if let Some(why) = weight_node(g, producer).and_then(|w| shared_weight(g, w)) {
-            return cx.skip(
-                NAME,
-                "linear-affine",
-                &name,
-                format!("{what} '{name}' is not folded into '{producer_name}': {why}"),
-            );
-        }
-    }
-    let folded = match g.node(producer).op().clone() {
-        Op::Conv(_) => fold_into_conv(g, producer, &affine, false),
-        Op::Gemm(ref gemm) => fold_into_gemm(g, producer, gemm, &affine),
-        _ => fold_into_matmul(g, producer, &affine, true),
-    };
-    if let Err(why) = folded {
-        return cx.skip(
-            NAME,
-            "linear-affine",
-            &name,
-            format!("{what} '{name}' is not folded into '{producer_name}': {why}"),
-        );
-    }
-    let out = g.node(producer).output(0).expect("output");
-    crate::rewrite::bypass(g, id, out);
     let rule = match (kind, what) {
         ("conv", "Mul") => "conv-mul",
         ("conv", "Add") => "conv-add",
@@ -610,29 +563,47 @@ fn fold_affine(g: &mut Graph, id: NodeId, cx: &mut PassContext) {
         (_, "Div") => "linear-div",
         _ => "linear-sub",
     };
-    let target = match g.node(producer).op() {
-        Op::Conv(_) => format!("conv '{producer_name}'"),
-        Op::Add(_) => {
-            let mm = [g.node(producer).input(0), g.node(producer).input(1)]
-                .into_iter()
-                .flatten()
-                .filter_map(|v| g.producer(v))
-                .map(|p| g.node(p).name().to_string())
-                .next()
-                .unwrap_or_default();
-            format!("MatMul '{mm}' and its bias Add '{producer_name}'")
-        }
-        _ => format!("{} '{producer_name}'", g.node(producer).op_type()),
-    };
-    cx.record(
-        Change::new(
+    let not_folded = format!("{what} '{name}' is not folded into '{producer_name}'");
+    let apply = |g: &mut Graph| -> Result<Change, String> {
+        let folded = match g.node(producer).op().clone() {
+            Op::Conv(_) => fold_into_conv(g, producer, &affine, false),
+            Op::Gemm(ref gemm) => fold_into_gemm(g, producer, gemm, &affine),
+            _ => fold_into_matmul(g, producer, &affine, true),
+        };
+        folded.map_err(|why| format!("{not_folded}: {why}"))?;
+        let out = g.node(producer).output(0).expect("output");
+        crate::rewrite::bypass(g, id, out);
+        let target = match g.node(producer).op() {
+            Op::Conv(_) => format!("conv '{producer_name}'"),
+            Op::Add(_) => {
+                let mm = [g.node(producer).input(0), g.node(producer).input(1)]
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|v| g.producer(v))
+                    .map(|p| g.node(p).name().to_string())
+                    .next()
+                    .unwrap_or_default();
+                format!("MatMul '{mm}' and its bias Add '{producer_name}'")
+            }
+            _ => format!("{} '{producer_name}'", g.node(producer).op_type()),
+        };
+        Ok(Change::new(
             NAME,
             rule,
             &[&producer_name, &name],
             format!("folded per-channel {what} '{name}' into {target}"),
         )
-        .removed(&[&name]),
-    );
+        .removed(&[&name]))
+    };
+    let fold = Fold {
+        pass: NAME,
+        rule,
+        node: &name,
+        not_folded: &not_folded,
+        removed: id,
+        weight_holder: weight_node(g, producer).unwrap_or(producer),
+    };
+    admit_fold(g, cx, fold, apply);
 }
 
 /// A constant that acts per column on a `[…, N]` tensor of `rank`: a

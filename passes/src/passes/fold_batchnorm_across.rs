@@ -34,7 +34,8 @@
 //! fold, with the reason.
 //!
 //! Preconditions: without a target, a weight no other node reads (else the
-//! folded weight is a second copy); shapes along the way known; every
+//! folded weight is a second copy; with a target the cost model decides,
+//! `crate::fold_gate`); shapes along the way known; every
 //! intermediate read once
 //! (the BN's input for backward, the BN's output for forward); BN and
 //! weights float constants; only the BN's first output read.
@@ -47,8 +48,10 @@ use npuopt_ir::{Graph, NodeId, Op, ValueId};
 
 use crate::change::Change;
 use crate::conv_algebra::bn_as_affine;
+use crate::fold_gate::{admit_fold, Fold};
+use crate::gate::Outcome;
 use crate::pass::{for_each_live_node, Pass, PassContext, PassError};
-use crate::rewrite::{const_f64, set_constant_input, shared_weight, single_consumer};
+use crate::rewrite::{const_f64, set_constant_input, single_consumer};
 
 pub struct FoldBatchNormAcross;
 
@@ -146,73 +149,69 @@ fn try_fold(g: &mut Graph, bn_id: NodeId, bn: &BatchNorm, cx: &mut PassContext) 
     });
     let backward = if direct { None } else { backward_chain(g, x) };
     if let Some(chain) = backward {
-        let result = chain.and_then(|c| {
-            let affine = bn_as_affine(g, bn_id, bn)?;
-            if cx.target().is_none() {
-                if let Some(why) = shared_weight(g, c.linear) {
-                    return Err(why);
-                }
-            }
-            let note = fold_backward(g, &c, &affine)?;
-            Ok((c, note))
-        });
-        match result {
-            Ok((c, note)) => {
-                // Read again: a new bias Add may now sit before the BN.
-                let x = g.node(bn_id).input(0).expect("the BN's input");
-                crate::rewrite::bypass(g, bn_id, x);
-                cx.record(
-                    Change::new(
+        let before = format!("BN '{name}' is not folded into the op before it");
+        match chain.and_then(|c| Ok((bn_as_affine(g, bn_id, bn)?, c))) {
+            Ok((affine, c)) => {
+                let holder = c.linear;
+                let apply = |g: &mut Graph| -> Result<Change, String> {
+                    let note =
+                        fold_backward(g, &c, &affine).map_err(|why| format!("{before}: {why}"))?;
+                    // Read again: a new bias Add may now sit before the BN.
+                    let x = g.node(bn_id).input(0).expect("the BN's input");
+                    crate::rewrite::bypass(g, bn_id, x);
+                    Ok(Change::new(
                         NAME,
                         "linear-shape-bn",
                         &[&c.linear_name, &name],
                         format!("folded BN '{name}' into {note}"),
                     )
-                    .removed(&[&name]),
-                );
-                return;
+                    .removed(&[&name]))
+                };
+                let fold = Fold {
+                    pass: NAME,
+                    rule: "linear-shape-bn",
+                    node: &name,
+                    not_folded: &before,
+                    removed: bn_id,
+                    weight_holder: holder,
+                };
+                if admit_fold(g, cx, fold, apply) == Outcome::Applied {
+                    return;
+                }
             }
             // Forward may still work.
-            Err(why) => cx.skip(
-                NAME,
-                "linear-shape-bn",
-                &name,
-                format!("BN '{name}' is not folded into the op before it: {why}"),
-            ),
+            Err(why) => cx.skip(NAME, "linear-shape-bn", &name, format!("{before}: {why}")),
         }
     }
     let Some(chain) = forward_chain(g, y) else {
         return;
     };
-    let result = chain.and_then(|c| {
-        let affine = bn_as_affine(g, bn_id, bn)?;
-        if cx.target().is_none() {
-            if let Some(why) = shared_weight(g, c.linear) {
-                return Err(why);
-            }
-        }
-        let note = fold_forward(g, &c, &affine)?;
-        Ok((c, note))
-    });
-    match result {
-        Ok((c, note)) => {
-            crate::rewrite::bypass(g, bn_id, x);
-            cx.record(
-                Change::new(
+    let after = format!("BN '{name}' is not folded into the op after it");
+    match chain.and_then(|c| Ok((bn_as_affine(g, bn_id, bn)?, c))) {
+        Ok((affine, c)) => {
+            let holder = c.linear;
+            let apply = |g: &mut Graph| -> Result<Change, String> {
+                let note = fold_forward(g, &c, &affine).map_err(|why| format!("{after}: {why}"))?;
+                crate::rewrite::bypass(g, bn_id, x);
+                Ok(Change::new(
                     NAME,
                     "bn-linear",
                     &[&name, &c.linear_name],
                     format!("folded BN '{name}' into {note}"),
                 )
-                .removed(&[&name]),
-            );
+                .removed(&[&name]))
+            };
+            let fold = Fold {
+                pass: NAME,
+                rule: "bn-linear",
+                node: &name,
+                not_folded: &after,
+                removed: bn_id,
+                weight_holder: holder,
+            };
+            admit_fold(g, cx, fold, apply);
         }
-        Err(why) => cx.skip(
-            NAME,
-            "bn-linear",
-            &name,
-            format!("BN '{name}' is not folded into the op after it: {why}"),
-        ),
+        Err(why) => cx.skip(NAME, "bn-linear", &name, format!("{after}: {why}")),
     }
 }
 

@@ -224,7 +224,9 @@ pub(crate) fn gather_strided(x: &Val, dims: &[i64], step: &[i64], base: i64) -> 
 }
 
 /// `dst`'s elements (of `E` bytes) from `src` at element `start`, then every
-/// `step` elements.
+/// `step` elements. Byte by byte, as `tensor.rs`'s `store` (a
+/// `copy_from_slice` per element was a `memcpy` call per element there).
+#[allow(clippy::manual_memcpy)]
 fn copy_run<const E: usize>(src: &[u8], dst: &mut [u8], start: i64, step: i64) {
     for (k, d) in dst.chunks_exact_mut(E).enumerate() {
         let o = (start + k as i64 * step) as usize * E;

@@ -28,6 +28,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT = [os.path.join(ROOT, "bench", "models", f"{m}_ts.onnx")
@@ -35,14 +36,18 @@ DEFAULT = [os.path.join(ROOT, "bench", "models", f"{m}_ts.onnx")
 
 
 def timed(cmd):
-    """(wall seconds, peak RSS MiB, stdout) of one command under GNU time."""
+    """(wall seconds, peak RSS MiB, stdout) of one command: peak RSS from GNU
+    time, wall time from a monotonic clock around it (GNU time's own has
+    10 ms steps, too coarse for a small model or cp)."""
     with tempfile.NamedTemporaryFile("r", suffix=".time") as t:
-        out = subprocess.run(["/usr/bin/time", "-f", "%e %M", "-o", t.name] + cmd,
+        start = time.perf_counter()
+        out = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", t.name] + cmd,
                              capture_output=True, text=True)
+        wall = time.perf_counter() - start
         if out.returncode != 0:
             return None, None, out.stderr.strip().splitlines()[-1:] or ["failed"]
-        wall, kib = t.read().split()[-2:]
-        return float(wall), int(kib) / 1024.0, out.stdout.strip()
+        kib = t.read().split()[-1]
+        return wall, int(kib) / 1024.0, out.stdout.strip()
 
 
 def median_timed(cmd, runs):

@@ -59,6 +59,9 @@ pub struct OptimizeOptions {
     /// reads the input from these bytes instead of encoding `model` again
     /// (and so also checks the import). `None`: `model` is encoded.
     pub source: Option<(bytes::Bytes, Option<std::path::PathBuf>)>,
+    /// Change notes without content hashes, for a run that shows no notes
+    /// (see [`PipelineOptions::skip_note_hashes`]).
+    pub skip_note_hashes: bool,
 }
 
 /// Metadata key marking the intent of an optimized model.
@@ -294,6 +297,7 @@ pub fn optimize_with_passes(
             after_pass: Some(Box::new(after_pass)),
             gate: gate.clone(),
             cancel: opts.cancel.clone(),
+            skip_note_hashes: opts.skip_note_hashes,
         },
     );
     if opts.cancel.is_cancelled() {

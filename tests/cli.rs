@@ -308,6 +308,48 @@ fn optimize_report_is_complete_and_deterministic() {
     assert_eq!(r["verification"]["passed"], true);
 }
 
+/// Change notes reach the user only through a report, so a run without
+/// one skips their content hashes: the report of a run that asks keeps
+/// them (`fold-constants` names each folded tensor `f32[…] #hash`), and the
+/// written model is the same bytes either way.
+#[test]
+fn folded_tensor_notes_keep_their_hash_in_a_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fixture("levit_ts.onnx");
+    let (with, without) = (dir.path().join("a.onnx"), dir.path().join("b.onnx"));
+    let report = dir.path().join("r.json");
+    let o = npuopt(&[
+        "-q",
+        "optimize",
+        input.to_str().unwrap(),
+        "-o",
+        with.to_str().unwrap(),
+        "--no-verify",
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = npuopt(&[
+        "-q",
+        "optimize",
+        input.to_str().unwrap(),
+        "-o",
+        without.to_str().unwrap(),
+        "--no-verify",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(std::fs::read(&with).unwrap() == std::fs::read(&without).unwrap());
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let hashed = r["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["pass"] == "fold-constants")
+        .filter(|c| c["note"].as_str().unwrap().contains("] #"))
+        .count();
+    assert!(hashed > 0, "no fold-constants note with a content hash");
+}
+
 #[test]
 fn dump_after_and_max_rewrites() {
     let dir = tempfile::tempdir().unwrap();

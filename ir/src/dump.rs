@@ -135,23 +135,37 @@ pub fn dump(graph: &Graph) -> crate::error::Result<String> {
 }
 
 /// `f32[16,3,3,3] #a1b2c3d4`: dtype, shape and a 32-bit content hash; tiny
-/// tensors (≤ 8 values) show their values.
+/// tensors (≤ 4 values) show their values.
 pub fn tensor_summary(t: &Tensor) -> String {
+    let (mut s, tiny) = brief(t);
+    if !tiny {
+        let h = t.content_hash();
+        let _ = write!(s, " #{:08x}", (h ^ (h >> 32)) as u32);
+    }
+    s
+}
+
+/// [`tensor_summary`] without the content hash (which reads every byte):
+/// `f32[16,3,3,3]`, tiny tensors with their values.
+pub fn tensor_brief(t: &Tensor) -> String {
+    brief(t).0
+}
+
+/// The dtype and shape, and the values of a tiny tensor (then `true`).
+fn brief(t: &Tensor) -> (String, bool) {
     let dims: Vec<String> = t.dims().iter().map(|d| d.to_string()).collect();
     let mut s = format!("{}[{}]", t.dtype(), dims.join(","));
     if t.numel().is_some_and(|n| n <= 4) {
         if let Ok(v) = t.to_i64() {
             let _ = write!(s, " {v:?}");
-            return s;
+            return (s, true);
         }
         if let Ok(v) = t.to_f32() {
             let _ = write!(s, " {v:?}");
-            return s;
+            return (s, true);
         }
     }
-    let h = t.content_hash();
-    let _ = write!(s, " #{:08x}", (h ^ (h >> 32)) as u32);
-    s
+    (s, false)
 }
 
 fn attr_text(a: &AttributeProto) -> String {

@@ -554,34 +554,48 @@ impl F64Sink {
 
     /// Appends `values`; panics past the length given to [`F64Sink::new`].
     pub fn extend(&mut self, values: &[f64]) {
-        fn put<const N: usize>(dst: &mut [u8], values: &[f64], f: impl Fn(f64) -> [u8; N]) {
+        /// Stores each value's bytes and counts the non-zero ones (±0 has
+        /// all magnitude bits clear) in the same pass.
+        fn put<const N: usize>(
+            dst: &mut [u8],
+            values: &[f64],
+            f: impl Fn(f64) -> [u8; N],
+            magnitude: impl Fn([u8; N]) -> bool,
+        ) -> u64 {
+            let mut nonzero = 0;
             for (d, &v) in dst.chunks_exact_mut(N).zip(values) {
-                store(d, f(v));
+                let b = f(v);
+                store(d, b);
+                nonzero += magnitude(b) as u64;
             }
+            nonzero
         }
         let at = self.at;
-        assert!(
-            at + values.len() * self.width() <= self.len,
-            "F64Sink overfilled"
-        );
-        let raw = &mut self.raw.as_mut_slice()[at..];
-        match self.dtype.known() {
-            Some(DataType::Double) => put::<8>(raw, values, f64::to_le_bytes),
-            Some(DataType::Float16) => {
-                put::<2>(raw, values, |v| f32_to_f16(v as f32).to_le_bytes())
-            }
-            Some(DataType::Bfloat16) => {
-                put::<2>(raw, values, |v| f32_to_bf16(v as f32).to_le_bytes())
-            }
-            _ => put::<4>(raw, values, |v| (v as f32).to_le_bytes()),
-        }
         let end = at + values.len() * self.width();
-        let width = self.width();
-        let written = &self.raw.as_mut_slice()[at..end];
-        self.nonzero += match width {
-            8 => nonzero_magnitudes::<8>(written, |b| u64::from_le_bytes(b) << 1 != 0),
-            2 => nonzero_magnitudes::<2>(written, |b| u16::from_le_bytes(b) << 1 != 0),
-            _ => nonzero_magnitudes::<4>(written, |b| u32::from_le_bytes(b) << 1 != 0),
+        assert!(end <= self.len, "F64Sink overfilled");
+        let raw = &mut self.raw.as_mut_slice()[at..end];
+        self.nonzero += match self.dtype.known() {
+            Some(DataType::Double) => put::<8>(raw, values, f64::to_le_bytes, |b| {
+                u64::from_le_bytes(b) << 1 != 0
+            }),
+            Some(DataType::Float16) => put::<2>(
+                raw,
+                values,
+                |v| f32_to_f16(v as f32).to_le_bytes(),
+                |b| u16::from_le_bytes(b) << 1 != 0,
+            ),
+            Some(DataType::Bfloat16) => put::<2>(
+                raw,
+                values,
+                |v| f32_to_bf16(v as f32).to_le_bytes(),
+                |b| u16::from_le_bytes(b) << 1 != 0,
+            ),
+            _ => put::<4>(
+                raw,
+                values,
+                |v| (v as f32).to_le_bytes(),
+                |b| u32::from_le_bytes(b) << 1 != 0,
+            ),
         };
         self.at = end;
     }

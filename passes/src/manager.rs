@@ -36,6 +36,12 @@ pub struct PipelineOptions<'a> {
     /// Checked before every pass and every rewrite: once it fires the run
     /// ends with [`PipelineError::Cancelled`].
     pub cancel: Cancel,
+    /// Change notes without the content hash of the tensors they name
+    /// (`fold-constants`' `f32[384,128] #1a2b3c4d`): hashing every folded
+    /// tensor byte by byte was a fifth of a transformer's run. For callers
+    /// that show no note — the command without `--report`,
+    /// `--report-html` or `--verify-each`; everything else keeps them.
+    pub skip_note_hashes: bool,
 }
 
 /// What one pass did over the whole run. `nodes_before` is the node count
@@ -150,6 +156,7 @@ pub fn run_passes(
             }
             let mut cx = PassContext::with_gate(budget, opts.gate.clone());
             cx.cancel = opts.cancel.clone();
+            cx.skip_note_hashes = opts.skip_note_hashes;
             let name = pass.name();
             let generation = model.graph.generation();
             let nodes_before_run = model.graph.node_count() as isize;

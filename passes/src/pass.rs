@@ -64,6 +64,9 @@ pub struct PassContext {
     pub(crate) cached: Option<(u64, Figures)>,
     /// The run's cancellation flag: once it fires, no more rewrites.
     pub(crate) cancel: Cancel,
+    /// Leave content hashes out of change notes (see
+    /// [`crate::PipelineOptions::skip_note_hashes`]).
+    pub skip_note_hashes: bool,
 }
 
 impl PassContext {

@@ -147,6 +147,7 @@ pub fn options(a: &OptimizeArgs) -> Result<OptimizeOptions, CliError> {
         force_passes: a.force_pass.clone(),
         cancel: Cancel::never(),
         source: None,
+        skip_note_hashes: false,
     })
 }
 
@@ -190,6 +191,11 @@ pub fn execute(
     };
     let wants_report =
         report || a.report.is_some() || a.report_html.is_some() || matches!(output, Output::Memory);
+    // Change notes reach the user only through a report.
+    let opts = OptimizeOptions {
+        skip_note_hashes: !wants_report,
+        ..opts
+    };
     // The input's hash reads every byte of the file, one at a time (FNV-1a:
     // ~60 ms for a 45 MB model): taken only when a report carries it, on a
     // second thread while the model is imported and optimized.

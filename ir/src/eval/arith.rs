@@ -101,7 +101,7 @@ pub fn binary(op: &str, x: &Val, y: &Val) -> Option<Val> {
     Some(Val {
         dtype: x.dtype,
         dims,
-        bytes,
+        bytes: bytes.into(),
     })
 }
 
@@ -149,6 +149,6 @@ pub fn unary(op: &str, x: &Val) -> Option<Val> {
     Some(Val {
         dtype: x.dtype,
         dims: x.dims.clone(),
-        bytes,
+        bytes: bytes.into(),
     })
 }

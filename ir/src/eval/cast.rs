@@ -58,6 +58,6 @@ pub fn cast(x: &Val, to: DType) -> Option<Val> {
     Some(Val {
         dtype: to,
         dims: x.dims.clone(),
-        bytes,
+        bytes: bytes.into(),
     })
 }

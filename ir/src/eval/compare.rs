@@ -30,7 +30,11 @@ fn encode(dtype: DType, dims: Vec<i64>, n: Nums) -> Option<Val> {
         (d, Nums::I(v)) => encode_ints(d, &v)?,
         _ => return None,
     };
-    Some(Val { dtype, dims, bytes })
+    Some(Val {
+        dtype,
+        dims,
+        bytes: bytes.into(),
+    })
 }
 
 fn bools(dims: Vec<i64>, v: impl Iterator<Item = bool>) -> Val {
@@ -115,7 +119,7 @@ pub fn where_(c: &Val, x: &Val, y: &Val) -> Option<Val> {
     Some(Val {
         dtype: x.dtype,
         dims,
-        bytes,
+        bytes: bytes.into(),
     })
 }
 

@@ -32,7 +32,7 @@ pub fn range(start: &Val, limit: &Val, delta: &Val) -> Option<Val> {
         return Some(Val {
             dtype: dt,
             dims: vec![n],
-            bytes: encode_ints(dt, &vals)?,
+            bytes: encode_ints(dt, &vals)?.into(),
         });
     }
     let (s, l, d, exact_limit) = match dt {
@@ -98,7 +98,7 @@ pub fn constant_of_shape(shape: &Val, fill: Option<Val>) -> Option<Val> {
     let fill = fill.unwrap_or_else(|| Val {
         dtype: DType::FLOAT,
         dims: vec![1],
-        bytes: 0f32.to_le_bytes().to_vec(),
+        bytes: 0f32.to_le_bytes().to_vec().into(),
     });
     if fill.numel() != 1 {
         return None;
@@ -113,6 +113,6 @@ pub fn constant_of_shape(shape: &Val, fill: Option<Val>) -> Option<Val> {
     Some(Val {
         dtype: fill.dtype,
         dims,
-        bytes: fill.bytes.repeat(count),
+        bytes: fill.bytes.repeat(count).into(),
     })
 }

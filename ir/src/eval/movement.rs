@@ -43,7 +43,7 @@ pub fn gather(data: &Val, indices: &Val, axis: i64) -> Option<Val> {
     Some(Val {
         dtype: data.dtype,
         dims,
-        bytes,
+        bytes: bytes.into(),
     })
 }
 
@@ -117,7 +117,7 @@ pub fn concat(vals: &[&Val], axis: i64) -> Option<Val> {
     Some(Val {
         dtype: first.dtype,
         dims,
-        bytes,
+        bytes: bytes.into(),
     })
 }
 
@@ -169,22 +169,72 @@ pub fn transpose(x: &Val, perm: Option<Vec<i64>>) -> Option<Val> {
     let dims: Vec<i64> = perm.iter().map(|&p| x.dims[p]).collect();
     let in_strides = strides(&x.dims);
     let src: Vec<usize> = perm.iter().map(|&p| in_strides[p]).collect();
-    let offsets = gather_offsets(&dims, &src, 0);
+    let src: Vec<i64> = src.iter().map(|&s| s as i64).collect();
     Some(Val {
         dtype: x.dtype,
-        bytes: gather_elems(x, &offsets),
+        bytes: gather_strided(x, &dims, &src, 0).into(),
         dims,
     })
 }
 
-/// The elements of `x` at `offsets`, in order, copied once into a buffer of
-/// the exact size (not an allocation per element).
-fn gather_elems(x: &Val, offsets: &[usize]) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(offsets.len() * x.esize());
-    for &o in offsets {
-        bytes.extend_from_slice(x.elem(o));
+/// The elements of `x` for every position of an output of `dims`, where a
+/// step along output axis i moves `step[i]` (signed) elements in the source
+/// from element `base`: copied straight into a buffer of the exact size,
+/// the last axis as a run of fixed-size element copies. (A `usize` offset
+/// per element and a `memcpy` call per element made folding the transposed
+/// weights of a transformer most of its run.)
+pub(crate) fn gather_strided(x: &Val, dims: &[i64], step: &[i64], base: i64) -> Vec<u8> {
+    let e = x.esize();
+    let n = dims.iter().map(|&d| d.max(0) as usize).product::<usize>();
+    let mut out = vec![0u8; n * e];
+    if n == 0 {
+        return out;
     }
-    bytes
+    let Some((&last, outer)) = dims.split_last() else {
+        out.copy_from_slice(x.elem(base as usize));
+        return out;
+    };
+    let (run, run_step) = (last as usize, step[dims.len() - 1]);
+    let mut at = vec![0i64; outer.len()];
+    let mut start = base;
+    for row in out.chunks_exact_mut(run * e) {
+        match e {
+            1 => copy_run::<1>(&x.bytes, row, start, run_step),
+            2 => copy_run::<2>(&x.bytes, row, start, run_step),
+            4 => copy_run::<4>(&x.bytes, row, start, run_step),
+            8 => copy_run::<8>(&x.bytes, row, start, run_step),
+            _ => {
+                for (k, dst) in row.chunks_exact_mut(e).enumerate() {
+                    dst.copy_from_slice(x.elem((start + k as i64 * run_step) as usize));
+                }
+            }
+        }
+        // The next row: an odometer over the outer axes, last fastest.
+        for ax in (0..outer.len()).rev() {
+            at[ax] += 1;
+            start += step[ax];
+            if at[ax] < outer[ax] {
+                break;
+            }
+            start -= step[ax] * at[ax];
+            at[ax] = 0;
+        }
+    }
+    out
+}
+
+/// `dst`'s elements (of `E` bytes) from `src` at element `start`, then every
+/// `step` elements. Byte by byte, as `tensor.rs`'s `store` (a
+/// `copy_from_slice` per element was a `memcpy` call per element there).
+#[allow(clippy::manual_memcpy)]
+fn copy_run<const E: usize>(src: &[u8], dst: &mut [u8], start: i64, step: i64) {
+    for (k, d) in dst.chunks_exact_mut(E).enumerate() {
+        let o = (start + k as i64 * step) as usize * E;
+        let s = &src[o..o + E];
+        for i in 0..E {
+            d[i] = s[i];
+        }
+    }
 }
 
 /// Flat source offsets for every element of an output of `dims`, where a
@@ -294,11 +344,11 @@ pub fn slice(
     let bytes = if dims.contains(&0) {
         Vec::new()
     } else {
-        gather_elems(x, &gather_offsets_signed(&dims, &step, base))
+        gather_strided(x, &dims, &step, base)
     };
     Some(Val {
         dtype: x.dtype,
         dims,
-        bytes,
+        bytes: bytes.into(),
     })
 }

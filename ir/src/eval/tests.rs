@@ -132,3 +132,45 @@ fn comparisons_selections_and_reductions() {
     let e = compare("Equal", &i(&[2], &[3, 4]), &i(&[], &[4])).unwrap();
     assert_eq!(e.ints().unwrap(), vec![0, 1]);
 }
+
+/// The strided copy behind Transpose and Slice against the per-element
+/// offsets it replaced: every element size, ranks 0–4, negative steps.
+#[test]
+fn strided_copy_matches_per_element_offsets() {
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    for case in 0..400 {
+        let esize = [1usize, 2, 4, 8, 16][case % 5];
+        let dtype = match esize {
+            1 => DType::UINT8,
+            2 => DType::FLOAT16,
+            4 => DType::FLOAT,
+            8 => DType::INT64,
+            _ => DType(crate::proto::tensor_proto::DataType::Complex128 as i32),
+        };
+        let rank = next(5) as usize;
+        let dims: Vec<i64> = (0..rank).map(|_| 1 + next(4) as i64).collect();
+        // A source big enough for any walk below, starting mid-way so that
+        // negative steps stay inside it.
+        let span: i64 = dims.iter().product::<i64>().max(1) * 4;
+        let len = (span * 2) as usize;
+        let x = Val {
+            dtype,
+            dims: vec![len as i64],
+            bytes: (0..len * esize).map(|b| (b * 31 % 251) as u8).collect(),
+        };
+        let step: Vec<i64> = dims.iter().map(|_| next(7) as i64 - 3).collect();
+        let base = span;
+        let want: Vec<u8> = movement::gather_offsets_signed(&dims, &step, base)
+            .into_iter()
+            .flat_map(|o| x.elem(o).to_vec())
+            .collect();
+        let got = movement::gather_strided(&x, &dims, &step, base);
+        assert_eq!(got, want, "case {case}: dims {dims:?} step {step:?}");
+    }
+}

@@ -1,12 +1,15 @@
 //! A dense value being computed: dtype, dims and little-endian bytes.
 
+use bytes::Bytes;
+
 use crate::dtype::DType;
 use crate::proto::tensor_proto::DataType;
 use crate::tensor::Tensor;
 
 /// A constant's data as little-endian bytes of its dtype, elements of a
-/// whole number of bytes. `None` for external, string or sub-byte tensors.
-pub fn raw_bytes(t: &Tensor) -> Option<Vec<u8>> {
+/// whole number of bytes: its `raw_data`, shared (not copied), or its typed
+/// fields encoded. `None` for external, string or sub-byte tensors.
+pub fn raw_bytes(t: &Tensor) -> Option<Bytes> {
     if t.is_external() || t.proto().segment.is_some() {
         return None;
     }
@@ -18,11 +21,11 @@ pub fn raw_bytes(t: &Tensor) -> Option<Vec<u8>> {
     let n = t.numel()?;
     let want = dt.raw_len(n)? as usize;
     let p = t.proto();
-    let bytes: Vec<u8> = if let Some(raw) = &p.raw_data {
-        raw.to_vec()
+    let bytes: Bytes = if let Some(raw) = &p.raw_data {
+        raw.clone()
     } else {
         use DataType::*;
-        match dt.known()? {
+        let typed: Vec<u8> = match dt.known()? {
             Float => p.float_data.iter().flat_map(|v| v.to_le_bytes()).collect(),
             Double => p.double_data.iter().flat_map(|v| v.to_le_bytes()).collect(),
             Int64 => p.int64_data.iter().flat_map(|v| v.to_le_bytes()).collect(),
@@ -40,17 +43,21 @@ pub fn raw_bytes(t: &Tensor) -> Option<Vec<u8>> {
                 .collect(),
             Int8 | Uint8 | Bool => p.int32_data.iter().map(|&v| v as u8).collect(),
             _ => return None,
-        }
+        };
+        typed.into()
     };
     (bytes.len() == want).then_some(bytes)
 }
 
-/// A dense value being computed: dtype, dims and little-endian bytes.
+/// A dense value being computed: dtype, dims and little-endian bytes. The
+/// bytes are shared: a constant's value is its tensor's `raw_data` (no copy
+/// of a weight to evaluate it), and a Reshape, Squeeze, Unsqueeze or
+/// Identity of it shares them too (folding such a chain holds one copy).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Val {
     pub dtype: DType,
     pub dims: Vec<i64>,
-    pub bytes: Vec<u8>,
+    pub bytes: Bytes,
 }
 
 impl Val {
@@ -76,14 +83,18 @@ impl Val {
     }
 
     pub fn into_tensor(self) -> Tensor {
-        Tensor::from_raw("", self.dtype, &self.dims, self.bytes.into())
+        Tensor::from_raw("", self.dtype, &self.dims, self.bytes)
     }
 
     pub fn from_i64(dims: Vec<i64>, v: &[i64]) -> Val {
         Val {
             dtype: DType::INT64,
             dims,
-            bytes: v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            bytes: v
+                .iter()
+                .flat_map(|x| x.to_le_bytes())
+                .collect::<Vec<u8>>()
+                .into(),
         }
     }
 

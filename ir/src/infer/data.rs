@@ -99,7 +99,11 @@ impl Data {
                 .collect(),
             _ => eval::encode_ints(dtype, &ints)?,
         };
-        Some(Arc::new(Val { dtype, dims, bytes }))
+        Some(Arc::new(Val {
+            dtype,
+            dims,
+            bytes: bytes.into(),
+        }))
     }
 
     /// The type of the value (`dtype` for element-wise dims: int64 unless

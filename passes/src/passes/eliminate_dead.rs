@@ -156,7 +156,7 @@ fn data_of(t: &npuopt_ir::Tensor) -> Option<Bytes> {
         Some(raw) if !t.is_external() && t.proto().segment.is_none() => {
             raw_bytes_len_ok(t, raw.len()).then(|| raw.clone())
         }
-        _ => raw_bytes(t).map(Bytes::from),
+        _ => raw_bytes(t),
     }
 }
 

@@ -66,7 +66,7 @@ fn fold_node(g: &mut Graph, id: NodeId, cx: &mut PassContext) {
     if let Op::Constant(c) = n.op() {
         let Some(t) = c.tensor() else { return };
         let t = Tensor::from_proto(t);
-        let summary = npuopt_ir::dump::tensor_summary(&t);
+        let summary = summary(&t, cx);
         g.make_constant(out, t);
         g.remove_node(id);
         let vname = g.value(out).name().to_string();
@@ -118,7 +118,7 @@ fn fold_node(g: &mut Graph, id: NodeId, cx: &mut PassContext) {
         );
         return;
     }
-    let summary = npuopt_ir::dump::tensor_summary(&t);
+    let summary = summary(&t, cx);
     g.make_constant(out, t);
     g.remove_node(id);
     let vname = g.value(out).name().to_string();
@@ -131,6 +131,16 @@ fn fold_node(g: &mut Graph, id: NodeId, cx: &mut PassContext) {
         )
         .removed(&[&name]),
     );
+}
+
+/// The folded tensor as the change note names it: with its content hash
+/// unless the run shows no notes.
+fn summary(t: &Tensor, cx: &PassContext) -> String {
+    if cx.skip_note_hashes {
+        npuopt_ir::dump::tensor_brief(t)
+    } else {
+        npuopt_ir::dump::tensor_summary(t)
+    }
 }
 
 /// Evaluates node `id` with the shared evaluator if every present input is

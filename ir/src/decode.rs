@@ -207,7 +207,8 @@ fn count_nodes_and_initializers(msg: &Bytes) -> (usize, usize) {
             (5, WireType::LengthDelimited) => initializers += 1,
             _ => {}
         }
-        if prost::encoding::skip_field(wire_type, tag, &mut buf, DecodeContext::default()).is_err() {
+        if prost::encoding::skip_field(wire_type, tag, &mut buf, DecodeContext::default()).is_err()
+        {
             break;
         }
     }

@@ -84,7 +84,10 @@ pub(crate) struct NodeNames {
 }
 
 impl NodeNames {
-    fn get(&self, nodes: &[Option<Node>]) -> &std::collections::HashSet<Name, foldhash::fast::RandomState> {
+    fn get(
+        &self,
+        nodes: &[Option<Node>],
+    ) -> &std::collections::HashSet<Name, foldhash::fast::RandomState> {
         self.built.get_or_init(|| {
             let mut set: std::collections::HashSet<Name, foldhash::fast::RandomState> = nodes
                 .iter()

@@ -35,7 +35,10 @@ pub fn read(path: &Path) -> std::io::Result<Bytes> {
         // file changing under it, which the module documentation discusses
         // (npuopt itself never writes into a file it has open).
         if let Ok(map) = unsafe { memmap2::Mmap::map(&file) } {
-            return Ok(Bytes::from_owner(Mapping::register(MappedFile { map, file })));
+            return Ok(Bytes::from_owner(Mapping::register(MappedFile {
+                map,
+                file,
+            })));
         }
     }
     let mut buf = Vec::with_capacity(meta.len() as usize);

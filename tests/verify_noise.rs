@@ -433,3 +433,125 @@ fn erf_models_are_verified_against_the_f64_reference() {
     assert_eq!(code, Some(3), "{json}");
     assert_eq!(json["reference"], "f64", "{json}");
 }
+
+/// A conv's weights times 1.01, through the scale of the
+/// `DequantizeLinear` that makes them (the middle conv's).
+fn scale_dequantized_conv(m: &mut ModelProto) {
+    let g = m.graph.as_ref().unwrap();
+    let weights: Vec<&str> = g
+        .node
+        .iter()
+        .filter(|n| op(n) == "Conv")
+        .map(|n| n.input[1].as_str())
+        .collect();
+    let w = weights[weights.len() / 2];
+    let dq = g
+        .node
+        .iter()
+        .find(|n| op(n) == "DequantizeLinear" && n.output[0] == w)
+        .unwrap_or_else(|| panic!("'{w}' is not dequantized"));
+    let ix = init_ix(m, &dq.input[1].clone());
+    scale(&mut m.graph.as_mut().unwrap().initializer[ix], 1.01);
+}
+
+fn verify_json(a: &Path, b: &Path) -> (Option<i32>, serde_json::Value) {
+    let done = npuopt(&["verify", a.to_str().unwrap(), b.to_str().unwrap(), "--json"]);
+    let json = serde_json::from_slice(&done.stdout).unwrap_or_default();
+    (done.status.code(), json)
+}
+
+/// Models that quantize (`QuantizeLinear`) are measured against the input
+/// at its own precision, and the report says why: an f64 evaluation
+/// differs from the input's run by whole quantization steps, a floor
+/// under which a 1 % weight change would pass. The per-channel and
+/// per-tensor fixtures verify after the default pipeline, and a 1 %
+/// change of one conv's weights (its dequantization scale times 1.01) is
+/// caught.
+#[test]
+fn quantizing_models_are_measured_against_themselves_and_say_why() {
+    for fixture in ["qdq_ts.onnx", "qdq_pertensor_ts.onnx"] {
+        let dir = tempfile::tempdir().unwrap();
+        let input = real(fixture);
+        let out = dir.path().join("opt.onnx");
+        let done = npuopt(&[
+            "optimize",
+            input.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        let stderr = String::from_utf8_lossy(&done.stderr);
+        assert_eq!(done.status.code(), Some(0), "{fixture}: {stderr}");
+        let (code, json) = verify_json(&input, &out);
+        assert_eq!(code, Some(0), "{fixture}: {json}");
+        assert_eq!(json["reference"], "perturbed", "{fixture}: {json}");
+        let why = json["reference_note"].as_str().unwrap();
+        assert!(
+            why.contains("quantizes (QuantizeLinear '") && !why.contains("tract could not"),
+            "{fixture}: {why}"
+        );
+
+        let mut m = read(&out);
+        scale_dequantized_conv(&mut m);
+        let bad = dir.path().join("bad.onnx");
+        write(&m, &bad);
+        let (code, json) = verify_json(&input, &bad);
+        assert_eq!(code, Some(3), "{fixture}: {json}");
+    }
+}
+
+/// A model whose weights are stored as integers and dequantized, with
+/// float activations (the QDQ fixture without its activation
+/// `QuantizeLinear` → `DequantizeLinear` pairs), is measured against the
+/// input evaluated in f64, `DequantizeLinear` kept in f32: it verifies
+/// against itself within noise, and a 1 % weight change is caught.
+#[test]
+fn dequantized_weights_are_verified_against_the_f64_reference() {
+    let mut m = read(&real("qdq_ts.onnx"));
+    let g = m.graph.as_mut().unwrap();
+    // Each activation pair `x → QuantizeLinear → DequantizeLinear → y`:
+    // uses of `y` read `x`.
+    let mut bypass = std::collections::HashMap::new();
+    for q in g.node.iter().filter(|n| op(n) == "QuantizeLinear") {
+        for dq in g.node.iter().filter(|n| op(n) == "DequantizeLinear") {
+            if dq.input[0] == q.output[0] {
+                bypass.insert(dq.output[0].clone(), q.input[0].clone());
+            }
+        }
+    }
+    assert!(!bypass.is_empty(), "no activation pairs");
+    g.node.retain(|n| {
+        op(n) != "QuantizeLinear"
+            && !(op(n) == "DequantizeLinear" && bypass.contains_key(&n.output[0]))
+    });
+    for n in &mut g.node {
+        for i in &mut n.input {
+            if let Some(x) = bypass.get(i) {
+                *i = x.clone();
+            }
+        }
+    }
+    for o in &mut g.output {
+        if let Some(x) = o.name.as_ref().and_then(|n| bypass.get(n)) {
+            o.name = Some(x.clone());
+        }
+    }
+    assert!(g.node.iter().any(|n| op(n) == "DequantizeLinear"));
+    let dir = tempfile::tempdir().unwrap();
+    let dq_only = dir.path().join("dq.onnx");
+    write(&m, &dq_only);
+
+    let (code, json) = verify_json(&dq_only, &dq_only);
+    assert_eq!(code, Some(0), "{json}");
+    assert_eq!(json["reference"], "f64", "{json}");
+    for o in json["outputs"].as_array().unwrap() {
+        let ratio = o["ratio"].as_f64().unwrap();
+        assert!(ratio <= json["noise_factor"].as_f64().unwrap(), "{o}");
+    }
+
+    scale_dequantized_conv(&mut m);
+    let bad = dir.path().join("bad.onnx");
+    write(&m, &bad);
+    let (code, json) = verify_json(&dq_only, &bad);
+    assert_eq!(code, Some(3), "{json}");
+    assert_eq!(json["reference"], "f64", "{json}");
+}

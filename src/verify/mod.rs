@@ -194,9 +194,11 @@ pub enum Reference {
     /// models evaluated in f64 from their own parameters; the noise floor is
     /// the input's parameters rounded once more at their precision.
     F64LowPrecision(String),
-    /// tract cannot evaluate the input in f64: the reference is the input
-    /// at its own precision, and the noise floor its change on inputs
-    /// perturbed at the rounding level.
+    /// No f64 reference — tract cannot evaluate the input in f64, or the
+    /// model quantizes, which makes an f64 floor meaningless (the reason
+    /// says which): the reference is the input at its own precision, and
+    /// the noise floor its change on inputs perturbed at the rounding
+    /// level.
     Perturbed(String),
     /// An explicit `rtol`/`atol`: the input at its own precision, no noise
     /// floor.
@@ -552,6 +554,7 @@ fn verify_sources(
     // low-precision models).
     let (mut ref_proto, _) = load::decode(&reference, reference.label())?;
     let low = precision::low_precision(&ref_proto);
+    let quantizes = precision::quantizes(&ref_proto);
     if low.is_none() {
         load::strip_initializer_values(&mut ref_proto);
     }
@@ -629,18 +632,24 @@ fn verify_sources(
         (Runs::Fixed { reference, cand }, Reference::Fixed)
     } else {
         let f64_label = format!("{ref_label} in f64");
-        let ref64 = run(
-            &ref_spec,
-            f64_label,
-            &f64_form(None, &none),
-            &samples,
-            &mut notes,
-        );
+        let ref64 = match quantizes {
+            Some(why) => Err(why),
+            None => match run(
+                &ref_spec,
+                f64_label,
+                &f64_form(None, &none),
+                &samples,
+                &mut notes,
+            ) {
+                Err(e) if is_tract_failure(&e) => Err(e.to_string()),
+                ran => Ok(ran?),
+            },
+        };
         match ref64 {
+            // No meaningful f64 reference (see `precision::quantizes`), or
             // tract cannot load or run the input in f64: the floor is the
             // input's change on inputs perturbed at the rounding level.
-            Err(e) if is_tract_failure(&e) => {
-                let why = e.to_string();
+            Err(why) => {
                 notes.push(format!("no f64 reference: {why}"));
                 let samples = Samples {
                     shake: Some(eps),
@@ -659,7 +668,6 @@ fn verify_sources(
                     Reference::Perturbed(why),
                 )
             }
-            Err(e) => return Err(e),
             Ok(ref64) => {
                 // Where tract runs a low-precision model at its own
                 // precision, that run is the floor and the f64 evaluations

@@ -10,6 +10,9 @@
 //! which both the input model's own rounding error and the candidate's can
 //! be measured.
 //!
+//! `QuantizeLinear` and `DequantizeLinear` stay in f32 between `Cast`s
+//! (see [`isolate_qdq`]).
+//!
 //! With `perturb`, each float parameter is also multiplied by
 //! `1 + u·ε/2` (u uniform in [−1, 1], ε the machine epsilon of the model's
 //! precision): the model as it would be if every parameter had been rounded
@@ -85,15 +88,17 @@ pub(crate) fn low_precision(proto: &pb::ModelProto) -> Option<Low> {
 
 /// Why the input in f64 cannot be the reference of a model that quantizes
 /// (a `QuantizeLinear`, in any graph): rounding to integers turns the
-/// tiny f32-versus-f64 differences into whole quantization steps — and
-/// tract's f32 run of a quantized model uses integer kernels that round
-/// their own way — so the input's error against an f64 evaluation is a
-/// few percent of the output range, more than a 1 % change of one conv's
-/// weights moves the output (measured on the zoo's mobilenetv2 and
-/// resnet18 QDQ exports: floors 1.4–7 % of max |ref|, and every such
-/// change passed at ratio 1.0–1.2). Such a model is measured against
+/// tiny f32-versus-f64 differences into whole quantization steps, which
+/// the layers after it carry on, so the input's error against an f64
+/// evaluation is a few percent of the output range — more than a 1 %
+/// change of one conv's weights moves the output. Measured with the f64
+/// form of [`isolate_qdq`] on the zoo's mobilenetv2_100 and resnet18 QDQ
+/// exports (per tensor and per channel): floors 1.4–8 % of max |ref|, and
+/// every such change passed at ratio 1.0–1.2, where the perturbed
+/// reference catches it at 10⁵–7·10⁵. Such a model is measured against
 /// itself at its own precision instead. Dequantization alone (weights
-/// stored as integers) rounds nothing, and keeps the f64 reference.
+/// stored as integers, float activations) rounds nothing, and keeps the
+/// f64 reference.
 pub(crate) fn quantizes(proto: &pb::ModelProto) -> Option<String> {
     fn find(g: &pb::GraphProto) -> Option<&pb::NodeProto> {
         g.node.iter().find_map(|n| {

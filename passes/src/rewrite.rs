@@ -1,6 +1,8 @@
 //! Small helpers every pass uses to read constants and splice nodes.
 
-use npuopt_ir::{DType, Graph, NodeId, Tensor, ValueId};
+use npuopt_ir::{DType, Graph, NodeId, Op, Tensor, ValueId};
+
+use crate::pass::{PassContext, PassError};
 
 /// The values of a constant float tensor as f64.
 pub fn const_f64(g: &Graph, v: ValueId) -> Option<Vec<f64>> {
@@ -134,4 +136,49 @@ pub fn shared_weight(g: &Graph, node: NodeId) -> Option<String> {
             g.value(w).name()
         )
     })
+}
+
+/// Calls `merge` on every Add, Sub and Sum node, last in topological order
+/// first: the top of a nested sum is seen before its inner sums, which are
+/// tried on their own only if the top is not merged. Nodes removed by an
+/// earlier merge are skipped; a cancelled run stops.
+pub fn for_each_sum_last_first(
+    g: &mut Graph,
+    cx: &mut PassContext,
+    mut merge: impl FnMut(&mut Graph, NodeId, &mut PassContext),
+) -> Result<(), PassError> {
+    let order = g.topo_order()?;
+    for &id in order.iter().rev() {
+        if !cx.may_rewrite() {
+            break;
+        }
+        if g.try_node(id).is_none() {
+            continue;
+        }
+        if matches!(g.node(id).op(), Op::Add(_) | Op::Sub(_) | Op::Sum) {
+            merge(g, id, cx);
+        }
+    }
+    Ok(())
+}
+
+/// Sets a node's bias (input 2) to the folded values, named
+/// `{base}.bias_folded` as every fold names the bias it computes.
+pub fn set_folded_bias(
+    g: &mut Graph,
+    node: NodeId,
+    base: &str,
+    dtype: DType,
+    dims: &[i64],
+    bias: &[f64],
+) {
+    set_constant_input(
+        g,
+        node,
+        2,
+        &format!("{base}.bias_folded"),
+        dtype,
+        dims,
+        bias,
+    );
 }

@@ -53,7 +53,8 @@ use crate::change::Change;
 use crate::fold_gate::{admit_fold, Fold};
 use crate::pass::{for_each_live_node, Pass, PassContext, PassError};
 use crate::rewrite::{
-    const_f64, per_channel_constant, set_constant_input, set_constant_tensor, single_consumer,
+    const_f64, per_channel_constant, set_constant_input, set_constant_tensor, set_folded_bias,
+    single_consumer,
 };
 
 pub struct FoldBatchNorm;
@@ -247,15 +248,7 @@ fn fold_into_conv_transpose(g: &mut Graph, node: NodeId, a: &Affine) -> Result<(
     let b = bias(g, node, 2, cout)?;
     let b: Vec<f64> = (0..cout).map(|o| a.scale[o] * b[o] + a.shift[o]).collect();
     set_constant_tensor(g, node, 1, &name, folded);
-    set_constant_input(
-        g,
-        node,
-        2,
-        &format!("{base}.bias_folded"),
-        dtype,
-        &[cout as i64],
-        &b,
-    );
+    set_folded_bias(g, node, &base, dtype, &[cout as i64], &b);
     Ok(())
 }
 
@@ -288,15 +281,7 @@ fn fold_into_plain_conv(g: &mut Graph, node: NodeId, a: &Affine) -> Result<(), S
     let folded = t.map_f64_rows(&name, per_out, |o, _, x| x * a.scale[o])?;
     let b: Vec<f64> = (0..cout).map(|o| a.scale[o] * b[o] + a.shift[o]).collect();
     set_constant_tensor(g, node, 1, &name, folded);
-    set_constant_input(
-        g,
-        node,
-        2,
-        &format!("{base}.bias_folded"),
-        dtype,
-        &[cout as i64],
-        &b,
-    );
+    set_folded_bias(g, node, &base, dtype, &[cout as i64], &b);
     Ok(())
 }
 
@@ -343,15 +328,7 @@ fn fold_into_gemm(g: &mut Graph, node: NodeId, gemm: &Gemm, a: &Affine) -> Resul
         .map(|j| a.scale[j] * beta * c[j] + a.shift[j])
         .collect();
     set_constant_tensor(g, node, 1, &name, folded);
-    set_constant_input(
-        g,
-        node,
-        2,
-        &format!("{base}.bias_folded"),
-        dtype,
-        &[n as i64],
-        &c,
-    );
+    set_folded_bias(g, node, &base, dtype, &[n as i64], &c);
     let mut new = gemm.clone();
     new.beta = 1.0;
     g.set_op(node, Op::Gemm(new));

@@ -51,7 +51,7 @@ use crate::conv_algebra::bn_as_affine;
 use crate::fold_gate::{admit_fold, Fold};
 use crate::gate::Outcome;
 use crate::pass::{for_each_live_node, Pass, PassContext, PassError};
-use crate::rewrite::{const_f64, set_constant_input, single_consumer};
+use crate::rewrite::{const_f64, set_constant_input, set_folded_bias, single_consumer};
 
 pub struct FoldBatchNormAcross;
 
@@ -500,15 +500,7 @@ fn fold_backward(
         }
         (Op::Gemm(gm), _) => Ok(set_gemm_bias(g, n, &gm, &name, dtype, &bias)),
         _ => {
-            set_constant_input(
-                g,
-                n,
-                2,
-                &format!("{name}.bias_folded"),
-                dtype,
-                &bdims,
-                &bias,
-            );
+            set_folded_bias(g, n, &name, dtype, &bdims, &bias);
             Ok(format!("Conv '{name}'"))
         }
     }
@@ -619,15 +611,7 @@ fn fold_forward(g: &mut Graph, c: &Chain, (s, t): &(Vec<f64>, Vec<f64>)) -> Resu
             };
             let bias: Vec<f64> = (0..lay.out).map(|o| b_now[o] + shift[o]).collect();
             set_constant_input(g, n, 1, &format!("{name}.weight_folded"), dtype, &dims, &w);
-            set_constant_input(
-                g,
-                n,
-                2,
-                &format!("{name}.bias_folded"),
-                dtype,
-                &bdims,
-                &bias,
-            );
+            set_folded_bias(g, n, &name, dtype, &bdims, &bias);
             Ok(format!("Conv '{name}'"))
         }
         _ => {
@@ -684,7 +668,7 @@ fn set_gemm_bias(
     bias: &[f64],
 ) -> String {
     let dims = [bias.len() as i64];
-    set_constant_input(g, n, 2, &format!("{name}.bias_folded"), dtype, &dims, bias);
+    set_folded_bias(g, n, name, dtype, &dims, bias);
     let mut new = gm.clone();
     new.beta = 1.0;
     g.set_op(n, Op::Gemm(new));

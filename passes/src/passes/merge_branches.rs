@@ -60,7 +60,7 @@ use crate::conv_algebra::{
 };
 use crate::gate::Proposal;
 use crate::pass::{Pass, PassContext, PassError};
-use crate::rewrite::per_channel_constant;
+use crate::rewrite::{for_each_sum_last_first, per_channel_constant};
 
 pub struct MergeBranches;
 
@@ -78,21 +78,7 @@ impl Pass for MergeBranches {
 
     fn run(&self, model: &mut npuopt_ir::Model, cx: &mut PassContext) -> Result<(), PassError> {
         let g = &mut model.graph;
-        // Last first: the top of a nested combination is seen before its
-        // inner nodes, which are tried on their own only if it fails.
-        let order = g.topo_order()?;
-        for &id in order.iter().rev() {
-            if !cx.may_rewrite() {
-                break;
-            }
-            if g.try_node(id).is_none() {
-                continue;
-            }
-            if matches!(g.node(id).op(), Op::Add(_) | Op::Sub(_) | Op::Sum) {
-                try_merge(g, id, cx);
-            }
-        }
-        Ok(())
+        for_each_sum_last_first(g, cx, try_merge)
     }
 }
 

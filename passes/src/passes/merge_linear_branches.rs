@@ -33,6 +33,7 @@ use npuopt_ir::{DType, Graph, NodeId, Op, Tensor, ValueId};
 
 use crate::change::Change;
 use crate::pass::{Pass, PassContext, PassError};
+use crate::rewrite::for_each_sum_last_first;
 
 pub struct MergeLinearBranches;
 
@@ -50,20 +51,7 @@ impl Pass for MergeLinearBranches {
 
     fn run(&self, model: &mut npuopt_ir::Model, cx: &mut PassContext) -> Result<(), PassError> {
         let g = &mut model.graph;
-        // Last first: the top of a nested sum is tried before its parts.
-        let order = g.topo_order()?;
-        for &id in order.iter().rev() {
-            if !cx.may_rewrite() {
-                break;
-            }
-            if g.try_node(id).is_none() {
-                continue;
-            }
-            if matches!(g.node(id).op(), Op::Add(_) | Op::Sub(_) | Op::Sum) {
-                try_merge(g, id, cx);
-            }
-        }
-        Ok(())
+        for_each_sum_last_first(g, cx, try_merge)
     }
 }
 

@@ -13,6 +13,12 @@ bench/make_zoo.py). npuopt is the release build of the command itself
 (`npuopt -q optimize IN -o OUT --no-verify`, what a user runs; built with
 cargo build --release if missing); the no-fsync round trip is the bench
 binary `roundtrip` (same import and export, WriteOptions::skip_sync).
+The command fsyncs its output (durability) and onnxslim, onnxsim and cp
+do not, so the same run also times the default pipeline without the
+fsync (the bench binary `pipeline --no-sync`: the command's work less its
+before/after summaries, a whole process like the others) against
+onnxslim and cp, and `cp` followed by an fsync of the copy (os.fsync)
+against the command.
 onnxsim and onnxslim run only if installed (on PATH or beside this
 Python); `--skip onnxsim` leaves one out. `cp` of the same file to the
 same folder is timed too (median of --runs), for the ratio npuopt / cp
@@ -62,6 +68,25 @@ def median_timed(cmd, runs):
     return statistics.median(walls), statistics.median(rss)
 
 
+def median_cp_fsync(src, dst, runs):
+    """Median wall of `cp src dst` (timed like every tool) plus an fsync
+    of the copy: the same durability the command gives its output."""
+    walls = []
+    for _ in range(runs):
+        w, _, _ = timed(["cp", src, dst])
+        if w is None:
+            return None
+        start = time.perf_counter()
+        fd = os.open(dst, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        walls.append(w + time.perf_counter() - start)
+        os.remove(dst)
+    return statistics.median(walls)
+
+
 def node_count(path):
     import onnx
     return len(onnx.load(path, load_external_data=False).graph.node)
@@ -106,6 +131,7 @@ def main():
     target_dir = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
     npuopt = release_bin(target_dir, "npuopt", "npuopt")
     roundtrip = release_bin(target_dir, "roundtrip", "npuopt-bench")
+    pipeline = release_bin(target_dir, "pipeline", "npuopt-bench")
     tools = [("npuopt", runs, lambda i, o: [npuopt, "-q", "optimize", i, "-o", o, "--no-verify"])]
     for name in ("onnxslim", "onnxsim"):
         exe = tool(name)
@@ -136,6 +162,10 @@ def main():
             wall, rss = median_timed([npuopt, "-q", "optimize", model, "-o", out,
                                       "--no-verify", "--passes", "none"], runs)
             cp_wall, _ = median_timed(["cp", model, os.path.join(d, "cp.onnx")], runs)
+            cp_sync = median_cp_fsync(model, os.path.join(d, "cpsync.onnx"), runs)
+            # The default pipeline without the fsync (the bench binary).
+            nosync_wall, _ = median_timed([pipeline, "--no-sync", "-q", model,
+                                           os.path.join(d, "nosync.onnx")], runs)
         ratio = {}
         if "npuopt" in results:
             w0, m0 = results["npuopt"]
@@ -148,22 +178,42 @@ def main():
         if "npuopt" in results and cp_wall:
             cp_ratio = results["npuopt"][0] / max(cp_wall, 1e-3)
             print(f"{'':<34} {'':>6} cp {cp_wall:.3f} s: npuopt takes {cp_ratio:.1f}× cp")
+        sync_ratio = None
+        if "npuopt" in results and cp_sync:
+            sync_ratio = results["npuopt"][0] / max(cp_sync, 1e-3)
+            print(f"{'':<34} {'':>6} cp + fsync {cp_sync:.3f} s: npuopt takes {sync_ratio:.1f}× cp + fsync")
+        nosync_slim = nosync_cp = None
+        if nosync_wall is not None:
+            parts = []
+            if "onnxslim" in results:
+                nosync_slim = results["onnxslim"][0] / max(nosync_wall, 1e-3)
+                parts.append(f"{nosync_slim:.1f}× faster than onnxslim")
+            if cp_wall:
+                nosync_cp = nosync_wall / max(cp_wall, 1e-3)
+                parts.append(f"{nosync_cp:.1f}× cp")
+            print(f"{'':<34} {'':>6} default pipeline without fsync {nosync_wall:.3f} s: "
+                  + ", ".join(parts))
         if wall is not None:
             gbps = size * 2**20 / wall / 1e9
             print(f"{'':<34} {'':>6} round trip (--passes none): {gbps:.2f} GB/s with fsync, "
                   f"{nosync if nosync is not None else float('nan'):.2f} GB/s without, "
                   f"peak {rss:.1f} MiB = {rss / size:.2f}× the file")
         summary.append((base, size, results.get("npuopt"), ratio.get("onnxslim"),
-                        ratio.get("onnxsim"), cp_ratio))
+                        ratio.get("onnxsim"), cp_ratio, sync_ratio, nosync_wall,
+                        nosync_slim, nosync_cp))
     if summary:
         print()
         print(f"{'model':<34} {'MiB':>6} {'npuopt s':>9} {'RSS/file':>8} {'×onnxslim':>10} "
-              f"{'×onnxsim':>9} {'÷cp':>6}")
-        for base, size, r, slim, sim, cp in summary:
+              f"{'×onnxsim':>9} {'÷cp':>6} {'÷cp+sync':>8} {'nosync s':>8} "
+              f"{'×onnxslim':>10} {'÷cp':>6}")
+        print(f"{'':<34} {'':>6} {'(the command, with fsync)':<53} "
+              f"{'(bench pipeline --no-sync)':<26}")
+        for base, size, r, slim, sim, cp, cps, ns, ns_slim, ns_cp in summary:
             fmt = lambda x: f"{x:.1f}" if x is not None else "—"
             print(f"{base:<34} {size:>6.1f} {r[0] if r else float('nan'):>9.2f} "
                   f"{(r[1] / size) if r else float('nan'):>8.2f} {fmt(slim):>10} {fmt(sim):>9} "
-                  f"{fmt(cp):>6}")
+                  f"{fmt(cp):>6} {fmt(cps):>8} {ns if ns is not None else float('nan'):>8.2f} "
+                  f"{fmt(ns_slim):>10} {fmt(ns_cp):>6}")
 
 
 if __name__ == "__main__":

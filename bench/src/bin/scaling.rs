@@ -13,7 +13,15 @@
 //! in two seconds. Goal (issue #12): 10k → 100k and 100k → 1M each within
 //! 12×, and 1M nodes in under 10 s. The CPU-time column (the process's,
 //! median of the same runs) is the steadier figure on a shared machine.
+//! Under each size, the passes phase split by pass: each pass's CPU time
+//! (the thread's, summed over the fixed-point iterations, median of the
+//! runs) in µs per input node, and `manager` for the rest of the phase
+//! (validation and type inference after each pass, the report): a pass
+//! whose figure grows with the size is the one that scales worse than
+//! linearly.
 
+use std::cell::Cell;
+use std::rc::Rc;
 use std::time::Instant;
 
 #[cfg(feature = "mimalloc")]
@@ -28,6 +36,7 @@ use npuopt_ir::proto::{
     AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TypeProto,
     ValueInfoProto,
 };
+use npuopt_passes::{Pass, PassContext, PassError};
 use prost::Message;
 
 fn main() {
@@ -83,6 +92,8 @@ fn main() {
         // many as fit in two seconds: a 10k-node run is too short to time
         // once on a shared machine.
         let mut runs: Vec<[f64; 4]> = Vec::new();
+        // Per run: each pass's thread CPU seconds, then the whole phase's.
+        let mut per_pass: Vec<Vec<f64>> = Vec::new();
         let mut after = 0;
         let started = Instant::now();
         while runs.len() < min_runs || started.elapsed().as_secs_f64() < 2.0 {
@@ -90,8 +101,23 @@ fn main() {
             let t0 = Instant::now();
             let mut model = npuopt_ir::import::from_bytes(bytes.clone(), None).unwrap();
             let t1 = Instant::now();
+            let spent: Vec<Rc<Cell<f64>>> = passes.iter().map(|_| Rc::default()).collect();
+            let timed: Vec<Box<dyn Pass>> = passes
+                .iter()
+                .zip(&spent)
+                .map(|(name, spent)| {
+                    Box::new(Timed {
+                        inner: npuopt_passes::registry::pass_by_name(name).unwrap(),
+                        spent: spent.clone(),
+                    }) as Box<dyn Pass>
+                })
+                .collect();
+            let p0 = thread_cpu_seconds();
             let report =
-                npuopt_passes::run_pipeline(&mut model, &passes, Default::default()).unwrap();
+                npuopt_passes::manager::run_passes(&mut model, &timed, &mut Default::default())
+                    .unwrap();
+            let p1 = thread_cpu_seconds();
+            per_pass.push(spent.iter().map(|s| s.get()).chain([p1 - p0]).collect());
             if std::env::var_os("NPUOPT_BENCH_TRACE").is_some() && runs.is_empty() {
                 eprintln!(
                     "iterations {}, {} changes, {} skips, {} decisions: {:?}",
@@ -144,7 +170,67 @@ fn main() {
             );
         }
         prev = Some((n, total, cpu));
+        let pass_median = |i: usize| {
+            let mut v: Vec<f64> = per_pass.iter().map(|r| r[i]).collect();
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2] * 1e6 / n as f64
+        };
+        let mut line: Vec<String> = passes
+            .iter()
+            .enumerate()
+            .map(|(i, name)| format!("{name} {:.2}", pass_median(i)))
+            .collect();
+        // The phase less its passes, median of the per-run differences.
+        let mut rest: Vec<f64> = per_pass
+            .iter()
+            .map(|r| r[passes.len()] - r[..passes.len()].iter().sum::<f64>())
+            .collect();
+        rest.sort_by(f64::total_cmp);
+        line.push(format!(
+            "manager {:.2}",
+            rest[rest.len() / 2] * 1e6 / n as f64
+        ));
+        line.push(format!("(phase {:.2})", pass_median(passes.len())));
+        println!("          passes, CPU µs/node: {}", line.join(", "));
     }
+}
+
+/// A pass that adds its thread CPU time to `spent`.
+struct Timed {
+    inner: Box<dyn Pass>,
+    spent: Rc<Cell<f64>>,
+}
+
+impl Pass for Timed {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    fn description(&self) -> &'static str {
+        self.inner.description()
+    }
+    fn run(&self, model: &mut npuopt_ir::Model, cx: &mut PassContext) -> Result<(), PassError> {
+        let t0 = thread_cpu_seconds();
+        let result = self.inner.run(model, cx);
+        self.spent.set(self.spent.get() + thread_cpu_seconds() - t0);
+        result
+    }
+}
+
+/// Seconds of CPU time this thread has used; 0 where the clock is not
+/// available.
+fn thread_cpu_seconds() -> f64 {
+    #[cfg(unix)]
+    {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid timespec for the call to fill in.
+        if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } == 0 {
+            return ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9;
+        }
+    }
+    0.0
 }
 
 /// Seconds of CPU time this process has used (all threads); 0 where the

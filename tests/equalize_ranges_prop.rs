@@ -179,12 +179,12 @@ fn check(case: &Case) {
             v.outputs
         );
     }
-    // Equalized pairs settle to equal ranges, then each scale is rounded
-    // to a power of two (√2 at most from its ideal); a channel between two
-    // layers of a chain carries that rounding from both its scales and
-    // from its layers' other sides: within a factor 4 of each other, as a
-    // chain left alone (every ideal scale within 2^0.51) is.
-    if let Err(e) = balanced(&r.model.graph, case, 4f64.ln() + 0.03) {
+    // Each pair's step moves a channel by a power of two until its ideal
+    // scale is within 2^(0.5 + margin): the two ranges of a channel end
+    // within a factor 2^(1 + 2·margin), as in a chain left alone.
+    let margin = npuopt_passes::passes::equalize_ranges::ALREADY_EQUAL_LOG2;
+    let tol = (1.0 + 2.0 * margin) * std::f64::consts::LN_2 + 1e-9;
+    if let Err(e) = balanced(&r.model.graph, case, tol) {
         panic!("{e}\n{case:?}\n{}", r.snapshot);
     }
     let mut again = r.model.clone();

@@ -11,17 +11,17 @@
 //! Formula, per intermediate channel i:
 //!   `r1ᵢ = max|W1[i, …]|` (L1's output channel i),
 //!   `r2ᵢ = max|W2[…, i, …]|` (the weights of L2 reading channel i),
-//!   `sᵢ = √(r1ᵢ / r2ᵢ)`, after which both ranges are `√(r1ᵢ·r2ᵢ)`.
-//! A chain L1 → L2 → L3 … is solved by sweeping its pairs until no scale
-//! moves by more than [`SETTLED`] (|ln sᵢ|), at most [`MAX_SWEEPS`] times.
-//! A channel with a zero range on either side keeps sᵢ = 1.
-//! Each scale applied is the ideal one rounded to the nearest power of
-//! two, `2^round(log₂ sᵢ)`: multiplying a float by a power of two is exact
-//! (short of overflow and subnormals), so the rewritten model computes the
-//! same bits as the input, and the two ranges of a channel end within a
-//! factor 2 of each other (`√2` of the ideal each). A chain whose rounded
-//! scales are all 1 is already equalized and left untouched, so a second
-//! run finds nothing to do.
+//!   `sᵢ = √(r1ᵢ / r2ᵢ)`, after which both ranges would be `√(r1ᵢ·r2ᵢ)`.
+//! What is applied is `2^round(log₂ sᵢ)`, and only when `sᵢ` is more than
+//! `2^(0.5 + ALREADY_EQUAL_LOG2)` away from 1: multiplying a float by a
+//! power of two is exact (short of overflow and subnormals), so the
+//! rewritten model computes the same bits as the input. A chain
+//! L1 → L2 → L3 … is swept pair by pair, each step balancing a channel
+//! against the layers as they now are, until a sweep moves nothing (at
+//! most [`MAX_SWEEPS`] sweeps); then every pair's two ranges of a channel
+//! are within a factor `2^(1 + 2·ALREADY_EQUAL_LOG2)` of each other, and a
+//! second run finds nothing to do. A channel with a zero range on either
+//! side keeps sᵢ = 1.
 //!
 //! Exact in real arithmetic, because `f` is positive-homogeneous per channel:
 //! `f(z/s) = f(z)/s` for every s > 0, so
@@ -75,10 +75,12 @@ pub struct EqualizeRanges;
 const NAME: &str = "equalize-ranges";
 const RULE: &str = "equalize-chain";
 
-/// A sweep whose largest |ln sᵢ| is below this has settled (0.01%).
+/// A sweep that moves no channel by more than this (|ln sᵢ|) has settled:
+/// every step moves by a power of two, so this means it moved nothing.
 pub const SETTLED: f64 = 1e-4;
-/// A chain whose ideal scales all lie within `2^(±(0.5 + this))` is
-/// already equalized (each would round to 1) and is left untouched.
+/// A channel whose ideal scale lies within `2^(±(0.5 + this))` is balanced
+/// (its power of two would be 1, or a tie): the margin keeps a step from
+/// undoing the last one on a tie.
 pub const ALREADY_EQUAL_LOG2: f64 = 1e-2;
 /// Sweeps of a chain before giving up on settling it further.
 pub const MAX_SWEEPS: usize = 500;
@@ -330,30 +332,8 @@ fn equalize_chain(
             break;
         }
     }
-    // The sweeps found the ideal scales; what is applied is each rounded
-    // to the nearest power of two, so that every scaled weight and bias
-    // is exact in its dtype and the rewrite changes no output bit (an
-    // ideal scale rounds each weight once more: on a chain of narrow convs
-    // with 300× channel spreads that was measured at 11× the input's own
-    // float error, which verification rightly refuses).
-    for (&m, old) in members.iter().zip(&before) {
-        layers[m] = old.clone();
-    }
-    // Already equalized: every ideal scale rounds to 1 (with a margin, so
-    // that a chain this pass wrote, whose ideal scales are now within √2
-    // up to the sweeps' own tolerance, is left alone on a second run).
-    let largest_log2 = total
-        .iter()
-        .flatten()
-        .fold(0.0f64, |m, &l| m.max((l / std::f64::consts::LN_2).abs()));
-    if largest_log2 <= 0.5 + ALREADY_EQUAL_LOG2 {
-        return;
-    }
-    for t in total.iter_mut().flatten() {
-        *t = power_of_two_ln(*t);
-    }
-    for (k, &p) in chain.iter().enumerate() {
-        apply_scales(layers, pairs[p], &total[k]);
+    if total.iter().flatten().all(|&l| l == 0.0) {
+        return; // already equalized: no channel moved
     }
     for &m in &members {
         layers[m].write(g);
@@ -394,27 +374,6 @@ fn equalize_chain(
     ));
 }
 
-/// `ln s` of the power of two nearest to `s = e^ln_s` (in log scale).
-fn power_of_two_ln(ln_s: f64) -> f64 {
-    (ln_s / std::f64::consts::LN_2).round() * std::f64::consts::LN_2
-}
-
-/// Divides output channel i of the pair's first layer by `sᵢ = e^ln_s[i]`
-/// and multiplies the second layer's weights reading it by `sᵢ`.
-fn apply_scales(layers: &mut [LinearLayer], pair: Pair, ln_s: &[f64]) {
-    for (i, &l) in ln_s.iter().enumerate() {
-        if l == 0.0 {
-            continue;
-        }
-        // Exact: l is a whole multiple of ln 2, so s is a power of two.
-        let s = (l / std::f64::consts::LN_2).round().exp2();
-        layers[pair.first].scale_out(i, 1.0 / s);
-        for j in i * pair.spread..(i + 1) * pair.spread {
-            layers[pair.second].scale_in(j, s);
-        }
-    }
-}
-
 /// One equalization step of a pair; returns the largest |ln sᵢ| applied
 /// and adds each ln sᵢ to `total`.
 fn equalize_pair(layers: &mut [LinearLayer], pair: Pair, total: &mut [f64]) -> f64 {
@@ -427,14 +386,19 @@ fn equalize_pair(layers: &mut [LinearLayer], pair: Pair, total: &mut [f64]) -> f
             .clone()
             .map(|j| layers[b].in_range(j))
             .fold(0.0f64, f64::max);
-        let s = (r1 / r2).sqrt();
-        if !(r1 > 0.0 && r2 > 0.0 && s.is_finite() && s > 0.0) {
+        let ideal = (r1 / r2).sqrt();
+        if !(r1 > 0.0 && r2 > 0.0 && ideal.is_finite() && ideal > 0.0) {
             continue;
         }
+        // Applied as the nearest power of two, only when the ideal is
+        // more than √2 (and a margin, so that ties do not flip back and
+        // forth) away: exact, and the pair ends within a factor 2.
+        let log2 = ideal.log2();
+        if log2.abs() <= 0.5 + ALREADY_EQUAL_LOG2 {
+            continue;
+        }
+        let s = log2.round().exp2();
         let ln = s.ln();
-        if ln.abs() < SETTLED * 1e-3 {
-            continue;
-        }
         layers[a].scale_out(i, 1.0 / s);
         for j in inputs {
             layers[b].scale_in(j, s);

@@ -214,17 +214,7 @@ fn mutate(m: &mut ModelProto, mutation: &Mutation) {
 /// each mutation of its output (or, for the BN epsilon, of the input)
 /// fails `verify` with exit 3.
 fn check(fixture: &str, mutations: &[Mutation]) {
-    let dir = tempfile::tempdir().unwrap();
-    let input = real(fixture);
-    let out = dir.path().join("opt.onnx");
-    let done = npuopt(&[
-        "optimize",
-        input.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-    ]);
-    let stderr = String::from_utf8_lossy(&done.stderr);
-    assert_eq!(done.status.code(), Some(0), "{fixture}: {stderr}");
+    let (dir, input, out, stderr) = optimize_fixture(fixture);
     assert!(stderr.contains("noise floor"), "{stderr}");
     let ok = npuopt(&[
         "verify",
@@ -454,6 +444,24 @@ fn scale_dequantized_conv(m: &mut ModelProto) {
     scale(&mut m.graph.as_mut().unwrap().initializer[ix], 1.01);
 }
 
+/// `optimize` (default pipeline, verification on) of a fixture into a
+/// temporary folder, which must succeed: the folder, the input, the
+/// output and the command's stderr.
+fn optimize_fixture(fixture: &str) -> (tempfile::TempDir, PathBuf, PathBuf, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let input = real(fixture);
+    let out = dir.path().join("opt.onnx");
+    let done = npuopt(&[
+        "optimize",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&done.stderr).into_owned();
+    assert_eq!(done.status.code(), Some(0), "{fixture}: {stderr}");
+    (dir, input, out, stderr)
+}
+
 fn verify_json(a: &Path, b: &Path) -> (Option<i32>, serde_json::Value) {
     let done = npuopt(&["verify", a.to_str().unwrap(), b.to_str().unwrap(), "--json"]);
     let json = serde_json::from_slice(&done.stdout).unwrap_or_default();
@@ -470,17 +478,7 @@ fn verify_json(a: &Path, b: &Path) -> (Option<i32>, serde_json::Value) {
 #[test]
 fn quantizing_models_are_measured_against_themselves_and_say_why() {
     for fixture in ["qdq_ts.onnx", "qdq_pertensor_ts.onnx"] {
-        let dir = tempfile::tempdir().unwrap();
-        let input = real(fixture);
-        let out = dir.path().join("opt.onnx");
-        let done = npuopt(&[
-            "optimize",
-            input.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-        ]);
-        let stderr = String::from_utf8_lossy(&done.stderr);
-        assert_eq!(done.status.code(), Some(0), "{fixture}: {stderr}");
+        let (dir, input, out, _) = optimize_fixture(fixture);
         let (code, json) = verify_json(&input, &out);
         assert_eq!(code, Some(0), "{fixture}: {json}");
         assert_eq!(json["reference"], "perturbed", "{fixture}: {json}");

@@ -182,10 +182,7 @@ pub fn write_proto(mut m: ModelProto, path: &Path, opts: &WriteOptions) -> Resul
         path: path.to_path_buf(),
         message,
     };
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let dir = folder_of(path);
     let external = match &opts.external {
         Some(e) => Some(e.clone()),
         None if m.encoded_len() as u64 > PROTOBUF_LIMIT => Some(ExternalData {
@@ -229,10 +226,7 @@ fn write_encoded(
         path: path.to_path_buf(),
         message,
     };
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let dir = folder_of(path);
     let mut tmp = temp_builder(path, ".tmp").tempfile_in(&dir).map_err(|e| {
         werr(format!(
             "cannot create a temporary file in '{}': {e}",
@@ -261,10 +255,7 @@ fn write_encoded(
 /// folder, synced, then renamed into place — so `path` never holds a
 /// partial file. For reports and dumps; models go through [`write_proto`].
 pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let dir = folder_of(path);
     let mut tmp = temp_builder(path, ".tmp").tempfile_in(&dir)?;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
@@ -482,5 +473,14 @@ unsafe impl BufMut for StreamingBuf<'_> {
             self.put_slice(chunk);
             src.advance(n);
         }
+    }
+}
+
+/// The folder a file is written in (`.` for a bare file name), where its
+/// temporary file and side files go.
+fn folder_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
     }
 }

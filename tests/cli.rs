@@ -443,3 +443,31 @@ fn a_closed_stdout_pipe_ends_quietly() {
 fn libc_sigpipe() -> i32 {
     13 // SIGPIPE on Linux and the BSDs
 }
+
+/// A pass that left matches alone says how many on its summary line (the
+/// QDQ fixture's 52 BNs sit behind Quantize/DequantizeLinear pairs), so
+/// "0 rewrites" is not read as "nothing to do".
+#[test]
+fn optimize_counts_what_each_pass_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.onnx");
+    let input = fixture("qdq_ts.onnx");
+    let o = npuopt(&[
+        "optimize",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--no-verify",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let line = stderr(&o)
+        .lines()
+        .find(|l| l.trim_start().starts_with("fold-batchnorm "))
+        .map(str::to_string)
+        .unwrap_or_default();
+    assert!(
+        line.contains(" 0 rewrites") && line.contains("52 not applied (reasons: --report FILE)"),
+        "{}",
+        stderr(&o)
+    );
+}

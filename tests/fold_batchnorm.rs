@@ -4,7 +4,9 @@
 mod common;
 
 use common::*;
+use npuopt::ir::proto::ModelProto;
 use npuopt::ir::Tensor;
+use prost::Message;
 
 const PASS: &[&str] = &["fold-batchnorm"];
 
@@ -144,4 +146,27 @@ fn bn_after_a_conv_with_a_shared_weight_waits_for_a_target() {
     let y = m.add(&a, &b);
     m.output(&y);
     assert_shared_weight_fold_is_gated(&m.build(), PASS, "fold-batchnorm", "BatchNormalization");
+}
+
+/// A QDQ model quantized with its BNs in place (Conv → QuantizeLinear →
+/// DequantizeLinear → BN): the BN acts on quantized values, so it is not
+/// folded, and every one of them is reported with that reason rather than
+/// passed over in silence.
+#[test]
+fn bn_behind_a_quantize_dequantize_pair_is_not_folded_and_says_why() {
+    let proto = ModelProto::decode(real_bytes("qdq_ts.onnx").as_slice()).unwrap();
+    let r = run(&proto, &["fold-batchnorm"]);
+    let bns = count(&r.model, "BatchNormalization");
+    assert!(bns > 0);
+    assert!(r.report.changes.is_empty(), "{}", r.snapshot);
+    let qdq_skips: Vec<_> = r
+        .report
+        .skips
+        .iter()
+        .filter(|s| {
+            s.pass == "fold-batchnorm" && s.reason.contains("QuantizeLinear/DequantizeLinear pair")
+        })
+        .collect();
+    assert_eq!(qdq_skips.len(), bns, "{:?}", r.report.skips);
+    assert_eq!(r.model.to_bytes().unwrap(), r.before);
 }

@@ -50,8 +50,20 @@ pub fn run(a: OptimizeArgs, quiet: bool) -> Result<i32, CliError> {
             eprintln!("  pinned symbolic dims: {}", b.join(", "));
         }
         for s in &outcome.pipeline.passes {
+            // A pass that left matches alone says so here, not only in
+            // a report: "0 rewrites" alone reads as "nothing to do".
+            let skipped = outcome
+                .pipeline
+                .skips
+                .iter()
+                .filter(|k| k.pass == s.pass)
+                .count();
+            let skipped = match skipped {
+                0 => String::new(),
+                n => format!("   {n} not applied (reasons: --report FILE)"),
+            };
             eprintln!(
-                "  {:<22} {:>5} rewrites   nodes {} → {}",
+                "  {:<22} {:>5} rewrites   nodes {} → {}{skipped}",
                 s.pass, s.rewrites, s.nodes_before, s.nodes_after
             );
         }

@@ -41,6 +41,9 @@
 //! model decides (a heavier model must win by the target's margin; the one
 //! gate of every weight fold is `crate::fold_gate`).
 //!
+//! A BN behind a QuantizeLinear → DequantizeLinear pair of a linear op's
+//! output is not folded (it acts on quantized values); the report says so.
+//!
 //! A standalone BN (no foldable producer: the identity branch of
 //! RepVGG/MobileOne/RepGhost blocks) is left as a BatchNormalization node.
 //! That is the canonical form `merge-branches` consumes: a per-channel
@@ -80,6 +83,28 @@ impl Pass for FoldBatchNorm {
     }
 }
 
+/// The linear op (and the rule that would fold into it) whose output a
+/// QuantizeLinear → DequantizeLinear pair carries to `dq`: the shape of a
+/// QDQ model quantized with its BNs still in place.
+fn linear_behind_qdq(g: &Graph, dq: NodeId) -> Option<(NodeId, &'static str)> {
+    if g.node(dq).op_type() != "DequantizeLinear" {
+        return None;
+    }
+    let q = g.producer(g.node(dq).input(0)?)?;
+    if g.node(q).op_type() != "QuantizeLinear" {
+        return None;
+    }
+    let linear = g.producer(g.node(q).input(0)?)?;
+    let rule = match g.node(linear).op() {
+        Op::Conv(_) => "conv-bn",
+        Op::ConvTranspose(_) => "conv-transpose-bn",
+        Op::Gemm(_) => "gemm-bn",
+        Op::MatMul => "matmul-bn",
+        _ => return None,
+    };
+    Some((linear, rule))
+}
+
 /// The affine map of a BN: per-channel scale and shift.
 struct Affine {
     scale: Vec<f64>,
@@ -105,8 +130,21 @@ fn fold_bn(g: &mut Graph, id: NodeId, bn: &BatchNorm, cx: &mut PassContext) {
         Op::Gemm(_) => "gemm-bn",
         Op::MatMul => "matmul-bn",
         Op::Add(_) if is_matmul_bias_add(g, producer) => "matmul-bn",
-        // A standalone BN: kept for merge-branches (see the header).
-        _ => return,
+        _ => {
+            if let Some((linear, rule)) = linear_behind_qdq(g, producer) {
+                let linear = g.node(linear).name().to_string();
+                return cx.skip(
+                    NAME,
+                    rule,
+                    &name,
+                    format!(
+                        "BN '{name}' is not folded into '{linear}': a QuantizeLinear/DequantizeLinear pair sits between them, so the BN acts on quantized values (folding would change what is quantized)"
+                    ),
+                );
+            }
+            // A standalone BN: kept for merge-branches (see the header).
+            return;
+        }
     };
     let producer_name = g.node(producer).name().to_string();
     let skip = |cx: &mut PassContext, reason: String| cx.skip(NAME, rule, &name, reason);

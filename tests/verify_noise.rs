@@ -302,16 +302,7 @@ fn fp16_model_verifies_and_mutations_above_its_precision_are_caught() {
 
 #[test]
 fn fp16_verification_runs_in_f64_and_says_so() {
-    let dir = tempfile::tempdir().unwrap();
-    let input = real("mobilenetv2_fp16.onnx");
-    let out = dir.path().join("opt.onnx");
-    let done = npuopt(&[
-        "optimize",
-        input.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-    ]);
-    assert_eq!(done.status.code(), Some(0));
+    let (_dir, input, out, _) = optimize_fixture("mobilenetv2_fp16.onnx");
     let v = npuopt(&[
         "verify",
         input.to_str().unwrap(),

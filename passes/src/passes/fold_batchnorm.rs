@@ -95,14 +95,19 @@ fn linear_behind_qdq(g: &Graph, dq: NodeId) -> Option<(NodeId, &'static str)> {
         return None;
     }
     let linear = g.producer(g.node(q).input(0)?)?;
-    let rule = match g.node(linear).op() {
+    Some((linear, linear_bn_rule(g.node(linear).op())?))
+}
+
+/// The rule folding a BN into a linear op's output, for the ops it folds
+/// into directly.
+fn linear_bn_rule(op: &Op) -> Option<&'static str> {
+    Some(match op {
         Op::Conv(_) => "conv-bn",
         Op::ConvTranspose(_) => "conv-transpose-bn",
         Op::Gemm(_) => "gemm-bn",
         Op::MatMul => "matmul-bn",
         _ => return None,
-    };
-    Some((linear, rule))
+    })
 }
 
 /// The affine map of a BN: per-channel scale and shift.
@@ -124,13 +129,10 @@ fn fold_bn(g: &mut Graph, id: NodeId, bn: &BatchNorm, cx: &mut PassContext) {
         return;
     };
     let producer_op = g.node(producer).op().clone();
-    let rule = match producer_op {
-        Op::Conv(_) => "conv-bn",
-        Op::ConvTranspose(_) => "conv-transpose-bn",
-        Op::Gemm(_) => "gemm-bn",
-        Op::MatMul => "matmul-bn",
-        Op::Add(_) if is_matmul_bias_add(g, producer) => "matmul-bn",
-        _ => {
+    let rule = match linear_bn_rule(&producer_op) {
+        Some(rule) => rule,
+        None if matches!(producer_op, Op::Add(_)) && is_matmul_bias_add(g, producer) => "matmul-bn",
+        None => {
             if let Some((linear, rule)) = linear_behind_qdq(g, producer) {
                 let linear = g.node(linear).name().to_string();
                 return cx.skip(

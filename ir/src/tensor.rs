@@ -511,9 +511,12 @@ fn raw_from_f64s(len: usize, values: impl Iterator<Item = f64>) -> Bytes {
 /// leave a shorter buffer, more are dropped (callers give exactly `len`).
 /// Writing into the sized buffer, not pushing, lets the loop vectorise.
 fn put_all<const N: usize>(len: usize, items: impl Iterator<Item = [u8; N]>) -> Bytes {
-    let mut raw = Buffer::zeroed(len * N);
+    let mut raw = Buffer::for_writing(len * N);
     let mut written = 0;
-    for (dst, b) in raw.as_mut_slice().chunks_exact_mut(N).zip(items) {
+    for (dst, b) in raw.as_mut_slice()[..len * N]
+        .chunks_exact_mut(N)
+        .zip(items)
+    {
         store(dst, b);
         written += 1;
     }
@@ -545,7 +548,7 @@ impl F64Sink {
         };
         F64Sink {
             dtype,
-            raw: Buffer::zeroed(len * width),
+            raw: Buffer::for_writing(len * width),
             len: len * width,
             at: 0,
             nonzero: 0,

@@ -234,7 +234,7 @@ fn write_encoded(
         ))
     })?;
     let written = {
-        let mut sink = StreamingBuf::new(tmp.as_file_mut(), !opts.skip_sync);
+        let mut sink = StreamingBuf::new(tmp.as_file_mut());
         encode(&mut sink).map_err(werr)?;
         sink.finish().map_err(|e| werr(e.to_string()))?
     };
@@ -330,66 +330,33 @@ fn move_tensors_out(
 /// (tensor payloads) go straight to the file: on Linux, a slice of the
 /// mapped input is copied from the input file by the kernel
 /// (`copy_file_range`), so its pages are never mapped into the process.
-///
-/// When the file will be synced, the disk is asked to start writing each
-/// [`KICK_EVERY`] bytes as soon as they are in the page cache
-/// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`, which starts writeback and
-/// does not wait for it), so the device writes the first megabytes while
-/// the rest are encoded and the closing fsync waits only for the tail.
-/// The fsync is what makes the file durable, exactly as before; the kicks
-/// only move when the writing starts.
 struct StreamingBuf<'f> {
     w: &'f mut std::fs::File,
     buf: Vec<u8>,
     written: u64,
     error: Option<std::io::Error>,
-    /// Start writeback early (the file is synced at the end).
-    kick: bool,
-    /// Bytes handed to the file so far (`written` less the buffer).
-    in_file: u64,
-    /// Bytes whose writeback has been started.
-    kicked: u64,
 }
 
 /// Slices at least this long bypass the buffer.
 const CHUNK: usize = 1 << 16;
 
-/// Writeback is started every this many bytes written (see
-/// [`StreamingBuf`]): large enough that each request is a long sequential
-/// write, small enough that the device starts early.
-const KICK_EVERY: u64 = 4 << 20;
-
 impl<'f> StreamingBuf<'f> {
-    fn new(w: &'f mut std::fs::File, kick: bool) -> Self {
+    fn new(w: &'f mut std::fs::File) -> Self {
         StreamingBuf {
             w,
             buf: Vec::with_capacity(1 << 20),
             written: 0,
             error: None,
-            kick,
-            in_file: 0,
-            kicked: 0,
         }
     }
 
     fn flush_buf(&mut self) {
         if self.error.is_none() && !self.buf.is_empty() {
-            match self.w.write_all(&self.buf) {
-                Ok(()) => self.wrote(self.buf.len() as u64),
-                Err(e) => self.error = Some(e),
+            if let Err(e) = self.w.write_all(&self.buf) {
+                self.error = Some(e);
             }
         }
         self.buf.clear();
-    }
-
-    /// `n` more bytes are in the file: starts the writeback of what is not
-    /// yet started once that is [`KICK_EVERY`] or more.
-    fn wrote(&mut self, n: u64) {
-        self.in_file += n;
-        if self.kick && self.in_file - self.kicked >= KICK_EVERY {
-            start_writeback(self.w, self.kicked, self.in_file - self.kicked);
-            self.kicked = self.in_file;
-        }
     }
 
     fn finish(mut self) -> std::io::Result<u64> {
@@ -405,37 +372,11 @@ impl<'f> StreamingBuf<'f> {
     /// copies from the input file, then the rest from memory.
     fn write_large(&mut self, src: &[u8]) {
         let copied = copy_from_input(src, self.w);
-        match self.w.write_all(&src[copied..]) {
-            Ok(()) => self.wrote(src.len() as u64),
-            Err(e) => self.error = Some(e),
+        if let Err(e) = self.w.write_all(&src[copied..]) {
+            self.error = Some(e);
         }
     }
 }
-
-/// Starts the writeback of `len` bytes of `file` from `offset`, without
-/// waiting for it. Best effort: an error here (an unsupported file system)
-/// only means the closing fsync does all the writing, as without it.
-#[cfg(target_os = "linux")]
-fn start_writeback(file: &std::fs::File, offset: u64, len: u64) {
-    use std::os::fd::AsRawFd;
-    let (Ok(offset), Ok(len)) = (libc::off64_t::try_from(offset), libc::off64_t::try_from(len))
-    else {
-        return;
-    };
-    // SAFETY: the descriptor is an open file owned by a live value; the
-    // call reads no memory of ours.
-    let _ = unsafe {
-        libc::sync_file_range(
-            file.as_raw_fd(),
-            offset,
-            len,
-            libc::SYNC_FILE_RANGE_WRITE,
-        )
-    };
-}
-
-#[cfg(not(target_os = "linux"))]
-fn start_writeback(_: &std::fs::File, _: u64, _: u64) {}
 
 /// How much of `src` (from the start) the kernel copied to `out`, when
 /// `src` is a slice of a mapped input file; 0 otherwise or where the copy

@@ -188,7 +188,14 @@ fn plane_transposes_match_per_element_offsets() {
             4 => DType::FLOAT,
             _ => DType::INT64,
         };
-        for (lead, a, b) in [(0, 1, 3), (0, 15, 4), (0, 16, 16), (0, 17, 5), (2, 40, 7), (1, 33, 1)] {
+        for (lead, a, b) in [
+            (0, 1, 3),
+            (0, 15, 4),
+            (0, 16, 16),
+            (0, 17, 5),
+            (2, 40, 7),
+            (1, 33, 1),
+        ] {
             for b_dir in [1i64, -1] {
                 let mut dims: Vec<i64> = (0..lead).map(|i| 2 + i as i64).collect();
                 dims.extend([a, b]);

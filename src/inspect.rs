@@ -50,6 +50,15 @@ pub struct ModelSummary {
 }
 
 pub fn summarize(model: &Model) -> ModelSummary {
+    summarize_with(model, true)
+}
+
+/// [`summarize`], with the MAC figures (`macs`, `dense_macs`,
+/// `nodes_with_unknown_macs`, `symbols_at_one`, `largest_layers`) left at
+/// zero and empty unless `macs`: the useful MACs count the zeros of every
+/// weight, reading the whole model, which a run that shows no summary
+/// (`optimize -q` without a report) does not need.
+pub(crate) fn summarize_with(model: &Model, with_macs: bool) -> ModelSummary {
     let g = &model.graph;
     let h = &model.header;
     let producer = match (&h.producer_name, &h.producer_version) {
@@ -103,9 +112,13 @@ pub fn summarize(model: &Model) -> ModelSummary {
         symbols.borrow_mut().insert(s.to_string());
         Some(1)
     };
-    let (dense, total, unknown) = macs::totals_with(g, &at_one);
-    let mut layers: Vec<LayerSummary> = g
-        .node_ids()
+    let (dense, total, unknown) = if with_macs {
+        macs::totals_with(g, &at_one)
+    } else {
+        (0, 0, 0)
+    };
+    let nodes = g.node_ids().filter(|_| with_macs);
+    let mut layers: Vec<LayerSummary> = nodes
         .filter_map(|id| {
             let m = macs::useful_node_macs_with(g, id, &at_one)?;
             (m > 0).then(|| LayerSummary {

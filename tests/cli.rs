@@ -58,6 +58,49 @@ fn quiet_optimize_prints_nothing() {
     assert!(o.stdout.is_empty() && o.stderr.is_empty(), "{}", stderr(&o));
 }
 
+/// `-q` without a report leaves the summaries' MAC figures out (nothing
+/// shows them); a report still carries them, the same with `-q` as
+/// without, and the closing line without `-q` prints them.
+#[test]
+fn quiet_runs_with_a_report_keep_the_mac_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fixture("repvgg_ts.onnx");
+    let mut totals = Vec::new();
+    for quiet in [true, false] {
+        let out = dir.path().join(format!("out_{quiet}.onnx"));
+        let report = dir.path().join(format!("report_{quiet}.json"));
+        let mut args = vec![
+            "optimize",
+            input.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--no-verify",
+            "--report",
+            report.to_str().unwrap(),
+        ];
+        if quiet {
+            args.insert(0, "-q");
+        }
+        let o = npuopt(&args);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        if !quiet {
+            assert!(stderr(&o).contains("MACs "), "{}", stderr(&o));
+        }
+        let r: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+        for key in ["macs", "executed_macs"] {
+            for when in ["before", "after"] {
+                assert!(r["totals"][key][when].as_u64().unwrap() > 0, "{key} {when}");
+            }
+        }
+        totals.push((
+            r["totals"]["macs"].clone(),
+            r["totals"]["executed_macs"].clone(),
+        ));
+    }
+    assert_eq!(totals[0], totals[1]);
+}
+
 #[test]
 fn the_output_may_not_be_the_input_without_force() {
     let dir = tempfile::tempdir().unwrap();

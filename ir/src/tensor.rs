@@ -513,7 +513,7 @@ fn raw_from_f64s(len: usize, values: impl Iterator<Item = f64>) -> Bytes {
 fn put_all<const N: usize>(len: usize, items: impl Iterator<Item = [u8; N]>) -> Bytes {
     let mut raw = Buffer::zeroed(len * N);
     let mut written = 0;
-    for (dst, b) in raw.as_mut_slice().chunks_exact_mut(N).zip(items) {
+    for (dst, b) in raw.as_mut_slice()[..len * N].chunks_exact_mut(N).zip(items) {
         store(dst, b);
         written += 1;
     }

@@ -16,7 +16,7 @@ use serde_json::Value;
 use super::args::OptimizeArgs;
 use super::progress::Progress;
 use super::CliError;
-use crate::inspect::{summarize, ModelSummary};
+use crate::inspect::{summarize, summarize_with, ModelSummary};
 use crate::optimize::{optimize, Cancel, OptimizeError, OptimizeOptions, OptimizeOutcome};
 use crate::report::{content_hash, optimize_json, FileFacts};
 
@@ -214,7 +214,12 @@ pub fn execute(
         ..opts
     };
     let mut model = npuopt_ir::import::from_bytes(input_bytes, dir).map_err(CliError::input)?;
-    let before = summarize_resolving_shapes(&model, &opts.input_shapes);
+    // The summaries' MAC figures read every weight (and, for a model
+    // whose shapes are computed at run time, run the cleanup passes on a
+    // copy): taken only when something shows them — the command's closing
+    // line (not with -q) or a report. The rest (disputes, counts) is cheap.
+    let with_macs = !quiet || wants_report;
+    let before = summarize_resolving_shapes(&model, &opts.input_shapes, with_macs);
     // The input's quantization figures read every weight: taken only when
     // a report will carry them.
     let input_quant = wants_report.then(|| crate::quant_view::input_summary(&model));
@@ -245,7 +250,7 @@ pub fn execute(
         }
         Output::Memory => Default::default(),
     };
-    let after = summarize(&model);
+    let after = summarize_with(&model, with_macs);
     let quantization = input_quant.map(|q| crate::quant_view::report(q, &model));
     let input_facts = FileFacts {
         path: path.map(|p| p.display().to_string()),
@@ -340,8 +345,13 @@ fn same_file(a: &Path, b: &Path) -> bool {
 /// The input's summary. When some shapes are only computed at run time
 /// (TorchScript exports' Shape → Gather → Slice chains), its MACs are taken
 /// from a copy after the shape-resolving cleanup passes, which change no
-/// arithmetic — otherwise those layers would count as zero MACs.
-fn summarize_resolving_shapes(model: &Model, input_shapes: &[(String, Vec<i64>)]) -> ModelSummary {
+/// arithmetic — otherwise those layers would count as zero MACs. Without
+/// `with_macs`, no MAC figures at all (see [`summarize_with`]).
+fn summarize_resolving_shapes(
+    model: &Model,
+    input_shapes: &[(String, Vec<i64>)],
+    with_macs: bool,
+) -> ModelSummary {
     let pinned;
     let model = if input_shapes.is_empty() {
         model
@@ -353,8 +363,8 @@ fn summarize_resolving_shapes(model: &Model, input_shapes: &[(String, Vec<i64>)]
         pinned = m;
         &pinned
     };
-    let mut s = summarize(model);
-    if s.nodes_with_unknown_macs == 0 {
+    let mut s = summarize_with(model, with_macs);
+    if !with_macs || s.nodes_with_unknown_macs == 0 {
         return s;
     }
     let mut probe = model.clone();

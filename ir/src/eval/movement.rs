@@ -1,7 +1,10 @@
 //! Data movement: Gather, GatherND, Expand, Tile, Unsqueeze, Squeeze, Concat, Reshape, Transpose,
 //! Slice. Dtype-agnostic: elements are copied as bytes.
 
+use bytes::Bytes;
+
 use super::Val;
+use crate::buffer::Buffer;
 
 pub fn norm_axis(axis: i64, rank: usize) -> Option<usize> {
     let r = rank as i64;
@@ -276,7 +279,7 @@ pub fn transpose(x: &Val, perm: Option<Vec<i64>>) -> Option<Val> {
     let src: Vec<i64> = src.iter().map(|&s| s as i64).collect();
     Some(Val {
         dtype: x.dtype,
-        bytes: gather_strided(x, &dims, &src, 0).into(),
+        bytes: gather_strided(x, &dims, &src, 0),
         dims,
     })
 }
@@ -287,21 +290,36 @@ pub fn transpose(x: &Val, perm: Option<Vec<i64>>) -> Option<Val> {
 /// the last axis as a run of fixed-size element copies. (A `usize` offset
 /// per element and a `memcpy` call per element made folding the transposed
 /// weights of a transformer most of its run.)
-pub(crate) fn gather_strided(x: &Val, dims: &[i64], step: &[i64], base: i64) -> Vec<u8> {
+pub(crate) fn gather_strided(x: &Val, dims: &[i64], step: &[i64], base: i64) -> Bytes {
     let e = x.esize();
     let n = dims.iter().map(|&d| d.max(0) as usize).product::<usize>();
-    let mut out = vec![0u8; n * e];
-    if n == 0 {
-        return out;
+    // A large result goes into a weight buffer (see `crate::buffer`).
+    let mut buf = Buffer::zeroed(n * e);
+    gather_into(x, dims, step, base, &mut buf.as_mut_slice()[..n * e]);
+    buf.into_bytes(n * e)
+}
+
+/// [`gather_strided`] into `out`, of the result's exact size.
+fn gather_into(x: &Val, dims: &[i64], step: &[i64], base: i64, out: &mut [u8]) {
+    let e = x.esize();
+    if out.is_empty() {
+        return;
     }
     let Some((&last, outer)) = dims.split_last() else {
         out.copy_from_slice(x.elem(base as usize));
-        return out;
+        return;
     };
     let (run, run_step) = (last as usize, step[dims.len() - 1]);
     let mut at = vec![0i64; outer.len()];
     let mut start = base;
     for row in out.chunks_exact_mut(run * e) {
+        if run_step == 1 {
+            // A contiguous run (a slice's rows): one copy.
+            let s = start as usize * e;
+            row.copy_from_slice(&x.bytes[s..s + row.len()]);
+            next_row(outer, step, &mut at, &mut start);
+            continue;
+        }
         match e {
             1 => copy_run::<1>(&x.bytes, row, start, run_step),
             2 => copy_run::<2>(&x.bytes, row, start, run_step),
@@ -313,18 +331,21 @@ pub(crate) fn gather_strided(x: &Val, dims: &[i64], step: &[i64], base: i64) -> 
                 }
             }
         }
-        // The next row: an odometer over the outer axes, last fastest.
-        for ax in (0..outer.len()).rev() {
-            at[ax] += 1;
-            start += step[ax];
-            if at[ax] < outer[ax] {
-                break;
-            }
-            start -= step[ax] * at[ax];
-            at[ax] = 0;
-        }
+        next_row(outer, step, &mut at, &mut start);
     }
-    out
+}
+
+/// The next row's start: an odometer over the outer axes, last fastest.
+fn next_row(outer: &[i64], step: &[i64], at: &mut [i64], start: &mut i64) {
+    for ax in (0..outer.len()).rev() {
+        at[ax] += 1;
+        *start += step[ax];
+        if at[ax] < outer[ax] {
+            break;
+        }
+        *start -= step[ax] * at[ax];
+        at[ax] = 0;
+    }
 }
 
 /// `dst`'s elements (of `E` bytes) from `src` at element `start`, then every
@@ -446,13 +467,13 @@ pub fn slice(
         .sum();
     let step: Vec<i64> = (0..r).map(|i| step_of[i] * in_strides[i] as i64).collect();
     let bytes = if dims.contains(&0) {
-        Vec::new()
+        Bytes::new()
     } else {
         gather_strided(x, &dims, &step, base)
     };
     Some(Val {
         dtype: x.dtype,
         dims,
-        bytes: bytes.into(),
+        bytes,
     })
 }

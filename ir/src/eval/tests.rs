@@ -267,3 +267,54 @@ fn gather_nd_picks_slices_and_rejects_out_of_range() {
     )
     .is_none());
 }
+
+/// Transposes of weight-sized planes (the second-to-last output axis
+/// steps one source element, the last more), with and without leading
+/// axes, the last axis reversed, every element size — against the
+/// per-element offsets (the random cases above are at most 4 wide).
+#[test]
+fn plane_transposes_match_per_element_offsets() {
+    for esize in [1usize, 2, 4, 8] {
+        let dtype = match esize {
+            1 => DType::UINT8,
+            2 => DType::FLOAT16,
+            4 => DType::FLOAT,
+            _ => DType::INT64,
+        };
+        for (lead, a, b) in [
+            (0, 1, 3),
+            (0, 15, 4),
+            (0, 16, 16),
+            (0, 17, 5),
+            (2, 40, 7),
+            (1, 33, 1),
+        ] {
+            for b_dir in [1i64, -1] {
+                let mut dims: Vec<i64> = (0..lead).map(|i| 2 + i as i64).collect();
+                dims.extend([a, b]);
+                // Source laid out as [lead…, b, a]: axis a steps 1, axis b
+                // steps a (backwards from the end with b_dir = -1).
+                let plane = a * b;
+                let mut step: Vec<i64> = (0..lead)
+                    .map(|i| plane * dims[i + 1..lead].iter().product::<i64>())
+                    .collect();
+                step.extend([1, b_dir * a]);
+                let total: i64 = dims.iter().product();
+                let base = if b_dir < 0 { (b - 1) * a } else { 0 };
+                let x = Val {
+                    dtype,
+                    dims: vec![total],
+                    bytes: (0..total as usize * esize)
+                        .map(|i| (i * 37 % 253) as u8)
+                        .collect(),
+                };
+                let want: Vec<u8> = movement::gather_offsets_signed(&dims, &step, base)
+                    .into_iter()
+                    .flat_map(|o| x.elem(o).to_vec())
+                    .collect();
+                let got = movement::gather_strided(&x, &dims, &step, base);
+                assert_eq!(got, want, "dims {dims:?} step {step:?} esize {esize}");
+            }
+        }
+    }
+}

@@ -44,14 +44,16 @@
 
 use npuopt_ir::attr::Attrs;
 use npuopt_ir::op::{BatchNorm, Binary, Gemm};
-use npuopt_ir::{Graph, NodeId, Op, ValueId};
+use npuopt_ir::{Graph, NodeId, Op, Tensor, ValueId};
 
 use crate::change::Change;
 use crate::conv_algebra::bn_as_affine;
 use crate::fold_gate::{admit_fold, Fold};
 use crate::gate::Outcome;
 use crate::pass::{for_each_live_node, Pass, PassContext, PassError};
-use crate::rewrite::{const_f64, set_constant_input, set_folded_bias, single_consumer};
+use crate::rewrite::{
+    const_f64, set_constant_input, set_constant_tensor, set_folded_bias, single_consumer,
+};
 
 pub struct FoldBatchNormAcross;
 
@@ -291,7 +293,8 @@ fn backward_chain(g: &Graph, x: ValueId) -> Option<Result<Chain, String>> {
 }
 
 /// The weight of a linear op as (values, dims, dtype), float constants only.
-fn weight(g: &Graph, n: NodeId) -> Result<(Vec<f64>, Vec<i64>, npuopt_ir::DType), String> {
+/// The float weight of linear op `n`, read where it lies.
+fn weight(g: &Graph, n: NodeId) -> Result<&Tensor, String> {
     let name = g.node(n).name();
     let w = g
         .node(n)
@@ -303,11 +306,7 @@ fn weight(g: &Graph, n: NodeId) -> Result<(Vec<f64>, Vec<i64>, npuopt_ir::DType)
     if !t.dtype().is_float() {
         return Err(format!("the weight of '{name}' is not a float"));
     }
-    Ok((
-        t.to_f64().map_err(|e| e.to_string())?,
-        t.dims().to_vec(),
-        t.dtype(),
-    ))
+    Ok(t)
 }
 
 /// Per-channel bias values of a constant (scalar, `[N]` or `[1, N]`).
@@ -383,34 +382,28 @@ impl Layout {
         }
     }
 
-    /// Visits every weight as (flat index, output channel, reduced channel).
-    fn each(&self, mut f: impl FnMut(usize, usize, usize)) {
+    /// The weight `t` with element `x` of output channel `o` and reduced
+    /// channel `k` replaced by `f(x, o, k)`, visited in flat order (so a
+    /// sum `f` keeps is summed in that order), computed straight into the
+    /// new tensor's buffer: the same bytes as scaling an f64 copy and
+    /// storing it with `Tensor::from_f64_as`, without the copy.
+    fn map(
+        &self,
+        t: &Tensor,
+        name: &str,
+        mut f: impl FnMut(f64, usize, usize) -> f64,
+    ) -> Result<Tensor, String> {
         match self.kind {
             Kind::Conv => {
                 let (cout_g, cin_g) = (self.out / self.group, self.red / self.group);
-                for o in 0..self.out {
-                    let grp = o / cout_g.max(1);
-                    for j in 0..cin_g {
-                        for t in 0..self.taps {
-                            f((o * cin_g + j) * self.taps + t, o, grp * cin_g + j);
-                        }
-                    }
-                }
+                let (cout_g, taps) = (cout_g.max(1), self.taps.max(1));
+                // Row o holds input channels j of o's group, `taps` each.
+                t.map_f64_rows(name, cin_g * taps, |o, c, x| {
+                    f(x, o, (o / cout_g) * cin_g + c / taps)
+                })
             }
-            Kind::KN => {
-                for k in 0..self.red {
-                    for o in 0..self.out {
-                        f(k * self.out + o, o, k);
-                    }
-                }
-            }
-            Kind::NK => {
-                for o in 0..self.out {
-                    for k in 0..self.red {
-                        f(o * self.red + k, o, k);
-                    }
-                }
-            }
+            Kind::KN => t.map_f64_rows(name, self.out, |k, o, x| f(x, o, k)),
+            Kind::NK => t.map_f64_rows(name, self.red, |o, k, x| f(x, o, k)),
         }
     }
 }
@@ -423,7 +416,8 @@ fn fold_backward(
 ) -> Result<String, String> {
     let n = c.linear;
     let name = c.linear_name.clone();
-    let (mut w, dims, dtype) = weight(g, n)?;
+    let t_w = weight(g, n)?;
+    let (dims, dtype) = (t_w.dims().to_vec(), t_w.dtype());
     if let Op::Gemm(gm) = g.node(n).op() {
         if gm.broadcast.is_some() {
             return Err(format!("'{name}' uses the legacy broadcast attribute"));
@@ -465,9 +459,10 @@ fn fold_backward(
     if matches!(g.node(n).op(), Op::MatMul) && c.bias_add.is_none() {
         bias_add_readers(g, n)?;
     }
-    lay.each(|i, o, _| w[i] *= s[o]);
+    let w_name = format!("{name}.weight_folded");
+    let w = lay.map(weight(g, n)?, &w_name, |x, o, _| x * s[o])?;
     let bias: Vec<f64> = (0..lay.out).map(|o| s[o] * bias_now[o] + t[o]).collect();
-    set_constant_input(g, n, 1, &format!("{name}.weight_folded"), dtype, &dims, &w);
+    set_constant_tensor(g, n, 1, &w_name, w);
     let bdims = [lay.out as i64];
     match (g.node(n).op().clone(), c.bias_add) {
         (Op::MatMul, Some(add)) => {
@@ -572,7 +567,8 @@ fn forward_chain(g: &Graph, y: ValueId) -> Option<Result<Chain, String>> {
 fn fold_forward(g: &mut Graph, c: &Chain, (s, t): &(Vec<f64>, Vec<f64>)) -> Result<String, String> {
     let n = c.linear;
     let name = c.linear_name.clone();
-    let (mut w, dims, dtype) = weight(g, n)?;
+    let t_w = weight(g, n)?;
+    let (dims, dtype) = (t_w.dims().to_vec(), t_w.dtype());
     let lay = Layout::of(g, n, &dims)?;
     if lay.red != s.len() {
         return Err(format!(
@@ -582,10 +578,11 @@ fn fold_forward(g: &mut Graph, c: &Chain, (s, t): &(Vec<f64>, Vec<f64>)) -> Resu
         ));
     }
     let mut shift = vec![0.0; lay.out];
-    lay.each(|i, o, k| {
-        shift[o] += w[i] * t[k];
-        w[i] *= s[k];
-    });
+    let w_name = format!("{name}.weight_folded");
+    let w = lay.map(weight(g, n)?, &w_name, |x, o, k| {
+        shift[o] += x * t[k];
+        x * s[k]
+    })?;
     let op = g.node(n).op().clone();
     let bdims = [lay.out as i64];
     match op {
@@ -601,7 +598,7 @@ fn fold_forward(g: &mut Graph, c: &Chain, (s, t): &(Vec<f64>, Vec<f64>)) -> Resu
             let bias: Vec<f64> = (0..lay.out)
                 .map(|o| gm.beta as f64 * c_now[o] + alpha * shift[o])
                 .collect();
-            set_constant_input(g, n, 1, &format!("{name}.weight_folded"), dtype, &dims, &w);
+            set_constant_tensor(g, n, 1, &w_name, w);
             Ok(set_gemm_bias(g, n, &gm, &name, dtype, &bias))
         }
         Op::Conv(_) => {
@@ -610,7 +607,7 @@ fn fold_forward(g: &mut Graph, c: &Chain, (s, t): &(Vec<f64>, Vec<f64>)) -> Resu
                 Some(bv) => const_f64(g, bv).ok_or("the conv's bias is not a constant")?,
             };
             let bias: Vec<f64> = (0..lay.out).map(|o| b_now[o] + shift[o]).collect();
-            set_constant_input(g, n, 1, &format!("{name}.weight_folded"), dtype, &dims, &w);
+            set_constant_tensor(g, n, 1, &w_name, w);
             set_folded_bias(g, n, &name, dtype, &bdims, &bias);
             Ok(format!("Conv '{name}'"))
         }
@@ -627,7 +624,7 @@ fn fold_forward(g: &mut Graph, c: &Chain, (s, t): &(Vec<f64>, Vec<f64>)) -> Resu
             if add.is_none() {
                 bias_add_readers(g, n)?;
             }
-            set_constant_input(g, n, 1, &format!("{name}.weight_folded"), dtype, &dims, &w);
+            set_constant_tensor(g, n, 1, &w_name, w);
             match add {
                 Some(a) => {
                     let an = g.node(a);

@@ -213,7 +213,9 @@ pub fn execute(
         ..opts
     };
     let mut model = npuopt_ir::import::from_bytes(input_bytes, dir).map_err(CliError::input)?;
+    npuopt_passes::trace_memory("import");
     let before = summarize_resolving_shapes(&model, &opts.input_shapes);
+    npuopt_passes::trace_memory("input summary");
     // The input's quantization figures read every weight: taken only when
     // a report will carry them.
     let input_quant = wants_report.then(|| crate::quant_view::input_summary(&model));
@@ -231,6 +233,7 @@ pub fn execute(
         Err(e) => return Err(CliError::input(e).into()),
     };
     drop(step);
+    npuopt_passes::trace_memory("optimize");
     if let Some(path) = &a.dump {
         let text = npuopt_ir::dump::dump(&model.graph).map_err(CliError::input)?;
         write_file_atomically(path, text.as_bytes()).map_err(CliError::input)?;
@@ -244,6 +247,7 @@ pub fn execute(
         }
         Output::Memory => 0,
     };
+    npuopt_passes::trace_memory("write");
     let after = summarize(&model);
     let quantization = input_quant.map(|q| crate::quant_view::report(q, &model));
     let input_facts = FileFacts {

@@ -86,8 +86,11 @@ fn dead_nodes(g: &mut Graph, cx: &mut PassContext) -> Result<(), PassError> {
 }
 
 fn unused_initializers(g: &mut Graph, cx: &mut PassContext) {
+    // With the constants a rewrite computed and dropped when their last
+    // reader went (their bytes already freed): removed and reported here
+    // like the rest.
     let unused: Vec<ValueId> = g
-        .initializers()
+        .initializers_and_dropped()
         .filter(|&v| is_dead(g, v) && !g.is_fed_input(v))
         .collect();
     for v in unused {

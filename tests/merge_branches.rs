@@ -351,3 +351,89 @@ fn bn_after_the_merged_sum_folds_qarepvgg() {
     assert_eq!(count(&r.model, "Add"), 0, "{}", r.snapshot);
     assert_verified(&r, "qarepvgg");
 }
+
+/// The weights merge-branches absorbs were computed by fold-batchnorm (the
+/// convs' own weights, rewritten in place): the moment nothing reads them
+/// they are freed, not held until eliminate-dead, which this run leaves
+/// out. What the run leaves unread is the input's own — the three BNs'
+/// parameters and a weight nothing ever read, written byte for byte — and
+/// the absorbed folded biases, too small to drop.
+#[test]
+fn absorbed_weights_are_freed_at_once_and_the_inputs_own_are_kept() {
+    use npuopt::ir::proto::TensorProto;
+    use npuopt::ir::Graph;
+    use prost::Message;
+    use std::collections::HashMap;
+    // RepVGG's training block, with weights large enough to be dropped.
+    let mut b = ModelBuilder::new("repvgg_block_32", 13);
+    let x = b.input("x", &[1, 32, 8, 8]);
+    let dense = b.conv(&x, ConvSpec::new(32, 3).pad(1));
+    let dense = b.batch_norm(&dense);
+    let one = b.conv(&x, ConvSpec::new(32, 1));
+    let one = b.batch_norm(&one);
+    let id = b.batch_norm(&x);
+    let s = b.add(&dense, &one);
+    let s = b.add(&s, &id);
+    let y = b.relu(&s);
+    b.output(&y);
+    let mut m = b.build();
+    let g = m.graph.as_mut().unwrap();
+    let mut spare = g
+        .initializer
+        .iter()
+        .max_by_key(|t| t.raw_data.as_ref().map_or(0, |r| r.len()))
+        .unwrap()
+        .clone();
+    spare.name = Some("spare".into());
+    g.initializer.push(spare);
+    let given: HashMap<String, TensorProto> = g
+        .initializer
+        .iter()
+        .map(|t| (t.name.clone().unwrap(), t.clone()))
+        .collect();
+    let r = run(&m, &["fold-batchnorm", "merge-branches"]);
+    assert_eq!(count(&r.model, "Conv"), 1, "{}", r.snapshot);
+    let g = &r.model.graph;
+    let conv = g
+        .node_ids()
+        .find(|&n| g.node(n).op_type() == "Conv")
+        .unwrap();
+    let merged: u64 = g.node(conv).inputs()[1..]
+        .iter()
+        .flatten()
+        .map(|&v| g.constant(v).unwrap().byte_size())
+        .sum();
+    assert_eq!(merged, (32 * 32 * 3 * 3 + 32) * 4);
+    let written = npuopt::ir::proto::ModelProto::decode(&r.model.to_bytes().unwrap()[..]).unwrap();
+    let written: HashMap<String, TensorProto> = written
+        .graph
+        .unwrap()
+        .initializer
+        .into_iter()
+        .map(|t| (t.name.clone().unwrap(), t))
+        .collect();
+    let unread: Vec<_> = g
+        .initializers()
+        .filter(|&v| g.value(v).uses().is_empty() && !g.is_graph_output(v))
+        .map(|v| {
+            (
+                g.value(v).name().to_string(),
+                g.constant(v).unwrap().byte_size(),
+            )
+        })
+        .collect();
+    let (own, computed): (Vec<_>, Vec<_>) = unread
+        .iter()
+        .partition(|(n, _)| given.get(n).is_some_and(|t| written.get(n) == Some(t)));
+    // The input's own, byte for byte: 3 BNs × 4 parameters and the spare.
+    assert_eq!(own.len(), 3 * 4 + 1, "{own:?}");
+    assert!(own.iter().any(|(n, _)| n == "spare"));
+    // Computed and unread: only the two small folded biases; the folded
+    // weights are gone, and the computed bytes left are the merged conv's
+    // and those biases.
+    assert_eq!(computed.len(), 2, "{computed:?}");
+    assert!(computed.iter().all(|&&(_, b)| b < Graph::MIN_DROP_BYTES));
+    let small: u64 = computed.iter().map(|(_, b)| b).sum();
+    assert_eq!(g.computed_constant_bytes(), merged + small);
+    assert_eq!(written.len(), 2 + unread.len(), "{:?}", written.keys());
+}

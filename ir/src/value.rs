@@ -44,6 +44,27 @@ pub struct Value {
     pub(crate) disputed: bool,
     /// The type the model declared or inference found.
     pub ty: Option<TensorType>,
+    /// Whose bytes the initializer holds (see [`Written`]).
+    pub(crate) written: Written,
+}
+
+/// Whose bytes a value's constant holds, as far as the current run of
+/// rewrites goes (see [`crate::Graph::begin_rewrites`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Written {
+    /// The model's own (as imported or built, before the run), or not a
+    /// constant: kept as they are, read or not.
+    #[default]
+    Given,
+    /// Computed by a rewrite of this run: nothing in the model as given
+    /// holds these bytes under this name.
+    Computed,
+    /// Computed, and then its last reader went: the bytes were freed on
+    /// the spot. The value stays, bytes-less and in no list the writer
+    /// reads, until `eliminate-dead` removes it as it does any unread
+    /// initializer (so its name stays taken and the report names it as
+    /// before).
+    Dropped,
 }
 
 impl Value {
@@ -66,6 +87,13 @@ impl Value {
 
     pub fn initializer(&self) -> Option<&Tensor> {
         self.initializer.as_deref()
+    }
+
+    /// A constant a rewrite computed, whose bytes were freed when its last
+    /// reader went (see [`crate::Graph::begin_rewrites`]): it has no
+    /// initializer any more and is written nowhere.
+    pub fn is_dropped_constant(&self) -> bool {
+        self.written == Written::Dropped
     }
 
     pub fn is_graph_input(&self) -> bool {

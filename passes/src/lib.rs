@@ -20,7 +20,9 @@ pub mod rewrite;
 pub use cancel::Cancel;
 pub use change::Change;
 pub use gate::{Decision, GateOptions, Intent, Outcome, Proposal};
-pub use manager::{run_pipeline, PassSummary, PipelineError, PipelineOptions, PipelineReport};
+pub use manager::{
+    run_pipeline, trace_memory, PassSummary, PipelineError, PipelineOptions, PipelineReport,
+};
 pub use pass::{Pass, PassContext, PassError};
 pub use registry::{
     hardware_pass_names, known_pass_names, resolve_pass_list, resolve_pass_list_for, PassInfo,

@@ -114,7 +114,21 @@ pub fn run_pipeline(
     run_passes(model, &passes, &mut opts)
 }
 
+/// Runs `passes` as [`run_pipeline`] does. Constants the passes compute
+/// are freed as soon as nothing reads them (see
+/// [`npuopt_ir::Graph::begin_rewrites`]); the model's own are kept.
 pub fn run_passes(
+    model: &mut Model,
+    passes: &[Box<dyn Pass>],
+    opts: &mut PipelineOptions,
+) -> Result<PipelineReport, PipelineError> {
+    model.graph.begin_rewrites();
+    let report = run_rewrites(model, passes, opts);
+    model.graph.end_rewrites();
+    report
+}
+
+fn run_rewrites(
     model: &mut Model,
     passes: &[Box<dyn Pass>],
     opts: &mut PipelineOptions,
@@ -166,6 +180,7 @@ pub fn run_passes(
             }
             pass.run(model, &mut cx)
                 .map_err(|source| PipelineError::Pass { pass: name, source })?;
+            trace_memory(name);
             if opts.cancel.is_cancelled() {
                 return Err(PipelineError::Cancelled);
             }
@@ -244,4 +259,31 @@ pub fn run_passes(
         }
     }
     Ok(report)
+}
+
+/// With `NPUOPT_TRACE_RSS` set, prints the process's resident memory
+/// (anonymous and file-backed, from `/proc/self/status`) after each pass
+/// to stderr: how `bench/` finds which pass holds a run's peak.
+pub fn trace_memory(after: &str) {
+    if std::env::var_os("NPUOPT_TRACE_RSS").is_none() {
+        return;
+    }
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |k: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(k))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    // Written, not `eprintln!`: a closed stderr must not panic the run.
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "rss after {after}: VmRSS {} VmHWM {} RssAnon {} RssFile {}",
+        field("VmRSS:"),
+        field("VmHWM:"),
+        field("RssAnon:"),
+        field("RssFile:")
+    );
 }

@@ -219,7 +219,9 @@ pub fn execute(
     // copy): taken only when something shows them — the command's closing
     // line (not with -q) or a report. The rest (disputes, counts) is cheap.
     let with_macs = !quiet || wants_report;
+    npuopt_passes::trace_memory("import");
     let before = summarize_resolving_shapes(&model, &opts.input_shapes, with_macs);
+    npuopt_passes::trace_memory("input summary");
     // The input's quantization figures read every weight: taken only when
     // a report will carry them.
     let input_quant = wants_report.then(|| crate::quant_view::input_summary(&model));
@@ -237,6 +239,7 @@ pub fn execute(
         Err(e) => return Err(CliError::input(e).into()),
     };
     drop(step);
+    npuopt_passes::trace_memory("optimize");
     if let Some(path) = &a.dump {
         let text = npuopt_ir::dump::dump(&model.graph).map_err(CliError::input)?;
         write_file_atomically(path, text.as_bytes()).map_err(CliError::input)?;
@@ -250,6 +253,7 @@ pub fn execute(
         }
         Output::Memory => Default::default(),
     };
+    npuopt_passes::trace_memory("write");
     let after = summarize_with(&model, with_macs);
     let quantization = input_quant.map(|q| crate::quant_view::report(q, &model));
     let input_facts = FileFacts {

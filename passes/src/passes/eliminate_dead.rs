@@ -13,11 +13,14 @@
 //! * `unused-initializer`: an initializer nothing reads that is neither a
 //!   graph output nor an input the caller feeds (in IR < 4 models every
 //!   initializer is listed as an input: those are weights, and go with
-//!   their input entry).
+//!   their input entry). Among them, the constants a rewrite computed and
+//!   dropped, bytes and all, when their last reader went (see
+//!   `Graph::begin_rewrites`): only their names were left.
 //! * `duplicate-initializer`: constants (initializers that are not graph
 //!   inputs) with the same dtype, dims and bytes — found by content hash,
 //!   then compared exactly — are merged into the first; the others must not
-//!   be graph outputs or be read from a subgraph.
+//!   be graph outputs or be read from a subgraph. A dropped constant has
+//!   no bytes to compare and takes no part.
 
 use std::collections::HashMap;
 
@@ -86,8 +89,11 @@ fn dead_nodes(g: &mut Graph, cx: &mut PassContext) -> Result<(), PassError> {
 }
 
 fn unused_initializers(g: &mut Graph, cx: &mut PassContext) {
+    // With the constants a rewrite computed and dropped when their last
+    // reader went (their bytes already freed): removed and reported here
+    // like the rest.
     let unused: Vec<ValueId> = g
-        .initializers()
+        .initializers_and_dropped()
         .filter(|&v| is_dead(g, v) && !g.is_fed_input(v))
         .collect();
     for v in unused {

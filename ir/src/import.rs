@@ -67,8 +67,8 @@ fn build(proto: ModelProto, mut g: RawGraph, dir: Option<&Path>) -> Result<Model
 
     let mut files = external::Files::default();
     for (_, t) in g.initializers.iter_mut() {
-        if external::is_external(t) {
-            external::load(t, dir, &mut files)?;
+        if external::is_external(t.proto()) {
+            external::load(t.proto_mut(), dir, &mut files)?;
         }
     }
     for n in g.nodes.iter_mut().flatten() {
@@ -107,8 +107,8 @@ fn build(proto: ModelProto, mut g: RawGraph, dir: Option<&Path>) -> Result<Model
     for info in inputs {
         let name = info.name.as_deref().unwrap_or_default();
         let ty = info.r#type.as_ref().and_then(TensorType::from_proto);
-        let id = match graph.names.get(name) {
-            Some(&id) => id,
+        let id = match graph.names.get(&graph.values, name) {
+            Some(id) => id,
             None => graph.new_value(Name::from(name))?,
         };
         let v = graph.value_mut(id);
@@ -116,16 +116,13 @@ fn build(proto: ModelProto, mut g: RawGraph, dir: Option<&Path>) -> Result<Model
         v.ty = ty;
         graph.inputs.push((id, info));
     }
-    for (name, t) in initializers {
-        let tensor = Tensor::from_proto(t);
+    for (name, tensor) in initializers {
         tensor.validate().map_err(|message| IrError::BadTensor {
             tensor: name.to_string(),
             message,
         })?;
-        let id = match graph.names.get(name.as_str()) {
-            Some(&id)
-                if graph.value(id).is_graph_input && graph.value(id).initializer.is_none() =>
-            {
+        let id = match graph.names.get(&graph.values, name.as_str()) {
+            Some(id) if graph.value(id).is_graph_input && graph.value(id).initializer.is_none() => {
                 id
             }
             Some(_) => {
@@ -143,7 +140,7 @@ fn build(proto: ModelProto, mut g: RawGraph, dir: Option<&Path>) -> Result<Model
             Some(declared) => ty.merge(declared),
             None => ty,
         });
-        v.initializer = Some(Box::new(tensor));
+        v.initializer = Some(tensor);
         graph.initializer_order.push(id);
     }
     for s in &g.header.sparse_initializer {
@@ -184,7 +181,8 @@ fn build(proto: ModelProto, mut g: RawGraph, dir: Option<&Path>) -> Result<Model
                 outputs.push(None);
                 continue;
             }
-            if let Some(&prev) = graph.names.get(o.as_str()) {
+            let h = graph.names.hash(o);
+            if let Some(prev) = graph.names.get_hashed(&graph.values, o, h) {
                 // A node output defined before: by this node (an output
                 // listed twice) or an earlier one.
                 let first = match graph.value(prev).producer {
@@ -201,7 +199,7 @@ fn build(proto: ModelProto, mut g: RawGraph, dir: Option<&Path>) -> Result<Model
                     second: format!("node '{}'", node.name()),
                 });
             }
-            let v = graph.new_value(o.clone())?;
+            let v = graph.new_value_hashed(o.clone(), h)?;
             graph.value_mut(v).producer = Some((id, slot));
             outputs.push(Some(v));
         }
@@ -242,8 +240,7 @@ fn build(proto: ModelProto, mut g: RawGraph, dir: Option<&Path>) -> Result<Model
         let name = info.name.as_deref().unwrap_or_default();
         let id = graph
             .names
-            .get(name)
-            .copied()
+            .get(&graph.values, name)
             .ok_or_else(|| IrError::UndefinedOutput(name.to_string()))?;
         if let Some(ty) = info.r#type.as_ref().and_then(TensorType::from_proto) {
             let v = graph.value_mut(id);
@@ -258,7 +255,7 @@ fn build(proto: ModelProto, mut g: RawGraph, dir: Option<&Path>) -> Result<Model
         let name = info.name.as_deref().unwrap_or_default();
         // A value_info for a name nothing defines is harmless in ONNX; it is
         // kept, unattached, and written back in place.
-        let Some(&id) = graph.names.get(name) else {
+        let Some(id) = graph.names.get(&graph.values, name) else {
             graph.value_info.push((None, info));
             continue;
         };
@@ -283,7 +280,7 @@ fn build(proto: ModelProto, mut g: RawGraph, dir: Option<&Path>) -> Result<Model
 }
 
 fn lookup(graph: &Graph, node: NodeId, name: &str) -> Result<ValueId> {
-    graph.names.get(name).copied().ok_or_else(|| {
+    graph.names.get(&graph.values, name).ok_or_else(|| {
         let n = graph.node(node);
         IrError::UndefinedInput {
             node: n.name().to_string(),

@@ -31,6 +31,10 @@ pub(crate) struct RawGraph {
     /// Nodes in file order (all `Some`: the graph's own node table), their
     /// wiring not yet set; `op` is [`Op::Other`] until parsed.
     pub nodes: Vec<Option<Node>>,
+    /// Each node's `op_type` and `domain` fields, for import to parse the
+    /// op from and then store in the node only if the op does not imply
+    /// them (see [`Node::set_spelling`]).
+    pub spellings: Vec<(Option<Name>, Option<Name>)>,
     /// Every node's input names, node after node; node `i`'s are
     /// `input_names[input_ends[i-1]..input_ends[i]]`.
     pub input_names: Vec<Name>,
@@ -77,6 +81,7 @@ impl RawGraph {
             ..Default::default()
         };
         raw.nodes.reserve_exact(nodes.len());
+        raw.spellings.reserve_exact(nodes.len());
         for mut p in nodes {
             raw.input_names
                 .extend(std::mem::take(&mut p.input).into_iter().map(Name::from));
@@ -85,28 +90,24 @@ impl RawGraph {
             raw.input_ends.push(raw.input_names.len() as u32);
             raw.output_ends.push(raw.output_names.len() as u32);
             let (name, op_type, domain, rest) = Node::split_proto(p);
-            raw.nodes
-                .push(Some(blank_node(name, op_type, domain, rest)));
+            raw.nodes.push(Some(blank_node(name, rest)));
+            raw.spellings.push((op_type, domain));
         }
         raw
     }
 }
 
-fn blank_node(
-    name: Option<Name>,
-    op_type: Option<Name>,
-    domain: Option<Name>,
-    rest: Option<Box<NodeProto>>,
-) -> Node {
+/// A node with its name and rest; its op, spelling and wiring are set by
+/// import.
+fn blank_node(name: Option<Name>, rest: Option<Box<NodeProto>>) -> Node {
     Node {
         op: Op::Other,
         name,
-        op_type,
-        domain,
+        spelling: None,
         rest,
         inputs: Default::default(),
         outputs: Default::default(),
-        captures: Vec::new(),
+        captures: Default::default(),
         order: 0,
     }
 }
@@ -164,6 +165,7 @@ fn graph_into(mut buf: Bytes, g: &mut RawGraph) -> Result<()> {
     // copied it and faulted in its pages again and again.
     let (nodes, initializers) = count_nodes_and_initializers(&buf);
     g.nodes.reserve(nodes);
+    g.spellings.reserve(nodes);
     g.input_ends.reserve(nodes);
     g.output_ends.reserve(nodes);
     g.input_names.reserve(2 * nodes);
@@ -266,7 +268,7 @@ fn node_into(mut buf: Bytes, g: &mut RawGraph) -> Result<()> {
     g.input_ends.push(g.input_names.len() as u32);
     g.output_ends.push(g.output_names.len() as u32);
     let rest = rest.filter(|r| !is_blank(r));
-    g.nodes
-        .push(Some(blank_node(node_name, op_type, domain, rest)));
+    g.nodes.push(Some(blank_node(node_name, rest)));
+    g.spellings.push((op_type, domain));
     Ok(())
 }

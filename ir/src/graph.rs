@@ -600,7 +600,7 @@ impl Graph {
         near: Option<NodeId>,
     ) -> (NodeId, Vec<ValueId>) {
         self.generation += 1;
-        let op_type = op.op_type().expect("a typed op").to_string();
+        op.op_type().expect("a typed op");
         let node_name = Name::from(self.unique_node_name(name));
         self.node_names.insert(&self.nodes, node_name.clone());
         let rest = rest_of(NodeProto {
@@ -633,12 +633,11 @@ impl Graph {
         self.nodes.push(Some(Node {
             op,
             name: Some(node_name),
-            op_type: Some(Name::from(op_type)),
-            domain: None,
+            spelling: None,
             rest,
             inputs: inputs.iter().copied().collect(),
             outputs: outs.iter().map(|&o| Some(o)).collect(),
-            captures: Vec::new(),
+            captures: Default::default(),
             order,
         }));
         for (slot, v) in inputs.iter().enumerate() {
@@ -652,12 +651,15 @@ impl Graph {
     /// Sets a node's op, regenerating its attributes. The op type must not
     /// be `Other`. Other fields of the node (doc string, metadata) are kept.
     pub fn set_op(&mut self, id: NodeId, op: Op) {
-        let op_type = op.op_type().expect("a typed op").to_string();
+        let op_type = op.op_type().expect("a typed op");
         let n = self.node_mut(id);
-        if n.op_type.as_deref() != Some(op_type.as_str()) {
-            n.domain = None;
-        }
-        n.op_type = Some(Name::from(op_type));
+        // The domain is kept when the type is (the op is re-parameterised).
+        let same_type = n.op_type_field() == Some(op_type);
+        let domain = n
+            .spelling
+            .take()
+            .and_then(|s| s.domain)
+            .filter(|_| same_type);
         let attribute = op.to_attributes();
         match n.rest.as_deref_mut() {
             Some(rest) => rest.attribute = attribute,
@@ -669,6 +671,7 @@ impl Graph {
             }
         }
         n.op = op;
+        n.set_spelling(Some(Name::from_static(op_type)), domain);
     }
 
     /// Rewires input `slot` of `node` to `v`.
@@ -766,12 +769,11 @@ impl Graph {
         self.nodes.push(Some(Node {
             op: Op::Identity,
             name: Some(name),
-            op_type: Some(Name::from("Identity")),
-            domain: None,
+            spelling: None,
             rest: None,
             inputs: smallvec::smallvec![Some(new)],
             outputs: smallvec::smallvec![Some(old)],
-            captures: Vec::new(),
+            captures: Default::default(),
             order,
         }));
         self.value_mut(old).producer = Some((id, 0));

@@ -88,6 +88,7 @@ fn build(proto: ModelProto, mut g: RawGraph, dir: Option<&Path>) -> Result<Model
         ..Default::default()
     };
     let mut nodes = std::mem::take(&mut g.nodes);
+    let spellings = std::mem::take(&mut g.spellings);
     let initializers = std::mem::take(&mut g.initializers);
     let inputs = std::mem::take(&mut g.inputs);
     let outputs = std::mem::take(&mut g.outputs);
@@ -157,23 +158,27 @@ fn build(proto: ModelProto, mut g: RawGraph, dir: Option<&Path>) -> Result<Model
     // whose nodes are out of order still imports (and is sorted on export).
     // The nodes are completed in place (they are moved once, into the
     // graph, as a whole table).
-    for index in 0..nodes.len() {
+    for (index, (op_type, domain)) in spellings.into_iter().enumerate() {
         let id = NodeId(index as u32);
         let (before, rest) = nodes.split_at_mut(index);
         let node = rest[0].as_mut().expect("decoded nodes are all present");
+        let op_type_str = op_type.as_deref().unwrap_or("");
         for a in node.attributes() {
             if let Some(t) = &a.t {
-                check_tensor(t, node)?;
+                check_tensor(t, node, op_type_str)?;
             }
         }
-        node.op =
-            Op::parse(node.domain(), node.op_type(), node.attributes()).map_err(|message| {
-                IrError::BadNode {
-                    node: node.name().to_string(),
-                    op_type: node.op_type().to_string(),
-                    message,
-                }
-            })?;
+        node.op = Op::parse(
+            domain.as_deref().unwrap_or(""),
+            op_type_str,
+            node.attributes(),
+        )
+        .map_err(|message| IrError::BadNode {
+            node: node.name().to_string(),
+            op_type: op_type_str.to_string(),
+            message,
+        })?;
+        node.set_spelling(op_type, domain);
         let names = g.node_outputs(index);
         let mut outputs = crate::node::Outputs::with_capacity(names.len());
         for (slot, o) in names.iter().enumerate() {
@@ -233,7 +238,7 @@ fn build(proto: ModelProto, mut g: RawGraph, dir: Option<&Path>) -> Result<Model
         }
         let n = graph.node_mut(id);
         n.inputs = ids;
-        n.captures = captures;
+        n.captures = captures.into_boxed_slice();
     }
 
     for info in outputs {
@@ -290,12 +295,13 @@ fn lookup(graph: &Graph, node: NodeId, name: &str) -> Result<ValueId> {
     })
 }
 
-fn check_tensor(t: &TensorProto, node: &Node) -> Result<()> {
+/// `op_type`: the node's, which it does not hold yet.
+fn check_tensor(t: &TensorProto, node: &Node, op_type: &str) -> Result<()> {
     Tensor::from_proto(t.clone())
         .validate()
         .map_err(|message| IrError::BadNode {
             node: node.name().to_string(),
-            op_type: node.op_type().to_string(),
+            op_type: op_type.to_string(),
             message: format!("tensor attribute: {message}"),
         })
 }

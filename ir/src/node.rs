@@ -21,7 +21,7 @@ pub(crate) type Outputs = smallvec::SmallVec<[Option<ValueId>; 1]>;
 ///
 /// A node is scanned by every pass, so it is kept small: the op type and
 /// domain fields are stored only when they are not just the typed op's own
-/// type and no domain (see [`Spelling`]), and captures (rare) as a boxed
+/// type and no domain (see `Spelling`), and captures (rare) as a boxed
 /// slice; the largest ops are boxed (see [`Op`]). 352 bytes a node
 /// before, 240 now: a 1M-node graph's node table 336 → 229 MiB
 /// (bench/scaling).

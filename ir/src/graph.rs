@@ -966,41 +966,16 @@ impl Graph {
         let bad = |m: String| Err(IrError::Invalid(m));
         let mut registered_uses = 0usize;
         let mut live_values = 0usize;
-        // The name table is checked from its side: one entry per live value
-        // (a bit per id marks the ones seen), each of the hash of the
-        // value's name, plus as many entries of removed values as were
-        // counted. The lookups run only to name a fault. Rehashing every
-        // name runs in debug builds (the tests): a value's name changes
-        // only in `new_value` and `swap_names`, which update the table, and
-        // in a release build the rehash was most of this check.
-        let mut stale = 0;
-        let mut seen = vec![0u64; self.values.len().div_ceil(64)];
-        let table_ok = self
-            .names
-            .iter()
-            .all(|(h, v)| match self.values.get(v.index()) {
-                Some(Some(val)) => {
-                    let (word, bit) = (v.index() / 64, 1u64 << (v.index() % 64));
-                    let first = seen[word] & bit == 0;
-                    seen[word] |= bit;
-                    first
-                        && val.id == v
-                        && (!cfg!(debug_assertions) || self.names.hash(&val.name) == h)
-                }
-                Some(None) => {
-                    stale += 1;
-                    true
-                }
-                None => false,
-            });
-        drop(seen);
-        let live = self.values.iter().filter(|v| v.is_some()).count();
-        if !(table_ok && stale == self.stale_names && self.names.len() - stale == live) {
-            self.check_name_table()?;
-        }
+        // A bit per live value id, set in this walk over the values (in
+        // memory order), for the name table's check below.
+        let mut live = vec![0u64; self.values.len().div_ceil(64)];
         for v in self.value_ids() {
             live_values += 1;
+            live[v.index() / 64] |= 1u64 << (v.index() % 64);
             let val = self.value(v);
+            if val.id != v {
+                return bad(format!("value '{}' is filed under id {}", val.name, v.0));
+            }
             if let Some((n, slot)) = val.producer {
                 match self.try_node(n) {
                     Some(node) if node.output(slot) == Some(v) => {}
@@ -1036,7 +1011,34 @@ impl Graph {
             }
             registered_uses += val.uses.len();
         }
-        debug_assert_eq!(live, live_values);
+        // The name table is checked from its side: one entry per live value
+        // (a second bit per id marks the ones seen), each of the hash of the
+        // value's name, plus as many entries of removed values as were
+        // counted. It reads only the table and the bits, not the values in
+        // the table's (random) order; the lookups run only to name a fault.
+        // Rehashing every name runs in debug builds (the tests): a value's
+        // name changes only in `new_value` and `swap_names`, which update
+        // the table, and in a release build the rehash was most of this
+        // check.
+        let mut stale = 0;
+        let mut seen = vec![0u64; live.len()];
+        let table_ok = self.names.iter().all(|(h, v)| {
+            let (word, bit) = (v.index() / 64, 1u64 << (v.index() % 64));
+            if v.index() >= self.values.len() {
+                false
+            } else if live[word] & bit != 0 {
+                let first = seen[word] & bit == 0;
+                seen[word] |= bit;
+                first && (!cfg!(debug_assertions) || self.names.hash(&self.value(v).name) == h)
+            } else {
+                stale += 1;
+                true
+            }
+        });
+        drop((live, seen));
+        if !(table_ok && stale == self.stale_names && self.names.len() - stale == live_values) {
+            self.check_name_table()?;
+        }
         // Every use points back to a distinct node input or capture (checked
         // above); equal counts then mean every node input is registered.
         // Counting instead of searching each value's use list keeps this

@@ -143,11 +143,13 @@ pub fn content_hash(bytes: &[u8]) -> String {
 }
 
 /// What a report says of a model file: its path (`None` for a model in
-/// memory), size and content hash.
+/// memory), size and content hash, and the size of its external-data side
+/// file (the hash covers the model file only).
 pub struct FileFacts {
     pub path: Option<String>,
     pub bytes: u64,
     pub hash: String,
+    pub external_bytes: u64,
 }
 
 /// The whole `optimize` report: tool version, files, per-pass figures,
@@ -162,15 +164,18 @@ pub fn optimize_json(
     let p = &outcome.pipeline;
     json!({
         "tool": { "name": "npuopt", "version": env!("CARGO_PKG_VERSION") },
-        "input": { "path": input.path, "bytes": input.bytes, "hash": input.hash },
-        "output": { "path": output.path, "bytes": output.bytes, "hash": output.hash },
+        "input": { "path": input.path, "bytes": input.bytes, "external_bytes": input.external_bytes, "hash": input.hash },
+        "output": { "path": output.path, "bytes": output.bytes, "external_bytes": output.external_bytes, "hash": output.hash },
         "totals": {
             "nodes": { "before": before.nodes, "after": after.nodes },
             "parameters": { "before": before.parameters, "after": after.parameters },
             "parameter_bytes": { "before": before.parameter_bytes, "after": after.parameter_bytes },
             "macs": { "before": before.macs, "after": after.macs },
             "executed_macs": { "before": before.dense_macs, "after": after.dense_macs },
-            "file_bytes": { "before": input.bytes, "after": output.bytes },
+            "file_bytes": {
+                "before": input.bytes + input.external_bytes,
+                "after": output.bytes + output.external_bytes,
+            },
         },
         "disputes": before.disputes,
         "pinned_symbols": outcome.pinned_symbols.iter().map(|(n, v)| json!({ "name": n, "value": v })).collect::<Vec<_>>(),

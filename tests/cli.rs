@@ -471,3 +471,58 @@ fn optimize_counts_what_each_pass_left_alone() {
         stderr(&o)
     );
 }
+
+/// A dynamo export keeps its weights in a side file: the sizes reported
+/// count it, before and after (its `.onnx` alone said "1.5 MiB → 10.1
+/// MiB" for EfficientViT-M0, whose weights had only moved inline).
+#[test]
+fn sizes_count_external_data_on_both_sides() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.onnx");
+    let m = npuopt::ir::import::load(&fixture("repvgg_ts.onnx")).unwrap();
+    let ext = npuopt::ir::export::WriteOptions {
+        external: Some(npuopt::ir::export::ExternalData {
+            location: "in.onnx.data".into(),
+            min_bytes: 1024,
+        }),
+        ..Default::default()
+    };
+    m.write(&input, &ext).unwrap();
+    let size = |p: &Path| std::fs::metadata(p).unwrap().len();
+    let in_data = size(&dir.path().join("in.onnx.data"));
+    assert!(in_data > 0);
+    let out = dir.path().join("out.onnx");
+    let report = dir.path().join("r.json");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "optimize",
+            input.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--no-verify",
+            "--report",
+            report.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let o = npuopt(&args);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let r: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+        (stderr(&o), r)
+    };
+    // Written inline: the side file counts before only.
+    let (text, r) = run(&[]);
+    assert_eq!(r["input"]["bytes"], size(&input));
+    assert_eq!(r["input"]["external_bytes"], in_data);
+    assert_eq!(r["output"]["external_bytes"], 0);
+    assert_eq!(r["totals"]["file_bytes"]["before"], size(&input) + in_data);
+    assert_eq!(r["totals"]["file_bytes"]["after"], size(&out));
+    assert!(text.contains("external data) → "), "{text}");
+    // Written with a side file: it counts after too.
+    let (text, r) = run(&["--external-data"]);
+    let out_data = size(&dir.path().join("out.onnx.data"));
+    assert_eq!(r["output"]["bytes"], size(&out));
+    assert_eq!(r["output"]["external_bytes"], out_data);
+    assert_eq!(r["totals"]["file_bytes"]["after"], size(&out) + out_data);
+    assert_eq!(text.matches("external data)").count(), 2, "{text}");
+}

@@ -279,6 +279,7 @@ fn mobilenetv2_on_ethos_rejects_depthwise_to_group_and_says_why() {
         path: Some("in".into()),
         bytes: 0,
         hash: String::new(),
+        external_bytes: 0,
     };
     let json = npuopt::report::optimize_json(&facts, &facts, &before, &before, &out);
     assert_eq!(json["target"]["name"], "ethos-u55-256");

@@ -157,11 +157,18 @@ impl Model {
 
     /// Writes the model to `path` atomically: to a temporary file in the
     /// same folder, then renamed into place, so `path` never holds a partial
-    /// model, even if the process is killed. Returns the bytes written.
+    /// model, even if the process is killed. Returns the bytes written to
+    /// `path` (see [`Model::write_sized`] for the side file's too).
     /// Tensors stay inline unless `opts` asks for external data or the
     /// model would pass protobuf's limit; inline, the model is encoded
     /// straight from the IR (see `ir/src/encode.rs`).
     pub fn write(&self, path: &Path, opts: &WriteOptions) -> Result<u64> {
+        self.write_sized(path, opts).map(|w| w.model_bytes)
+    }
+
+    /// [`Model::write`], returning the bytes of the model file and of its
+    /// side file.
+    pub fn write_sized(&self, path: &Path, opts: &WriteOptions) -> Result<Written> {
         if opts.external.is_none() {
             let plan = Plan::new(self)?;
             if plan.len() as u64 <= PROTOBUF_LIMIT {
@@ -171,13 +178,26 @@ impl Model {
                 });
             }
         }
-        write_proto(self.to_proto()?, path, opts)
+        write_proto_sized(self.to_proto()?, path, opts)
     }
+}
+
+/// What a write put on disk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Written {
+    /// The model file.
+    pub model_bytes: u64,
+    /// Its external-data side file (0: none written).
+    pub external_bytes: u64,
 }
 
 /// Writes a `ModelProto` atomically, moving tensors to a side file when asked
 /// or when the model is too large for protobuf.
-pub fn write_proto(mut m: ModelProto, path: &Path, opts: &WriteOptions) -> Result<u64> {
+pub fn write_proto(m: ModelProto, path: &Path, opts: &WriteOptions) -> Result<u64> {
+    write_proto_sized(m, path, opts).map(|w| w.model_bytes)
+}
+
+fn write_proto_sized(mut m: ModelProto, path: &Path, opts: &WriteOptions) -> Result<Written> {
     let werr = |message: String| IrError::Write {
         path: path.to_path_buf(),
         message,
@@ -221,7 +241,7 @@ fn write_encoded(
     opts: &WriteOptions,
     data_file: Option<(tempfile::NamedTempFile, PathBuf)>,
     encode: impl FnOnce(&mut StreamingBuf) -> std::result::Result<(), String>,
-) -> Result<u64> {
+) -> Result<Written> {
     let werr = |message: String| IrError::Write {
         path: path.to_path_buf(),
         message,
@@ -241,14 +261,23 @@ fn write_encoded(
     if !opts.skip_sync {
         tmp.as_file().sync_all().map_err(|e| werr(e.to_string()))?;
     }
+    let mut external_bytes = 0;
     if let Some((data_tmp, target)) = data_file {
+        external_bytes = data_tmp
+            .as_file()
+            .metadata()
+            .map_err(|e| werr(e.to_string()))?
+            .len();
         data_tmp
             .persist(&target)
             .map_err(|e| werr(format!("cannot move the data file into place: {e}")))?;
     }
     tmp.persist(path)
         .map_err(|e| werr(format!("cannot move the model into place: {e}")))?;
-    Ok(written)
+    Ok(Written {
+        model_bytes: written,
+        external_bytes,
+    })
 }
 
 /// Writes `bytes` to `path` atomically — a temporary file in the same

@@ -69,6 +69,11 @@ pub struct Files {
 }
 
 impl Files {
+    /// The size of every side file read, each counted once.
+    pub(crate) fn total_bytes(&self) -> u64 {
+        self.open.values().map(|b| b.len() as u64).sum()
+    }
+
     fn get(&mut self, path: &Path) -> std::io::Result<Bytes> {
         if let Some(b) = self.open.get(path) {
             return Ok(b.clone());

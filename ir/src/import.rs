@@ -80,6 +80,7 @@ fn build(proto: ModelProto, mut g: RawGraph, dir: Option<&Path>) -> Result<Model
             }
         }
     }
+    let external_bytes = files.total_bytes();
     drop(files);
 
     let mut graph = Graph {
@@ -281,6 +282,7 @@ fn build(proto: ModelProto, mut g: RawGraph, dir: Option<&Path>) -> Result<Model
     Ok(Model {
         header: proto,
         graph,
+        external_bytes,
     })
 }
 

@@ -10,6 +10,10 @@ pub struct Model {
     /// read. Its `graph` is `None`; the graph lives in [`Model::graph`].
     pub header: ModelProto,
     pub graph: Graph,
+    /// Bytes of the side files the imported model's external tensors were
+    /// read from (0: none), so sizes can be reported for the whole model,
+    /// not only its `.onnx` file.
+    pub external_bytes: u64,
 }
 
 impl Model {

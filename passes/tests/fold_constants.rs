@@ -327,3 +327,47 @@ fn unsure_cases_are_not_folded() {
         assert_eq!(count_op(&m, op), 1, "{op} must stay");
     }
 }
+
+/// TinyViT's window padding, `(w - h % w) % w` on constants, folds (Mod
+/// was once not evaluated, which left the shapes behind it unknown); an op
+/// the evaluator does not compute on constant inputs is reported with its
+/// name; a DequantizeLinear of constant weights stays silently (it is the
+/// quantized model's format).
+#[test]
+fn mod_folds_and_an_unevaluated_op_on_constants_says_so() {
+    let mut b = M::new("mod_sin", 13);
+    b.input("x", DType::FLOAT, &[2])
+        .init_i64("h", &[1], &[30])
+        .init_i64("w", &[1], &[7])
+        .node("Mod", &["h", "w"], &["r"], vec![])
+        .node("Sub", &["w", "r"], &["d"], vec![])
+        .node("Mod", &["d", "w"], &["pad"], vec![])
+        .output("pad", DType::INT64, &[1])
+        .init_f32("angle", &[2], &[0.5, 1.0])
+        .node("Sin", &["angle"], &["s"], vec![])
+        .node("Add", &["x", "s"], &["y"], vec![])
+        .output("y", DType::FLOAT, &[2])
+        .init_i64("q", &[2], &[3, 4])
+        .init_f32("scale", &[], &[0.5])
+        .node(
+            "Cast",
+            &["q"],
+            &["q8"],
+            vec![attr::int("to", DType::INT8.0 as i64)],
+        )
+        .node("DequantizeLinear", &["q8", "scale"], &["dq"], vec![])
+        .node("Add", &["x", "dq"], &["z"], vec![])
+        .output("z", DType::FLOAT, &[2]);
+    let mut m = b.model();
+    let report = npuopt_passes::run_pipeline(&mut m, PASS, Default::default()).unwrap();
+    assert_eq!(value_i64(&m, "pad"), vec![5]);
+    assert_eq!(count_op(&m, "Mod"), 0);
+    assert_eq!(count_op(&m, "Sin"), 1);
+    assert_eq!(count_op(&m, "DequantizeLinear"), 1);
+    let reasons: Vec<&str> = report.skips.iter().map(|s| s.reason.as_str()).collect();
+    assert_eq!(
+        reasons,
+        ["Sin 'n_s' has only constant inputs but is not folded: npuopt does not evaluate Sin (its float result depends on the math library)"],
+        "{reasons:?}"
+    );
+}

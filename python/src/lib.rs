@@ -125,6 +125,7 @@ fn optimize<'py>(
         path: None,
         bytes: len as u64,
         hash,
+        external_bytes: 0,
     };
     let report = errors::json_to_py(py, &done.report(&facts))?;
     Ok((out, report))

@@ -172,11 +172,26 @@ pub fn run(a: OptimizeArgs, quiet: bool) -> Result<i32, CliError> {
             after.macs,
             before.dense_macs,
             after.dense_macs,
-            human_bytes(done.input.bytes),
-            human_bytes(done.written),
+            size_text(done.input.bytes, done.input.external_bytes),
+            size_text(done.written.model_bytes, done.written.external_bytes),
             start.elapsed().as_secs_f64(),
             verified
         );
     }
     Ok(exit::OK)
+}
+
+/// A model's size for the summary line: the `.onnx` file, and its
+/// external-data side file when there is one (a dynamo export's weights
+/// live there: its `.onnx` alone says little).
+fn size_text(model_bytes: u64, external_bytes: u64) -> String {
+    if external_bytes == 0 {
+        human_bytes(model_bytes)
+    } else {
+        format!(
+            "{} (+ {} external data)",
+            human_bytes(model_bytes),
+            human_bytes(external_bytes)
+        )
+    }
 }

@@ -49,8 +49,9 @@ pub struct Done {
     /// report was asked for — `report`, `--report`, `--report-html` or an
     /// in-memory run —, else empty).
     pub input: FileFacts,
-    /// Bytes written to the output file (0 for [`Output::Memory`]).
-    pub written: u64,
+    /// Bytes written to the output file and its side file (0 for
+    /// [`Output::Memory`]).
+    pub written: npuopt_ir::export::Written,
     /// The int8 weight figures of the input and the output, when a report
     /// carries them (`--report`, `--report-html`, or an in-memory run,
     /// whose caller always gets the report): they read every weight.
@@ -239,10 +240,10 @@ pub fn execute(
         Output::File(path) => {
             let _step = progress.step(&format!("writing {}", path.display()));
             model
-                .write(path, &write_options(a, path))
+                .write_sized(path, &write_options(a, path))
                 .map_err(CliError::input)?
         }
-        Output::Memory => 0,
+        Output::Memory => Default::default(),
     };
     let after = summarize(&model);
     let quantization = input_quant.map(|q| crate::quant_view::report(q, &model));
@@ -250,6 +251,7 @@ pub fn execute(
         path: path.map(|p| p.display().to_string()),
         bytes: input_len,
         hash: input_hash.and_then(|h| h.join().ok()).unwrap_or_default(),
+        external_bytes: model.external_bytes,
     };
     let done = Done {
         model,
@@ -288,12 +290,16 @@ pub fn execute(
 
 /// The facts of a written output: its path, size and the hash of the model
 /// file as written.
-pub fn written_facts(path: &Path, written: u64) -> Result<FileFacts, CliError> {
+pub fn written_facts(
+    path: &Path,
+    written: npuopt_ir::export::Written,
+) -> Result<FileFacts, CliError> {
     let bytes = std::fs::read(path).map_err(CliError::input)?;
     Ok(FileFacts {
         path: Some(path.display().to_string()),
-        bytes: written,
+        bytes: written.model_bytes,
         hash: content_hash(&bytes),
+        external_bytes: written.external_bytes,
     })
 }
 

@@ -105,6 +105,57 @@ pub fn binary(op: &str, x: &Val, y: &Val) -> Option<Val> {
     })
 }
 
+/// `Mod`: with `fmod` false (the default), the integer remainder takes the
+/// divisor's sign, as Python's `%`; with `fmod` true, the dividend's, as C's
+/// `fmod` (exact in IEEE floats; the spec requires it for floats). A zero
+/// integer divisor, a float `Mod` without `fmod`, or another dtype declines.
+pub fn modulo(x: &Val, y: &Val, fmod: bool) -> Option<Val> {
+    if x.dtype != y.dtype {
+        return None;
+    }
+    let dims = broadcast_dims(&x.dims, &y.dims)?;
+    let xi = broadcast_index(&dims, &x.dims);
+    let yi = broadcast_index(&dims, &y.dims);
+    let pairs = xi.iter().zip(&yi);
+    let bytes: Vec<u8> = match x.dtype {
+        DType::FLOAT if fmod => {
+            let (a, b) = (x.f32s(), y.f32s());
+            pairs
+                .flat_map(|(&i, &j)| (a[i] % b[j]).to_le_bytes())
+                .collect()
+        }
+        DType::DOUBLE if fmod => {
+            let (a, b) = (x.f64s(), y.f64s());
+            pairs
+                .flat_map(|(&i, &j)| (a[i] % b[j]).to_le_bytes())
+                .collect()
+        }
+        DType::INT64 => {
+            let (a, b) = (x.ints()?, y.ints()?);
+            let v: Vec<i64> = pairs
+                .map(|(&i, &j)| {
+                    let (p, q) = (a[i], b[j]);
+                    // checked_rem truncates (C's sign) and declines q = 0
+                    // and i64::MIN % -1.
+                    let r = p.checked_rem(q)?;
+                    Some(if !fmod && r != 0 && (r < 0) != (q < 0) {
+                        r + q
+                    } else {
+                        r
+                    })
+                })
+                .collect::<Option<_>>()?;
+            v.iter().flat_map(|v| v.to_le_bytes()).collect()
+        }
+        _ => return None,
+    };
+    Some(Val {
+        dtype: x.dtype,
+        dims,
+        bytes: bytes.into(),
+    })
+}
+
 pub fn unary(op: &str, x: &Val) -> Option<Val> {
     let bytes: Vec<u8> = match x.dtype {
         DType::FLOAT => {

@@ -11,7 +11,8 @@
 //! * `Shape` (see [`shape`]: from concrete dims, with opset-15
 //!   `start`/`end`);
 //! * data movement on any fixed-width dtype: `Gather` (negative indices
-//!   wrap once, out-of-range declines), `Unsqueeze`/`Squeeze` (axes as an
+//!   wrap once, out-of-range declines), `GatherND` (`batch_dims` 0),
+//!   `Expand`, `Tile`, `Unsqueeze`/`Squeeze` (axes as an
 //!   attribute before opset 13, an input from 13; negative axes), `Concat`,
 //!   `Reshape` (0 copies unless `allowzero`, −1 infers), `Transpose`,
 //!   `Slice` (attributes before opset 10; negative and clamped starts/ends,
@@ -27,7 +28,9 @@
 //!   `Neg`/`Sqrt`/`Reciprocal` on f32 and f64 (computed in that type, IEEE,
 //!   bit-identical to a runtime) and `Add`/`Sub`/`Mul`/`Div`/`Neg` on i64
 //!   (Div truncates toward zero as C does; overflow and division by zero
-//!   decline).
+//!   decline);
+//! * `Mod` on i64 (the divisor's sign, or the dividend's with `fmod`; a
+//!   zero divisor declines) and, with `fmod`, on f32 and f64 (exact).
 //!
 //! Not evaluated: f16/bf16 arithmetic, external or string tensors.
 
@@ -41,11 +44,13 @@ mod value;
 #[cfg(test)]
 mod tests;
 
-pub use arith::{binary, broadcast_dims, unary};
+pub use arith::{binary, broadcast_dims, modulo, unary};
 pub use cast::cast;
 pub use compare::{compare, not, reduce, where_};
 pub use generate::{constant_of_shape, range};
-pub use movement::{concat, gather, reshape, slice, squeeze, transpose, unsqueeze};
+pub use movement::{
+    concat, expand, gather, gather_nd, reshape, slice, squeeze, tile, transpose, unsqueeze,
+};
 pub use value::{encode_ints, is_int, raw_bytes, Val};
 
 use crate::attr::Attrs;
@@ -79,6 +84,9 @@ pub fn can_evaluate(op: &str) -> bool {
         op,
         "Identity"
             | "Gather"
+            | "GatherND"
+            | "Expand"
+            | "Tile"
             | "Unsqueeze"
             | "Squeeze"
             | "Concat"
@@ -92,6 +100,7 @@ pub fn can_evaluate(op: &str) -> bool {
             | "Sub"
             | "Mul"
             | "Div"
+            | "Mod"
             | "Neg"
             | "Sqrt"
             | "Reciprocal"
@@ -126,6 +135,11 @@ pub fn evaluate(
     let input = |i: usize| ins.get(i).and_then(Option::as_ref);
     match op {
         "Identity" if known(&[]) => input(0).cloned(),
+        "GatherND" if known(&["batch_dims"]) && a.int("batch_dims").ok()?.unwrap_or(0) == 0 => {
+            gather_nd(input(0)?, input(1)?)
+        }
+        "Expand" if known(&[]) => expand(input(0)?, &input(1)?.index_ints()?),
+        "Tile" if known(&[]) && ins.len() == 2 => tile(input(0)?, &input(1)?.index_ints()?),
         "Gather" if known(&["axis"]) => {
             gather(input(0)?, input(1)?, a.int("axis").ok()?.unwrap_or(0))
         }
@@ -208,6 +222,10 @@ pub fn evaluate(
                 return None;
             }
             binary(op, x, y)
+        }
+        "Mod" if known(&["fmod"]) && ins.len() == 2 => {
+            let fmod = a.int("fmod").ok()?.unwrap_or(0) != 0;
+            modulo(input(0)?, input(1)?, fmod)
         }
         "Neg" | "Sqrt" | "Reciprocal" | "Floor" | "Ceil" | "Abs" if known(&[]) => {
             unary(op, input(0)?)

@@ -1,4 +1,4 @@
-//! Data movement: Gather, Unsqueeze, Squeeze, Concat, Reshape, Transpose,
+//! Data movement: Gather, GatherND, Expand, Tile, Unsqueeze, Squeeze, Concat, Reshape, Transpose,
 //! Slice. Dtype-agnostic: elements are copied as bytes.
 
 use super::Val;
@@ -40,6 +40,110 @@ pub fn gather(data: &Val, indices: &Val, axis: i64) -> Option<Val> {
     let mut dims = data.dims[..axis].to_vec();
     dims.extend_from_slice(&indices.dims);
     dims.extend_from_slice(&data.dims[axis + 1..]);
+    Some(Val {
+        dtype: data.dtype,
+        dims,
+        bytes: bytes.into(),
+    })
+}
+
+/// `Expand`: `x` broadcast with `shape` in both directions (a 1 in `shape`
+/// keeps `x`'s dim), elements copied as bytes. Declines above 64 MiB, as
+/// `ConstantOfShape` does.
+pub fn expand(x: &Val, shape: &[i64]) -> Option<Val> {
+    if shape.iter().any(|&d| d < 0) {
+        return None;
+    }
+    let dims = super::broadcast_dims(&x.dims, shape)?;
+    let e = x.esize();
+    let count = dims
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d as usize))?;
+    // Refuse absurd sizes before allocating.
+    if count.checked_mul(e)? > 64 << 20 {
+        return None;
+    }
+    let idx = super::arith::broadcast_index(&dims, &x.dims);
+    let mut bytes = Vec::with_capacity(idx.len() * e);
+    for i in idx {
+        bytes.extend_from_slice(&x.bytes[i * e..(i + 1) * e]);
+    }
+    Some(Val {
+        dtype: x.dtype,
+        dims,
+        bytes: bytes.into(),
+    })
+}
+
+/// `Tile`: `x` repeated `repeats[i]` times along each axis `i` (one repeat
+/// per axis, none negative). Declines above 64 MiB.
+pub fn tile(x: &Val, repeats: &[i64]) -> Option<Val> {
+    if repeats.len() != x.dims.len() || repeats.iter().any(|&r| r < 0) {
+        return None;
+    }
+    let e = x.esize();
+    let count = x
+        .dims
+        .iter()
+        .zip(repeats)
+        .try_fold(1usize, |acc, (&d, &r)| {
+            acc.checked_mul((d as usize).checked_mul(r as usize)?)
+        })?;
+    if count.checked_mul(e)? > 64 << 20 {
+        return None;
+    }
+    // Innermost axis first: each step repeats every block of the axes
+    // already tiled.
+    let mut dims = x.dims.clone();
+    let mut bytes = x.bytes.to_vec();
+    for axis in (0..dims.len()).rev() {
+        let r = repeats[axis] as usize;
+        let block = dims[axis..].iter().product::<i64>() as usize * e;
+        let mut out = Vec::with_capacity(bytes.len() * r);
+        if block > 0 {
+            for chunk in bytes.chunks_exact(block) {
+                for _ in 0..r {
+                    out.extend_from_slice(chunk);
+                }
+            }
+        }
+        bytes = out;
+        dims[axis] *= repeats[axis];
+    }
+    Some(Val {
+        dtype: x.dtype,
+        dims,
+        bytes: bytes.into(),
+    })
+}
+
+/// `GatherND` with `batch_dims` 0: each index tuple (the last axis of
+/// `indices`, negative entries wrap once) picks a slice of `data`. An
+/// out-of-range index declines.
+pub fn gather_nd(data: &Val, indices: &Val) -> Option<Val> {
+    let idx = indices.index_ints()?;
+    let k = *indices.dims.last()? as usize;
+    if k == 0 || k > data.dims.len() {
+        return None;
+    }
+    let s = strides(&data.dims);
+    let e = data.esize();
+    let slice = s[k - 1] * e;
+    let mut bytes = Vec::with_capacity(idx.len() / k * slice);
+    for tuple in idx.chunks_exact(k) {
+        let mut start = 0usize;
+        for (axis, &i) in tuple.iter().enumerate() {
+            let dim = data.dims[axis];
+            let j = if i < 0 { i + dim } else { i };
+            if !(0..dim).contains(&j) {
+                return None;
+            }
+            start += j as usize * s[axis];
+        }
+        bytes.extend_from_slice(&data.bytes[start * e..start * e + slice]);
+    }
+    let mut dims = indices.dims[..indices.dims.len() - 1].to_vec();
+    dims.extend_from_slice(&data.dims[k..]);
     Some(Val {
         dtype: data.dtype,
         dims,

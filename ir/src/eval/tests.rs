@@ -174,3 +174,96 @@ fn strided_copy_matches_per_element_offsets() {
         assert_eq!(got, want, "case {case}: dims {dims:?} step {step:?}");
     }
 }
+
+#[test]
+fn mod_takes_the_divisors_sign_unless_fmod() {
+    let x = i(&[4], &[7, -7, 7, -7]);
+    let y = i(&[4], &[3, 3, -3, -3]);
+    let m = |fmod| {
+        let a = [crate::attr::int("fmod", fmod)];
+        evaluate("Mod", &a, 17, &[Some(x.clone()), Some(y.clone())])
+    };
+    // Python: 7 % 3 = 1, -7 % 3 = 2, 7 % -3 = -2, -7 % -3 = -1.
+    assert_eq!(m(0).unwrap().ints().unwrap(), vec![1, 2, -2, -1]);
+    // C fmod: the dividend's sign.
+    assert_eq!(m(1).unwrap().ints().unwrap(), vec![1, -1, 1, -1]);
+    assert!(modulo(&i(&[1], &[1]), &i(&[1], &[0]), false).is_none());
+    assert!(modulo(&i(&[1], &[i64::MIN]), &i(&[1], &[-1]), false).is_none());
+    let r = modulo(&f(&[2], &[5.5, -5.5]), &f(&[], &[2.0]), true).unwrap();
+    assert_eq!(r.f32s(), vec![1.5, -1.5]);
+    // A float Mod needs fmod = 1 (the spec): declined, not guessed.
+    assert!(modulo(&f(&[1], &[5.5]), &f(&[], &[2.0]), false).is_none());
+}
+
+#[test]
+fn expand_broadcasts_both_ways() {
+    // [3,1] with shape [2,1,4]: the 1 in the shape keeps x's 3.
+    let x = i(&[3, 1], &[1, 2, 3]);
+    let r = evaluate(
+        "Expand",
+        &[],
+        13,
+        &[Some(x.clone()), Some(i(&[3], &[2, 1, 4]))],
+    )
+    .unwrap();
+    assert_eq!(r.dims, vec![2, 3, 4]);
+    let v = r.ints().unwrap();
+    assert_eq!(&v[..12], &[1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3]);
+    assert_eq!(&v[12..], &v[..12]);
+    // Incompatible dims and negative dims decline.
+    assert!(expand(&x, &[2, 1]).is_none());
+    assert!(expand(&x, &[-1, 1]).is_none());
+    assert!(expand(&x, &[1 << 20, 1 << 20, 3, 1]).is_none());
+    let r = expand(&f(&[1], &[2.5]), &[3]).unwrap();
+    assert_eq!(r.f32s(), vec![2.5, 2.5, 2.5]);
+}
+
+#[test]
+fn tile_repeats_each_axis() {
+    let x = i(&[2, 2], &[1, 2, 3, 4]);
+    let r = evaluate("Tile", &[], 13, &[Some(x.clone()), Some(i(&[2], &[2, 3]))]).unwrap();
+    assert_eq!(r.dims, vec![4, 6]);
+    assert_eq!(
+        r.ints().unwrap(),
+        [
+            [1, 2, 1, 2, 1, 2],
+            [3, 4, 3, 4, 3, 4],
+            [1, 2, 1, 2, 1, 2],
+            [3, 4, 3, 4, 3, 4]
+        ]
+        .concat()
+    );
+    assert_eq!(tile(&x, &[0, 1]).unwrap().dims, vec![0, 2]);
+    assert!(tile(&x, &[2]).is_none());
+    assert!(tile(&x, &[-1, 1]).is_none());
+    assert!(tile(&x, &[1 << 40, 1 << 40]).is_none());
+}
+
+#[test]
+fn gather_nd_picks_slices_and_rejects_out_of_range() {
+    let d = i(&[2, 3], &[0, 1, 2, 10, 11, 12]);
+    // Full tuples pick elements; a negative index wraps.
+    let r = evaluate(
+        "GatherND",
+        &[],
+        13,
+        &[Some(d.clone()), Some(i(&[2, 2], &[1, 2, 0, -1]))],
+    )
+    .unwrap();
+    assert_eq!(r.dims, vec![2]);
+    assert_eq!(r.ints().unwrap(), vec![12, 2]);
+    // Shorter tuples pick rows.
+    let r = gather_nd(&d, &i(&[1, 1], &[1])).unwrap();
+    assert_eq!(r.dims, vec![1, 3]);
+    assert_eq!(r.ints().unwrap(), vec![10, 11, 12]);
+    assert!(gather_nd(&d, &i(&[1, 2], &[2, 0])).is_none());
+    assert!(gather_nd(&d, &i(&[1, 3], &[0, 0, 0])).is_none());
+    let batched = [crate::attr::int("batch_dims", 1)];
+    assert!(evaluate(
+        "GatherND",
+        &batched,
+        13,
+        &[Some(d), Some(i(&[2, 1], &[0, 1]))]
+    )
+    .is_none());
+}

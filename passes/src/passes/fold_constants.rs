@@ -12,13 +12,14 @@
 //! which lists its ops and declines rather than guess), and `Shape` of a
 //! value whose shape is fully known (its input need not be a constant).
 //!
-//! Not folded: what the evaluator declines, a graph
-//! input with an initializer (a caller may override it), nodes of other
-//! domains or with subgraphs, and — when the result is read at most once
-//! and is larger than the constants folding frees (inputs nothing else
-//! reads) — a result larger than 1 MiB or, for ConstantOfShape and Range,
-//! more than 64× the bytes of its inputs (folding would only grow the
-//! file). A Transpose of a weight only it reads folds whatever its size.
+//! Not folded: what the evaluator declines (reported as a skip when every
+//! input is a constant, naming the op), a graph input with an initializer
+//! (a caller may override it), nodes of other domains or with subgraphs,
+//! and — when the result is read at most once and is larger than the
+//! constants folding frees (inputs nothing else reads) — a result larger
+//! than 1 MiB or, for ConstantOfShape, Range, Expand and Tile, more than
+//! 64× the bytes of its inputs (folding would only grow the file). A
+//! Transpose of a weight only it reads folds whatever its size.
 
 use npuopt_ir::eval::{self, Val};
 use npuopt_ir::{Graph, NodeId, Op, Tensor};
@@ -82,6 +83,7 @@ fn fold_node(g: &mut Graph, id: NodeId, cx: &mut PassContext) {
         return;
     }
     let Some(result) = evaluate(g, id) else {
+        report_unevaluated(g, id, &name, &op_type, cx);
         return;
     };
     let t = result.into_tensor();
@@ -104,7 +106,10 @@ fn fold_node(g: &mut Graph, id: NodeId, cx: &mut PassContext) {
         .filter_map(|&v| g.constant(v))
         .map(Tensor::byte_size)
         .sum();
-    let growth_op = matches!(op_type.as_str(), "ConstantOfShape" | "Range");
+    let growth_op = matches!(
+        op_type.as_str(),
+        "ConstantOfShape" | "Range" | "Expand" | "Tile"
+    );
     let large = out_bytes > LARGE_BYTES || (growth_op && out_bytes > MAX_GROWTH * in_bytes.max(1));
     let uses = g.value(out).uses().len() + usize::from(g.is_graph_output(out));
     if large && uses <= 1 && out_bytes > freed {
@@ -130,6 +135,52 @@ fn fold_node(g: &mut Graph, id: NodeId, cx: &mut PassContext) {
             format!("evaluated {op_type} '{name}' into initializer '{vname}' ({summary})"),
         )
         .removed(&[&name]),
+    );
+}
+
+/// Says why a node whose inputs are all constants stays: a constant
+/// computation left in the graph hides the shapes behind it from shape
+/// inference and the cost model, so the user should know which op stopped
+/// it. Quantize/DequantizeLinear of constant weights stay by design (they
+/// are the quantized model's format), and nodes without inputs (random
+/// generators) have nothing to fold.
+fn report_unevaluated(g: &Graph, id: NodeId, name: &str, op_type: &str, cx: &mut PassContext) {
+    let n = g.node(id);
+    if n.inputs().iter().flatten().next().is_none()
+        || matches!(op_type, "QuantizeLinear" | "DequantizeLinear")
+        || !n
+            .inputs()
+            .iter()
+            .flatten()
+            .all(|&v| g.constant(v).is_some())
+    {
+        return;
+    }
+    let dtypes = n
+        .inputs()
+        .iter()
+        .flatten()
+        .filter_map(|&v| g.constant(v))
+        .map(|t| t.dtype().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let why = if eval::can_evaluate(op_type) {
+        format!("npuopt's evaluator declines these inputs ({dtypes}) or attributes")
+    } else if matches!(
+        op_type,
+        "Pow" | "Exp" | "Log" | "Sin" | "Cos" | "Tan" | "Tanh" | "Erf" | "Sigmoid"
+    ) {
+        // Not correctly rounded in every math library: a folded value could
+        // differ from what the runtime computes.
+        format!("npuopt does not evaluate {op_type} (its float result depends on the math library)")
+    } else {
+        format!("npuopt does not evaluate {op_type}")
+    };
+    cx.skip(
+        NAME,
+        "evaluate",
+        name,
+        format!("{op_type} '{name}' has only constant inputs but is not folded: {why}"),
     );
 }
 

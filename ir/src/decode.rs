@@ -20,6 +20,7 @@ use crate::name::Name;
 use crate::node::{is_blank, Node};
 use crate::op::Op;
 use crate::proto::{GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto};
+use crate::tensor::Tensor;
 
 /// A decoded graph whose names are not resolved yet.
 #[derive(Default)]
@@ -30,14 +31,22 @@ pub(crate) struct RawGraph {
     /// Nodes in file order (all `Some`: the graph's own node table), their
     /// wiring not yet set; `op` is [`Op::Other`] until parsed.
     pub nodes: Vec<Option<Node>>,
+    /// Each node's `op_type` and `domain` fields, for import to parse the
+    /// op from and then store in the node only if the op does not imply
+    /// them (see [`Node::set_spelling`]).
+    pub spellings: Vec<(Option<Name>, Option<Name>)>,
     /// Every node's input names, node after node; node `i`'s are
     /// `input_names[input_ends[i-1]..input_ends[i]]`.
     pub input_names: Vec<Name>,
     pub input_ends: Vec<u32>,
     pub output_names: Vec<Name>,
     pub output_ends: Vec<u32>,
-    /// Initializers with their names (the tensor's `name` field, shared).
-    pub initializers: Vec<(Name, TensorProto)>,
+    /// Initializers with their names (the tensor's `name` field, shared),
+    /// each decoded straight into the box the graph keeps it in: a list of
+    /// `TensorProto`s by value (~340 bytes each) was 0.45 GB at a million
+    /// nodes (bench/scaling), written once here and copied once more into
+    /// the boxes.
+    pub initializers: Vec<(Name, Box<Tensor>)>,
     pub inputs: Vec<ValueInfoProto>,
     pub outputs: Vec<ValueInfoProto>,
     pub value_info: Vec<ValueInfoProto>,
@@ -60,7 +69,10 @@ impl RawGraph {
         let mut raw = RawGraph {
             initializers: std::mem::take(&mut g.initializer)
                 .into_iter()
-                .map(|t| (Name::from(t.name.as_deref().unwrap_or("")), t))
+                .map(|t| {
+                    let name = Name::from(t.name.as_deref().unwrap_or(""));
+                    (name, Box::new(Tensor::from_proto(t)))
+                })
                 .collect(),
             inputs: std::mem::take(&mut g.input),
             outputs: std::mem::take(&mut g.output),
@@ -69,6 +81,7 @@ impl RawGraph {
             ..Default::default()
         };
         raw.nodes.reserve_exact(nodes.len());
+        raw.spellings.reserve_exact(nodes.len());
         for mut p in nodes {
             raw.input_names
                 .extend(std::mem::take(&mut p.input).into_iter().map(Name::from));
@@ -77,28 +90,24 @@ impl RawGraph {
             raw.input_ends.push(raw.input_names.len() as u32);
             raw.output_ends.push(raw.output_names.len() as u32);
             let (name, op_type, domain, rest) = Node::split_proto(p);
-            raw.nodes
-                .push(Some(blank_node(name, op_type, domain, rest)));
+            raw.nodes.push(Some(blank_node(name, rest)));
+            raw.spellings.push((op_type, domain));
         }
         raw
     }
 }
 
-fn blank_node(
-    name: Option<Name>,
-    op_type: Option<Name>,
-    domain: Option<Name>,
-    rest: Option<Box<NodeProto>>,
-) -> Node {
+/// A node with its name and rest; its op, spelling and wiring are set by
+/// import.
+fn blank_node(name: Option<Name>, rest: Option<Box<NodeProto>>) -> Node {
     Node {
         op: Op::Other,
         name,
-        op_type,
-        domain,
+        spelling: None,
         rest,
         inputs: Default::default(),
         outputs: Default::default(),
-        captures: Vec::new(),
+        captures: Default::default(),
         order: 0,
     }
 }
@@ -156,6 +165,7 @@ fn graph_into(mut buf: Bytes, g: &mut RawGraph) -> Result<()> {
     // copied it and faulted in its pages again and again.
     let (nodes, initializers) = count_nodes_and_initializers(&buf);
     g.nodes.reserve(nodes);
+    g.spellings.reserve(nodes);
     g.input_ends.reserve(nodes);
     g.output_ends.reserve(nodes);
     g.input_names.reserve(2 * nodes);
@@ -171,7 +181,8 @@ fn graph_into(mut buf: Bytes, g: &mut RawGraph) -> Result<()> {
             5 => {
                 let msg = delimited(wire_type, &mut buf, "GraphProto.initializer")?;
                 let name = tensor_name(&msg)?;
-                let t = TensorProto::decode(msg).map_err(err)?;
+                let mut t = Box::new(Tensor::from_proto(TensorProto::default()));
+                t.proto_mut().merge(msg).map_err(err)?;
                 g.initializers.push((name, t));
             }
             11..=13 => {
@@ -257,7 +268,7 @@ fn node_into(mut buf: Bytes, g: &mut RawGraph) -> Result<()> {
     g.input_ends.push(g.input_names.len() as u32);
     g.output_ends.push(g.output_names.len() as u32);
     let rest = rest.filter(|r| !is_blank(r));
-    g.nodes
-        .push(Some(blank_node(node_name, op_type, domain, rest)));
+    g.nodes.push(Some(blank_node(node_name, rest)));
+    g.spellings.push((op_type, domain));
     Ok(())
 }

@@ -22,7 +22,6 @@ use crate::error::Result;
 use crate::graph::Graph;
 use crate::ids::{NodeId, ValueId};
 use crate::model::Model;
-use crate::name::Name;
 use crate::node::Node;
 use crate::proto::{TensorProto, ValueInfoProto};
 
@@ -158,10 +157,10 @@ fn node_len(g: &Graph, n: &Node) -> usize {
         .chain(&n.outputs)
         .map(|&v| str_len(wire_name(g, v)))
         .sum();
-    let names: usize = [&n.name, &n.op_type, &n.domain]
+    let names: usize = [n.name.as_deref(), n.op_type_field(), n.domain_field()]
         .into_iter()
         .flatten()
-        .map(|s| str_len(s))
+        .map(str_len)
         .sum();
     wires + names + n.rest.as_deref().map_or(0, |r| r.encoded_len())
 }
@@ -172,7 +171,7 @@ fn put_str(tag: u32, s: &str, buf: &mut impl BufMut) {
     buf.put_slice(s.as_bytes());
 }
 
-fn put_name(tag: u32, s: &Option<Name>, buf: &mut impl BufMut) {
+fn put_name(tag: u32, s: Option<&str>, buf: &mut impl BufMut) {
     if let Some(s) = s {
         put_str(tag, s, buf);
     }
@@ -188,8 +187,8 @@ fn write_node(g: &Graph, n: &Node, buf: &mut impl BufMut) {
     for &v in &n.outputs {
         put_str(2, wire_name(g, v), buf);
     }
-    put_name(3, &n.name, buf);
-    put_name(4, &n.op_type, buf);
+    put_name(3, n.name.as_deref(), buf);
+    put_name(4, n.op_type_field(), buf);
     if let Some(r) = n.rest.as_deref() {
         for a in &r.attribute {
             message::encode(5, a, buf);
@@ -198,7 +197,7 @@ fn write_node(g: &Graph, n: &Node, buf: &mut impl BufMut) {
             string::encode(6, s, buf);
         }
     }
-    put_name(7, &n.domain, buf);
+    put_name(7, n.domain_field(), buf);
     if let Some(r) = n.rest.as_deref() {
         if let Some(s) = &r.overload {
             string::encode(8, s, buf);

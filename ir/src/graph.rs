@@ -4,22 +4,18 @@
 //! `producer` and `uses` match the nodes' wiring; value names are unique;
 //! every node input is defined; the graph is acyclic.
 
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 
 use crate::error::{IrError, Result};
 use crate::ids::{NodeId, ValueId};
 use crate::name::Name;
+use crate::name_table::NameTable;
 use crate::node::{rest_of, Node};
 use crate::op::Op;
 use crate::proto::{GraphProto, NodeProto, ValueInfoProto};
 use crate::shape::TensorType;
 use crate::tensor::Tensor;
 use crate::value::{Use, Value, Written};
-
-/// A table keyed by value name. foldhash, not SipHash: name lookups are
-/// most of import and of every rewrite's bookkeeping, and nothing iterates
-/// these tables in an order that reaches the output.
-pub(crate) type NameMap<V> = HashMap<Name, V, foldhash::fast::RandomState>;
 
 /// Gap between the order keys of imported nodes, so a pass can place new
 /// nodes between two old ones without renumbering.
@@ -41,7 +37,7 @@ pub struct Graph {
     /// probed the table once more per removed value, a fifth of
     /// eliminate-dead on bench/scaling. Stale entries are dropped when they
     /// outnumber the live ones.
-    pub(crate) names: NameMap<ValueId>,
+    pub(crate) names: NameTable,
     /// Entries of `names` whose value was removed.
     pub(crate) stale_names: usize,
     /// Graph inputs and outputs with their declared `ValueInfoProto`s.
@@ -462,8 +458,7 @@ impl Graph {
 
     /// The live value named `name` (see [`Graph::names`]).
     pub(crate) fn live_name(&self, name: &str) -> Option<ValueId> {
-        let &id = self.names.get(name)?;
-        self.values[id.index()].is_some().then_some(id)
+        self.names.get(&self.values, name)
     }
 
     /// A value name not yet used in the graph, derived from `base`.
@@ -489,27 +484,26 @@ impl Graph {
     }
 
     pub(crate) fn new_value(&mut self, name: Name) -> Result<ValueId> {
+        let h = self.names.hash(&name);
+        self.new_value_hashed(name, h)
+    }
+
+    /// [`Graph::new_value`] with the name's hash (see [`NameTable::hash`])
+    /// already computed.
+    pub(crate) fn new_value_hashed(&mut self, name: Name, h: u32) -> Result<ValueId> {
         self.generation += 1;
         let id = ValueId(self.values.len() as u32);
-        match self.names.entry(name.clone()) {
-            std::collections::hash_map::Entry::Occupied(mut e) => {
-                let old = *e.get();
-                if self.values[old.index()].is_some() {
-                    let first = self.describe_definition(old);
-                    return Err(IrError::ProducedTwice {
-                        value: name.to_string(),
-                        first,
-                        second: "another definition".into(),
-                    });
-                }
-                // The name of a removed value, taken again.
-                e.insert(id);
-                self.stale_names -= 1;
-            }
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(id);
-            }
+        if let Some(old) = self.names.get_hashed(&self.values, &name, h) {
+            let first = self.describe_definition(old);
+            return Err(IrError::ProducedTwice {
+                value: name.to_string(),
+                first,
+                second: "another definition".into(),
+            });
         }
+        // The name of a removed value taken again gets an entry of its
+        // own: the removed value's stays stale.
+        self.names.insert_hashed(h, id);
         self.values.push(Some(Value {
             id,
             name,
@@ -638,7 +632,7 @@ impl Graph {
         near: Option<NodeId>,
     ) -> (NodeId, Vec<ValueId>) {
         self.generation += 1;
-        let op_type = op.op_type().expect("a typed op").to_string();
+        op.op_type().expect("a typed op");
         let node_name = Name::from(self.unique_node_name(name));
         self.node_names.insert(&self.nodes, node_name.clone());
         let rest = rest_of(NodeProto {
@@ -671,12 +665,11 @@ impl Graph {
         self.nodes.push(Some(Node {
             op,
             name: Some(node_name),
-            op_type: Some(Name::from(op_type)),
-            domain: None,
+            spelling: None,
             rest,
             inputs: inputs.iter().copied().collect(),
             outputs: outs.iter().map(|&o| Some(o)).collect(),
-            captures: Vec::new(),
+            captures: Default::default(),
             order,
         }));
         for (slot, v) in inputs.iter().enumerate() {
@@ -690,12 +683,15 @@ impl Graph {
     /// Sets a node's op, regenerating its attributes. The op type must not
     /// be `Other`. Other fields of the node (doc string, metadata) are kept.
     pub fn set_op(&mut self, id: NodeId, op: Op) {
-        let op_type = op.op_type().expect("a typed op").to_string();
+        let op_type = op.op_type().expect("a typed op");
         let n = self.node_mut(id);
-        if n.op_type.as_deref() != Some(op_type.as_str()) {
-            n.domain = None;
-        }
-        n.op_type = Some(Name::from(op_type));
+        // The domain is kept when the type is (the op is re-parameterised).
+        let same_type = n.op_type_field() == Some(op_type);
+        let domain = n
+            .spelling
+            .take()
+            .and_then(|s| s.domain)
+            .filter(|_| same_type);
         let attribute = op.to_attributes();
         match n.rest.as_deref_mut() {
             Some(rest) => rest.attribute = attribute,
@@ -707,6 +703,7 @@ impl Graph {
             }
         }
         n.op = op;
+        n.set_spelling(Some(Name::from_static(op_type)), domain);
     }
 
     /// Rewires input `slot` of `node` to `v`.
@@ -820,12 +817,11 @@ impl Graph {
         self.nodes.push(Some(Node {
             op: Op::Identity,
             name: Some(name),
-            op_type: Some(Name::from("Identity")),
-            domain: None,
+            spelling: None,
             rest: None,
             inputs: smallvec::smallvec![Some(new)],
             outputs: smallvec::smallvec![Some(old)],
-            captures: Vec::new(),
+            captures: Default::default(),
             order,
         }));
         self.value_mut(old).producer = Some((id, 0));
@@ -837,8 +833,8 @@ impl Graph {
     fn swap_names(&mut self, a: ValueId, b: ValueId) {
         let na = std::mem::take(&mut self.value_mut(a).name);
         let nb = std::mem::take(&mut self.value_mut(b).name);
-        self.names.insert(na.clone(), b);
-        self.names.insert(nb.clone(), a);
+        self.names.repoint(&na, a, b);
+        self.names.repoint(&nb, b, a);
         self.value_mut(a).name = nb;
         self.value_mut(b).name = na;
         for v in [a, b] {
@@ -898,8 +894,7 @@ impl Graph {
             crate::mapped::release(&raw);
         }
         if self.stale_names > 1024 && self.stale_names > self.names.len() / 2 {
-            let values = &self.values;
-            self.names.retain(|_, id| values[id.index()].is_some());
+            self.names.drop_stale(&self.values);
             self.stale_names = 0;
         }
     }
@@ -1031,7 +1026,8 @@ impl Graph {
     }
 
     /// The name table's fault, named: a live value its name does not map
-    /// to (the first by id), else a stale entry (the least by name).
+    /// to (the first by id), else an entry that points at a value under
+    /// another name, or a wrong count of removed values' entries.
     fn check_name_table(&self) -> Result<()> {
         for v in self.value_ids() {
             let val = self.value(v);
@@ -1042,23 +1038,50 @@ impl Graph {
                 )));
             }
         }
-        // Every live value's name maps to it, so the table holds at least
-        // one entry per value: any other entry names a live value by
-        // another name, or the count of removed values' entries is off.
+        // Every live value's name finds it, so the table holds at least one
+        // entry per value: any other entry points at a live value under
+        // another name (or past the table), or the count of removed
+        // values' entries is off.
         let wrong = self
             .names
             .iter()
-            .filter(|(name, &v)| self.try_value(v).is_some_and(|val| val.name != **name))
-            .map(|(name, _)| name.as_str())
+            .filter(|&(h, v)| match self.values.get(v.index()) {
+                Some(Some(val)) => {
+                    self.names.hash(&val.name) != h || self.live_name(&val.name) != Some(v)
+                }
+                Some(None) => false,
+                None => true,
+            })
+            .map(|(_, v)| v)
             .min();
+        let mut live_ids: Vec<ValueId> = self
+            .names
+            .iter()
+            .map(|(_, v)| v)
+            .filter(|&v| self.try_value(v).is_some())
+            .collect();
+        live_ids.sort_unstable();
+        let twice = live_ids.windows(2).find(|w| w[0] == w[1]).map(|w| w[0]);
+        if let (None, Some(v)) = (wrong, twice) {
+            return Err(IrError::Invalid(format!(
+                "value '{}' has two name table entries",
+                self.value(v).name
+            )));
+        }
         Err(IrError::Invalid(match wrong {
-            Some(name) => format!("name table entry '{name}' is stale"),
+            Some(v) => match self.try_value(v) {
+                Some(val) => format!(
+                    "a name table entry points at value '{}' under another name",
+                    val.name
+                ),
+                None => format!("a name table entry points at value {} past the table", v.0),
+            },
             None => format!(
                 "the name table counts {} entries of removed values, not {}",
                 self.stale_names,
                 self.names
-                    .values()
-                    .filter(|v| self.try_value(**v).is_none())
+                    .iter()
+                    .filter(|&(_, v)| self.try_value(v).is_none())
                     .count()
             ),
         }))
@@ -1069,26 +1092,16 @@ impl Graph {
         let bad = |m: String| Err(IrError::Invalid(m));
         let mut registered_uses = 0usize;
         let mut live_values = 0usize;
-        // The name table is checked from its side: entries that each name
-        // a live value by its own name, as many as there are live values,
-        // map every value's name to it (distinct names cannot point at one
-        // value). One pass over the table instead of a lookup per value;
-        // the lookups run only to name the fault.
-        let mut stale = 0;
-        let table_ok = self.names.iter().all(|(name, &v)| match self.try_value(v) {
-            Some(val) => val.id == v && val.name == *name,
-            None => {
-                stale += 1;
-                v.index() < self.values.len()
-            }
-        });
-        let live = self.values.iter().filter(|v| v.is_some()).count();
-        if !(table_ok && stale == self.stale_names && self.names.len() - stale == live) {
-            self.check_name_table()?;
-        }
+        // A bit per live value id, set in this walk over the values (in
+        // memory order), for the name table's check below.
+        let mut live = vec![0u64; self.values.len().div_ceil(64)];
         for v in self.value_ids() {
             live_values += 1;
+            live[v.index() / 64] |= 1u64 << (v.index() % 64);
             let val = self.value(v);
+            if val.id != v {
+                return bad(format!("value '{}' is filed under id {}", val.name, v.0));
+            }
             if let Some((n, slot)) = val.producer {
                 match self.try_node(n) {
                     Some(node) if node.output(slot) == Some(v) => {}
@@ -1132,7 +1145,34 @@ impl Graph {
             }
             registered_uses += val.uses.len();
         }
-        debug_assert_eq!(live, live_values);
+        // The name table is checked from its side: one entry per live value
+        // (a second bit per id marks the ones seen), each of the hash of the
+        // value's name, plus as many entries of removed values as were
+        // counted. It reads only the table and the bits, not the values in
+        // the table's (random) order; the lookups run only to name a fault.
+        // Rehashing every name runs in debug builds (the tests): a value's
+        // name changes only in `new_value` and `swap_names`, which update
+        // the table, and in a release build the rehash was most of this
+        // check.
+        let mut stale = 0;
+        let mut seen = vec![0u64; live.len()];
+        let table_ok = self.names.iter().all(|(h, v)| {
+            let (word, bit) = (v.index() / 64, 1u64 << (v.index() % 64));
+            if v.index() >= self.values.len() {
+                false
+            } else if live[word] & bit != 0 {
+                let first = seen[word] & bit == 0;
+                seen[word] |= bit;
+                first && (!cfg!(debug_assertions) || self.names.hash(&self.value(v).name) == h)
+            } else {
+                stale += 1;
+                true
+            }
+        });
+        drop((live, seen));
+        if !(table_ok && stale == self.stale_names && self.names.len() - stale == live_values) {
+            self.check_name_table()?;
+        }
         // Every use points back to a distinct node input or capture (checked
         // above); equal counts then mean every node input is registered.
         // Counting instead of searching each value's use list keeps this

@@ -67,8 +67,8 @@ fn build(proto: ModelProto, mut g: RawGraph, dir: Option<&Path>) -> Result<Model
 
     let mut files = external::Files::default();
     for (_, t) in g.initializers.iter_mut() {
-        if external::is_external(t) {
-            external::load(t, dir, &mut files)?;
+        if external::is_external(t.proto()) {
+            external::load(t.proto_mut(), dir, &mut files)?;
         }
     }
     for n in g.nodes.iter_mut().flatten() {
@@ -89,6 +89,7 @@ fn build(proto: ModelProto, mut g: RawGraph, dir: Option<&Path>) -> Result<Model
         ..Default::default()
     };
     let mut nodes = std::mem::take(&mut g.nodes);
+    let spellings = std::mem::take(&mut g.spellings);
     let initializers = std::mem::take(&mut g.initializers);
     let inputs = std::mem::take(&mut g.inputs);
     let outputs = std::mem::take(&mut g.outputs);
@@ -108,8 +109,8 @@ fn build(proto: ModelProto, mut g: RawGraph, dir: Option<&Path>) -> Result<Model
     for info in inputs {
         let name = info.name.as_deref().unwrap_or_default();
         let ty = info.r#type.as_ref().and_then(TensorType::from_proto);
-        let id = match graph.names.get(name) {
-            Some(&id) => id,
+        let id = match graph.names.get(&graph.values, name) {
+            Some(id) => id,
             None => graph.new_value(Name::from(name))?,
         };
         let v = graph.value_mut(id);
@@ -117,16 +118,13 @@ fn build(proto: ModelProto, mut g: RawGraph, dir: Option<&Path>) -> Result<Model
         v.ty = ty;
         graph.inputs.push((id, info));
     }
-    for (name, t) in initializers {
-        let tensor = Tensor::from_proto(t);
+    for (name, tensor) in initializers {
         tensor.validate().map_err(|message| IrError::BadTensor {
             tensor: name.to_string(),
             message,
         })?;
-        let id = match graph.names.get(name.as_str()) {
-            Some(&id)
-                if graph.value(id).is_graph_input && graph.value(id).initializer.is_none() =>
-            {
+        let id = match graph.names.get(&graph.values, name.as_str()) {
+            Some(id) if graph.value(id).is_graph_input && graph.value(id).initializer.is_none() => {
                 id
             }
             Some(_) => {
@@ -144,7 +142,7 @@ fn build(proto: ModelProto, mut g: RawGraph, dir: Option<&Path>) -> Result<Model
             Some(declared) => ty.merge(declared),
             None => ty,
         });
-        v.initializer = Some(Box::new(tensor));
+        v.initializer = Some(tensor);
         graph.initializer_order.push(id);
     }
     for s in &g.header.sparse_initializer {
@@ -161,23 +159,27 @@ fn build(proto: ModelProto, mut g: RawGraph, dir: Option<&Path>) -> Result<Model
     // whose nodes are out of order still imports (and is sorted on export).
     // The nodes are completed in place (they are moved once, into the
     // graph, as a whole table).
-    for index in 0..nodes.len() {
+    for (index, (op_type, domain)) in spellings.into_iter().enumerate() {
         let id = NodeId(index as u32);
         let (before, rest) = nodes.split_at_mut(index);
         let node = rest[0].as_mut().expect("decoded nodes are all present");
+        let op_type_str = op_type.as_deref().unwrap_or("");
         for a in node.attributes() {
             if let Some(t) = &a.t {
-                check_tensor(t, node)?;
+                check_tensor(t, node, op_type_str)?;
             }
         }
-        node.op =
-            Op::parse(node.domain(), node.op_type(), node.attributes()).map_err(|message| {
-                IrError::BadNode {
-                    node: node.name().to_string(),
-                    op_type: node.op_type().to_string(),
-                    message,
-                }
-            })?;
+        node.op = Op::parse(
+            domain.as_deref().unwrap_or(""),
+            op_type_str,
+            node.attributes(),
+        )
+        .map_err(|message| IrError::BadNode {
+            node: node.name().to_string(),
+            op_type: op_type_str.to_string(),
+            message,
+        })?;
+        node.set_spelling(op_type, domain);
         let names = g.node_outputs(index);
         let mut outputs = crate::node::Outputs::with_capacity(names.len());
         for (slot, o) in names.iter().enumerate() {
@@ -185,7 +187,8 @@ fn build(proto: ModelProto, mut g: RawGraph, dir: Option<&Path>) -> Result<Model
                 outputs.push(None);
                 continue;
             }
-            if let Some(&prev) = graph.names.get(o.as_str()) {
+            let h = graph.names.hash(o);
+            if let Some(prev) = graph.names.get_hashed(&graph.values, o, h) {
                 // A node output defined before: by this node (an output
                 // listed twice) or an earlier one.
                 let first = match graph.value(prev).producer {
@@ -202,7 +205,7 @@ fn build(proto: ModelProto, mut g: RawGraph, dir: Option<&Path>) -> Result<Model
                     second: format!("node '{}'", node.name()),
                 });
             }
-            let v = graph.new_value(o.clone())?;
+            let v = graph.new_value_hashed(o.clone(), h)?;
             graph.value_mut(v).producer = Some((id, slot));
             outputs.push(Some(v));
         }
@@ -236,15 +239,14 @@ fn build(proto: ModelProto, mut g: RawGraph, dir: Option<&Path>) -> Result<Model
         }
         let n = graph.node_mut(id);
         n.inputs = ids;
-        n.captures = captures;
+        n.captures = captures.into_boxed_slice();
     }
 
     for info in outputs {
         let name = info.name.as_deref().unwrap_or_default();
         let id = graph
             .names
-            .get(name)
-            .copied()
+            .get(&graph.values, name)
             .ok_or_else(|| IrError::UndefinedOutput(name.to_string()))?;
         if let Some(ty) = info.r#type.as_ref().and_then(TensorType::from_proto) {
             let v = graph.value_mut(id);
@@ -259,7 +261,7 @@ fn build(proto: ModelProto, mut g: RawGraph, dir: Option<&Path>) -> Result<Model
         let name = info.name.as_deref().unwrap_or_default();
         // A value_info for a name nothing defines is harmless in ONNX; it is
         // kept, unattached, and written back in place.
-        let Some(&id) = graph.names.get(name) else {
+        let Some(id) = graph.names.get(&graph.values, name) else {
             graph.value_info.push((None, info));
             continue;
         };
@@ -285,7 +287,7 @@ fn build(proto: ModelProto, mut g: RawGraph, dir: Option<&Path>) -> Result<Model
 }
 
 fn lookup(graph: &Graph, node: NodeId, name: &str) -> Result<ValueId> {
-    graph.names.get(name).copied().ok_or_else(|| {
+    graph.names.get(&graph.values, name).ok_or_else(|| {
         let n = graph.node(node);
         IrError::UndefinedInput {
             node: n.name().to_string(),
@@ -295,12 +297,13 @@ fn lookup(graph: &Graph, node: NodeId, name: &str) -> Result<ValueId> {
     })
 }
 
-fn check_tensor(t: &TensorProto, node: &Node) -> Result<()> {
+/// `op_type`: the node's, which it does not hold yet.
+fn check_tensor(t: &TensorProto, node: &Node, op_type: &str) -> Result<()> {
     Tensor::from_proto(t.clone())
         .validate()
         .map_err(|message| IrError::BadNode {
             node: node.name().to_string(),
-            op_type: node.op_type().to_string(),
+            op_type: op_type.to_string(),
             message: format!("tensor attribute: {message}"),
         })
 }

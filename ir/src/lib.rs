@@ -37,6 +37,7 @@ pub mod macs;
 pub mod mapped;
 pub mod model;
 pub mod name;
+mod name_table;
 pub mod node;
 pub mod op;
 pub mod pin;

@@ -26,6 +26,11 @@ impl Name {
         Ok(Name(bytes))
     }
 
+    /// A name of static text (no allocation).
+    pub fn from_static(s: &'static str) -> Name {
+        Name(Bytes::from_static(s.as_bytes()))
+    }
+
     pub fn as_str(&self) -> &str {
         // SAFETY: every constructor checks (or starts from) valid UTF-8,
         // and the bytes are immutable.

@@ -248,7 +248,13 @@ fn run_rewrites(
             let delta = model.graph.node_count() as isize - nodes_before_run;
             s.nodes_after = (s.nodes_after as isize + delta).max(0) as usize;
             applied_this_iteration += n;
-            report.changes.extend(changes);
+            if report.changes.is_empty() {
+                // Moved, not copied: a pass's list is hundreds of MB on a
+                // 1M-node graph (bench/scaling).
+                report.changes = changes;
+            } else {
+                report.changes.extend(changes);
+            }
             if budget == Some(0) {
                 report.hit_rewrite_cap = true;
                 break 'outer;

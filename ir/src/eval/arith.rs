@@ -51,13 +51,21 @@ pub fn broadcast_index(out: &[i64], dims: &[i64]) -> Vec<usize> {
     gather_offsets(out, &step, 0)
 }
 
-pub fn binary(op: &str, x: &Val, y: &Val) -> Option<Val> {
+/// The broadcast shape of two inputs of one dtype and, for each of its
+/// elements, the flat index into each input (`None`: the dtypes differ or
+/// the shapes do not broadcast).
+pub(crate) fn broadcast_pairs(x: &Val, y: &Val) -> Option<(Vec<i64>, Vec<usize>, Vec<usize>)> {
     if x.dtype != y.dtype {
         return None;
     }
     let dims = broadcast_dims(&x.dims, &y.dims)?;
     let xi = broadcast_index(&dims, &x.dims);
     let yi = broadcast_index(&dims, &y.dims);
+    Some((dims, xi, yi))
+}
+
+pub fn binary(op: &str, x: &Val, y: &Val) -> Option<Val> {
+    let (dims, xi, yi) = broadcast_pairs(x, y)?;
     let pairs = xi.iter().zip(&yi);
     let bytes: Vec<u8> = match x.dtype {
         DType::FLOAT => {
@@ -110,12 +118,7 @@ pub fn binary(op: &str, x: &Val, y: &Val) -> Option<Val> {
 /// `fmod` (exact in IEEE floats; the spec requires it for floats). A zero
 /// integer divisor, a float `Mod` without `fmod`, or another dtype declines.
 pub fn modulo(x: &Val, y: &Val, fmod: bool) -> Option<Val> {
-    if x.dtype != y.dtype {
-        return None;
-    }
-    let dims = broadcast_dims(&x.dims, &y.dims)?;
-    let xi = broadcast_index(&dims, &x.dims);
-    let yi = broadcast_index(&dims, &y.dims);
+    let (dims, xi, yi) = broadcast_pairs(x, y)?;
     let pairs = xi.iter().zip(&yi);
     let bytes: Vec<u8> = match x.dtype {
         DType::FLOAT if fmod => {

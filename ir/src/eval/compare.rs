@@ -2,7 +2,7 @@
 //! Not, Where, and ReduceMax/ReduceMin — exact on every numeric dtype the
 //! evaluator reads (a max or a comparison never rounds).
 
-use super::arith::{broadcast_dims, broadcast_index};
+use super::arith::{broadcast_dims, broadcast_index, broadcast_pairs};
 use super::movement::strides;
 use super::value::{encode_ints, is_int};
 use super::Val;
@@ -47,12 +47,7 @@ fn bools(dims: Vec<i64>, v: impl Iterator<Item = bool>) -> Val {
 
 /// Max, Min, Equal, Less, Greater of two inputs, broadcast.
 pub fn compare(op: &str, x: &Val, y: &Val) -> Option<Val> {
-    if x.dtype != y.dtype {
-        return None;
-    }
-    let dims = broadcast_dims(&x.dims, &y.dims)?;
-    let xi = broadcast_index(&dims, &x.dims);
-    let yi = broadcast_index(&dims, &y.dims);
+    let (dims, xi, yi) = broadcast_pairs(x, y)?;
     let pairs = xi.iter().zip(&yi);
     macro_rules! apply {
         ($a:expr, $b:expr, $wrap:path) => {{

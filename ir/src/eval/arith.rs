@@ -64,6 +64,11 @@ pub(crate) fn broadcast_pairs(x: &Val, y: &Val) -> Option<(Vec<i64>, Vec<usize>,
     Some((dims, xi, yi))
 }
 
+/// `Add`, `Sub`, `Mul`, `Div`, and `Mod` (`"Mod"`: the integer remainder
+/// takes the divisor's sign, as Python's `%`; `"FMod"`, Mod with `fmod`:
+/// the dividend's, as C's `fmod`, exact in IEEE floats — the spec requires
+/// it for floats, so a float `"Mod"` declines). Integer division or
+/// remainder by zero and overflow decline.
 pub fn binary(op: &str, x: &Val, y: &Val) -> Option<Val> {
     let (dims, xi, yi) = broadcast_pairs(x, y)?;
     let pairs = xi.iter().zip(&yi);
@@ -74,6 +79,8 @@ pub fn binary(op: &str, x: &Val, y: &Val) -> Option<Val> {
                 "Add" => |p, q| p + q,
                 "Sub" => |p, q| p - q,
                 "Mul" => |p, q| p * q,
+                "FMod" => |p, q| p % q,
+                "Mod" => return None,
                 _ => |p, q| p / q,
             };
             pairs
@@ -86,6 +93,8 @@ pub fn binary(op: &str, x: &Val, y: &Val) -> Option<Val> {
                 "Add" => |p, q| p + q,
                 "Sub" => |p, q| p - q,
                 "Mul" => |p, q| p * q,
+                "FMod" => |p, q| p % q,
+                "Mod" => return None,
                 _ => |p, q| p / q,
             };
             pairs
@@ -94,60 +103,24 @@ pub fn binary(op: &str, x: &Val, y: &Val) -> Option<Val> {
         }
         DType::INT64 => {
             let (a, b) = (x.ints()?, y.ints()?);
-            // Rust's checked_div truncates toward zero, as C++ does.
+            // Rust's checked_div and checked_rem truncate toward zero, as
+            // C++ does (and decline a zero divisor and i64::MIN by -1).
             let f: fn(i64, i64) -> Option<i64> = match op {
                 "Add" => i64::checked_add,
                 "Sub" => i64::checked_sub,
                 "Mul" => i64::checked_mul,
-                _ => i64::checked_div,
-            };
-            let v: Vec<i64> = pairs.map(|(&i, &j)| f(a[i], b[j])).collect::<Option<_>>()?;
-            v.iter().flat_map(|v| v.to_le_bytes()).collect()
-        }
-        _ => return None,
-    };
-    Some(Val {
-        dtype: x.dtype,
-        dims,
-        bytes: bytes.into(),
-    })
-}
-
-/// `Mod`: with `fmod` false (the default), the integer remainder takes the
-/// divisor's sign, as Python's `%`; with `fmod` true, the dividend's, as C's
-/// `fmod` (exact in IEEE floats; the spec requires it for floats). A zero
-/// integer divisor, a float `Mod` without `fmod`, or another dtype declines.
-pub fn modulo(x: &Val, y: &Val, fmod: bool) -> Option<Val> {
-    let (dims, xi, yi) = broadcast_pairs(x, y)?;
-    let pairs = xi.iter().zip(&yi);
-    let bytes: Vec<u8> = match x.dtype {
-        DType::FLOAT if fmod => {
-            let (a, b) = (x.f32s(), y.f32s());
-            pairs
-                .flat_map(|(&i, &j)| (a[i] % b[j]).to_le_bytes())
-                .collect()
-        }
-        DType::DOUBLE if fmod => {
-            let (a, b) = (x.f64s(), y.f64s());
-            pairs
-                .flat_map(|(&i, &j)| (a[i] % b[j]).to_le_bytes())
-                .collect()
-        }
-        DType::INT64 => {
-            let (a, b) = (x.ints()?, y.ints()?);
-            let v: Vec<i64> = pairs
-                .map(|(&i, &j)| {
-                    let (p, q) = (a[i], b[j]);
-                    // checked_rem truncates (C's sign) and declines q = 0
-                    // and i64::MIN % -1.
+                "FMod" => i64::checked_rem,
+                "Mod" => |p, q| {
                     let r = p.checked_rem(q)?;
-                    Some(if !fmod && r != 0 && (r < 0) != (q < 0) {
+                    Some(if r != 0 && (r < 0) != (q < 0) {
                         r + q
                     } else {
                         r
                     })
-                })
-                .collect::<Option<_>>()?;
+                },
+                _ => i64::checked_div,
+            };
+            let v: Vec<i64> = pairs.map(|(&i, &j)| f(a[i], b[j])).collect::<Option<_>>()?;
             v.iter().flat_map(|v| v.to_le_bytes()).collect()
         }
         _ => return None,

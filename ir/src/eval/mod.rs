@@ -44,7 +44,7 @@ mod value;
 #[cfg(test)]
 mod tests;
 
-pub use arith::{binary, broadcast_dims, modulo, unary};
+pub use arith::{binary, broadcast_dims, unary};
 pub use cast::cast;
 pub use compare::{compare, not, reduce, where_};
 pub use generate::{constant_of_shape, range};
@@ -225,7 +225,7 @@ pub fn evaluate(
         }
         "Mod" if known(&["fmod"]) && ins.len() == 2 => {
             let fmod = a.int("fmod").ok()?.unwrap_or(0) != 0;
-            modulo(input(0)?, input(1)?, fmod)
+            binary(if fmod { "FMod" } else { "Mod" }, input(0)?, input(1)?)
         }
         "Neg" | "Sqrt" | "Reciprocal" | "Floor" | "Ceil" | "Abs" if known(&[]) => {
             unary(op, input(0)?)

@@ -187,12 +187,12 @@ fn mod_takes_the_divisors_sign_unless_fmod() {
     assert_eq!(m(0).unwrap().ints().unwrap(), vec![1, 2, -2, -1]);
     // C fmod: the dividend's sign.
     assert_eq!(m(1).unwrap().ints().unwrap(), vec![1, -1, 1, -1]);
-    assert!(modulo(&i(&[1], &[1]), &i(&[1], &[0]), false).is_none());
-    assert!(modulo(&i(&[1], &[i64::MIN]), &i(&[1], &[-1]), false).is_none());
-    let r = modulo(&f(&[2], &[5.5, -5.5]), &f(&[], &[2.0]), true).unwrap();
+    assert!(binary("Mod", &i(&[1], &[1]), &i(&[1], &[0])).is_none());
+    assert!(binary("Mod", &i(&[1], &[i64::MIN]), &i(&[1], &[-1])).is_none());
+    let r = binary("FMod", &f(&[2], &[5.5, -5.5]), &f(&[], &[2.0])).unwrap();
     assert_eq!(r.f32s(), vec![1.5, -1.5]);
     // A float Mod needs fmod = 1 (the spec): declined, not guessed.
-    assert!(modulo(&f(&[1], &[5.5]), &f(&[], &[2.0]), false).is_none());
+    assert!(binary("Mod", &f(&[1], &[5.5]), &f(&[], &[2.0])).is_none());
 }
 
 #[test]
